@@ -1,0 +1,74 @@
+"""SQAL backend: the application factory."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from apiflask import APIFlask
+from flask_cors import CORS
+
+from backend.core import database
+from backend.core import redis as redis_client
+from backend.core.config import Settings
+from backend.core.errors import register_error_handlers
+from backend.core.http import register_request_guards
+from backend.extensions import db, migrate, sock
+
+__version__ = "1.0.0"
+
+
+def _settings_from(config: Settings | Mapping[str, Any] | None) -> Settings:
+    if isinstance(config, Settings):
+        return config
+    return Settings.from_env(**dict(config or {}))
+
+
+def create_app(config: Settings | Mapping[str, Any] | None = None) -> APIFlask:
+    """Build the app. `config` is a Settings, a mapping of Settings field overrides, or None (environment)."""
+    settings = _settings_from(config)
+    app = APIFlask(
+        __name__,
+        title="SQAL backend",
+        version=__version__,
+        spec_path="/openapi.json",
+        docs_path="/docs",
+    )
+    app.config.update(
+        SETTINGS=settings,
+        SQLALCHEMY_DATABASE_URI=settings.database_url,
+        SQLALCHEMY_ENGINE_OPTIONS=database.engine_options(settings),
+        MAX_CONTENT_LENGTH=settings.max_content_length,
+        JSON_SORT_KEYS=False,
+        SYNC_LOCAL_SPEC=False,
+        OPENAPI_VERSION="3.1.0",
+        INFO={"description": "Products CRUD, SQAL sensor ingestion and bug tracking, observable end to end."},
+        TESTING=settings.app_env == "test",
+    )
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(database.MIGRATIONS_DIR))
+    sock.init_app(app)
+    redis_client.init_app(app)
+    app.extensions["alembic_heads"] = database.head_revisions()
+
+    register_error_handlers(app)
+    register_request_guards(app)
+    if settings.cors_origins:
+        CORS(app, origins=list(settings.cors_origins), supports_credentials="*" not in settings.cors_origins)
+
+    _register_routes(app, settings)
+    return app
+
+
+def _register_routes(app: APIFlask, settings: Settings) -> None:
+    """Infrastructure routes, then each domain (routes, seeders, CLI commands)."""
+    from backend import bugs, chaos, products, sqal
+    from backend.core import health
+
+    app.register_blueprint(health.bp)
+    if settings.chaos_enabled:
+        app.register_blueprint(chaos.bp)
+    for domain in (products, sqal, bugs):
+        domain.init_app(app)

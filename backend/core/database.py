@@ -1,0 +1,59 @@
+"""Database engine options and the checks the health probes use."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from alembic.config import Config as AlembicConfig
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from backend.core.config import Settings
+
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+
+
+def engine_options(settings: Settings) -> dict[str, Any]:
+    """SQLAlchemy engine options: bounded pool, pre-ping, and timeouts so a dead DB fails fast."""
+    options: dict[str, Any] = {
+        "pool_size": settings.db_pool_size,
+        "max_overflow": settings.db_max_overflow,
+        "pool_recycle": settings.db_pool_recycle,
+        "pool_timeout": settings.db_pool_timeout,
+        "pool_pre_ping": True,
+        "connect_args": {
+            "connect_timeout": settings.db_connect_timeout,
+            "application_name": settings.service_name,
+        },
+    }
+    if settings.db_statement_timeout_ms:
+        options["connect_args"]["options"] = f"-c statement_timeout={settings.db_statement_timeout_ms}"
+    return options
+
+
+def head_revisions() -> set[str]:
+    """The Alembic head revision(s) of the code on disk."""
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return set(ScriptDirectory.from_config(config).get_heads())
+
+
+def current_revisions(engine: Engine) -> set[str]:
+    """Revisions recorded in the database (empty before the first migration)."""
+    with engine.connect() as connection:
+        exists = connection.execute(text("SELECT to_regclass('alembic_version') IS NOT NULL")).scalar()
+        if not exists:
+            return set()
+        return {row[0] for row in connection.execute(text("SELECT version_num FROM alembic_version"))}
+
+
+def ping(engine: Engine, timeout_ms: int = 1500) -> float:
+    """Run `SELECT 1` with a short statement timeout; return the latency in ms or raise."""
+    started = time.perf_counter()
+    with engine.connect() as connection:
+        connection.execute(text(f"SET LOCAL statement_timeout = {int(timeout_ms)}"))
+        connection.execute(text("SELECT 1"))
+    return (time.perf_counter() - started) * 1000

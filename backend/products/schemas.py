@@ -1,0 +1,76 @@
+"""Pydantic schemas of the products API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_not_blank)]
+Category = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_not_blank)]
+# strict: no "12" strings, no booleans; allow_inf_nan=False: no NaN/Infinity.
+Price = Annotated[float, Field(ge=0, strict=True, allow_inf_nan=False)]
+
+
+class ProductIn(BaseModel):
+    """Body of POST and PUT: every field required."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"name": "Foie gras entier", "price": 89.9, "category": "Foie gras"}})
+
+    name: Name
+    price: Price
+    category: Category
+
+
+class ProductPatch(BaseModel):
+    """Body of PATCH: any subset of the fields, at least one."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
+
+    name: Name | None = None
+    price: Price | None = None
+    category: Category | None = None
+
+    @model_validator(mode="after")
+    def _at_least_one_non_null(self) -> ProductPatch:
+        if not self.model_fields_set:
+            raise ValueError("at least one of name, price, category is required")
+        nulls = sorted(name for name in self.model_fields_set if getattr(self, name) is None)
+        if nulls:
+            raise ValueError(f"fields cannot be null: {', '.join(nulls)}")
+        return self
+
+    def changes(self) -> dict[str, object]:
+        """Only the fields the client sent."""
+        return {name: getattr(self, name) for name in self.model_fields_set}
+
+
+class ProductOut(BaseModel):
+    """A stored product."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    price: float
+    category: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class ProductQuery(BaseModel):
+    """Query string of GET /products."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    category: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    limit: Annotated[int, Field(ge=1, le=1000)] = 100
+    offset: Annotated[int, Field(ge=0, le=2_147_483_647)] = 0

@@ -1,0 +1,82 @@
+"""Product business logic: plain functions over the SQLAlchemy session, no Flask request objects."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import func, select
+
+from backend.core.errors import NotFound
+from backend.extensions import db
+from backend.products.models import Product
+
+SAMPLE_PRODUCTS: Sequence[Mapping[str, Any]] = (
+    {"name": "Foie gras de canard entier IGP Sud-Ouest 300 g", "price": 42.5, "category": "Foie gras"},
+    {"name": "Bloc de foie gras de canard 200 g", "price": 19.9, "category": "Foie gras"},
+    {"name": "Foie gras d'oie entier mi-cuit 180 g", "price": 54.0, "category": "Foie gras"},
+    {"name": "Lobe de foie gras cru extra 550 g", "price": 38.75, "category": "Foie gras cru"},
+    {"name": "Magret de canard séché 150 g", "price": 12.3, "category": "Charcuterie"},
+    {"name": "Confit de canard 4 cuisses", "price": 24.9, "category": "Conserves"},
+    {"name": "Rillettes de canard au foie gras 180 g", "price": 8.6, "category": "Conserves"},
+    {"name": "Mousse de foie de canard 200 g", "price": 6.2, "category": "Conserves"},
+    {"name": "Confit d'oignons au Sauternes 110 g", "price": 5.4, "category": "Accompagnements"},
+    {"name": "Coffret dégustation Sud-Ouest", "price": 69.0, "category": "Coffrets"},
+)
+
+
+def list_products(category: str | None, limit: int, offset: int) -> tuple[list[Product], int]:
+    """A page of products ordered by id, and the total matching the filter."""
+    query = select(Product)
+    count = select(func.count()).select_from(Product)
+    if category is not None:
+        query = query.where(Product.category == category)
+        count = count.where(Product.category == category)
+    total = db.session.execute(count).scalar_one()
+    rows = db.session.execute(query.order_by(Product.id).limit(limit).offset(offset)).scalars().all()
+    return list(rows), total
+
+
+def get_product(product_id: int) -> Product:
+    """The product, or NotFound."""
+    product = db.session.get(Product, product_id)
+    if product is None:
+        raise NotFound(f"Product {product_id} not found", {"id": product_id})
+    return product
+
+
+def create_product(fields: Mapping[str, Any]) -> Product:
+    """Insert a product and commit."""
+    product = Product(**fields)
+    db.session.add(product)
+    db.session.commit()
+    return product
+
+
+def update_product(product_id: int, fields: Mapping[str, Any]) -> Product:
+    """Apply `fields` to the product (locked for the update) and commit."""
+    product = db.session.execute(
+        select(Product).where(Product.id == product_id).with_for_update()
+    ).scalar_one_or_none()
+    if product is None:
+        raise NotFound(f"Product {product_id} not found", {"id": product_id})
+    for name, value in fields.items():
+        setattr(product, name, value)
+    db.session.commit()
+    return product
+
+
+def delete_product(product_id: int) -> None:
+    """Delete the product and commit; NotFound if absent."""
+    product = get_product(product_id)
+    db.session.delete(product)
+    db.session.commit()
+
+
+def seed_sample_products() -> int:
+    """Insert the sample catalogue once; return how many rows were added (0 when already seeded)."""
+    existing = set(db.session.execute(select(Product.name)).scalars())
+    missing = [Product(**item) for item in SAMPLE_PRODUCTS if item["name"] not in existing]
+    db.session.add_all(missing)
+    db.session.commit()
+    return len(missing)

@@ -1,0 +1,79 @@
+"""Session fixtures: a private PostgreSQL database migrated to head, Redis, the app and its client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from apiflask import APIFlask
+from flask.testing import FlaskClient
+from flask_migrate import upgrade
+from sqlalchemy import text
+
+from backend import create_app
+from backend.core.config import Settings
+from backend.extensions import db
+from tests.support.server import GunicornServer
+from tests.support.services import TestServices, session_services
+
+
+@pytest.fixture(scope="session")
+def services() -> Iterator[TestServices]:
+    with session_services() as found:
+        yield found
+
+
+@pytest.fixture(scope="session")
+def settings(services: TestServices) -> Settings:
+    return Settings.from_env(
+        {},
+        app_env="test",
+        database_url=services.database_url,
+        redis_url=services.redis_url,
+        chaos_enabled=True,
+    )
+
+
+@pytest.fixture(scope="session")
+def app(settings: Settings) -> Iterator[APIFlask]:
+    application = create_app(settings)
+    with application.app_context():
+        upgrade()
+    yield application
+    with application.app_context():
+        db.engine.dispose()
+
+
+def truncate_all(application: APIFlask) -> None:
+    """Empty every application table (identities restarted) so tests never see each other's rows."""
+    with application.app_context():
+        tables = [t.name for t in db.metadata.sorted_tables]
+        if tables:
+            db.session.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+            db.session.commit()
+        db.session.remove()
+
+
+@pytest.fixture
+def client(app: APIFlask) -> Iterator[FlaskClient]:
+    truncate_all(app)
+    with app.test_client() as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def server_env(services: TestServices) -> dict[str, str]:
+    """Environment for a gunicorn subprocess sharing the session database."""
+    return {"DATABASE_URL": services.database_url, "REDIS_URL": services.redis_url, "CHAOS_ENABLED": "true"}
+
+
+@pytest.fixture
+def gunicorn(app: APIFlask, server_env: dict[str, str], tmp_path: Path) -> Iterator[GunicornServer]:
+    """The real gunicorn with 2 workers on a free port, on an emptied session database."""
+    truncate_all(app)
+    server = GunicornServer(server_env, tmp_path, workers=2).start()
+    try:
+        yield server
+    finally:
+        server.stop()

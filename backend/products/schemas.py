@@ -23,7 +23,10 @@ Price = Annotated[float, Field(ge=0, strict=True, allow_inf_nan=False)]
 class ProductIn(BaseModel):
     """Body of POST and PUT: every field required."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"name": "Foie gras entier", "price": 89.9, "category": "Foie gras"}})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"example": {"name": "Foie gras entier", "price": 89.9, "category": "Foie gras"}},
+    )
 
     name: Name
     price: Price

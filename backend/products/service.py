@@ -55,9 +55,7 @@ def create_product(fields: Mapping[str, Any]) -> Product:
 
 def update_product(product_id: int, fields: Mapping[str, Any]) -> Product:
     """Apply `fields` to the product (locked for the update) and commit."""
-    product = db.session.execute(
-        select(Product).where(Product.id == product_id).with_for_update()
-    ).scalar_one_or_none()
+    product = db.session.execute(select(Product).where(Product.id == product_id).with_for_update()).scalar_one_or_none()
     if product is None:
         raise NotFound(f"Product {product_id} not found", {"id": product_id})
     for name, value in fields.items():

@@ -44,14 +44,16 @@ class GunicornServer:
 
     def start(self, timeout: float = 30.0, ready_path: str = "/health/live") -> GunicornServer:
         """Start gunicorn and wait until `ready_path` answers 200."""
-        self.process = subprocess.Popen(
-            [str(GUNICORN), "-c", str(REPO_ROOT / "gunicorn.conf.py")],
-            cwd=REPO_ROOT,
-            env=self.env,
-            stdout=self.stdout_path.open("ab"),
-            stderr=self.stderr_path.open("ab"),
-            start_new_session=True,
-        )
+        # The child keeps its own descriptors; ours are closed as soon as it has started.
+        with self.stdout_path.open("ab") as out, self.stderr_path.open("ab") as err:
+            self.process = subprocess.Popen(
+                [str(GUNICORN), "-c", str(REPO_ROOT / "gunicorn.conf.py")],
+                cwd=REPO_ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -33,6 +33,8 @@ def admin_dsn(url: str) -> str:
 class TestServices:
     """Server URLs for the session and a private database on that server."""
 
+    __test__ = False  # not a test class, despite the name
+
     server_url: str
     redis_url: str
     database_name: str

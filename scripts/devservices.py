@@ -153,9 +153,7 @@ class EmbeddedPostgres:
             self._initdb()
         options = f"-h {self.host} -p {self.port} -k ''"
         wait = ["-w", "-t", str(max(1, int(timeout)))]
-        self._run_as_owner(
-            ["pg_ctl", "start", "-D", str(self.pgdata), "-l", str(self.log_file), "-o", options, *wait]
-        )
+        self._run_as_owner(["pg_ctl", "start", "-D", str(self.pgdata), "-l", str(self.log_file), "-o", options, *wait])
         self._wait_accepting(timeout)
 
     def stop(self, mode: str = "fast", timeout: float = 60.0) -> None:
@@ -304,18 +302,14 @@ class EmbeddedRedis:
             return
         with contextlib.suppress(OSError), socket.create_connection((self.host, self.port), timeout=1.0):
             # redis-server would only log the bind failure after daemonizing.
-            raise RuntimeError(
-                f"port {self.port} is already in use, not by the redis-server of {self.data_dir}"
-            )
+            raise RuntimeError(f"port {self.port} is already in use, not by the redis-server of {self.data_dir}")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.pid_file.unlink(missing_ok=True)
         args = ["--port", str(self.port), "--bind", self.host, "--save", "", "--appendonly", "no"]
         args += ["--daemonize", "yes", "--pidfile", str(self.pid_file), "--logfile", str(self.log_file)]
         args += ["--dir", str(self.data_dir)]
         command = [str(self.executable), *args]
-        result = subprocess.run(
-            command, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
-        )
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
         if result.returncode != 0:
             output = result.stderr.strip() or result.stdout.strip()
             raise RuntimeError(f"redis-server failed to start: {output}")

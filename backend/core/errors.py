@@ -118,9 +118,8 @@ def register_error_handlers(app: APIFlask) -> None:
                 422, "validation_error", "Request validation failed", _validation_details(error.detail)
             )
         code = STATUS_CODES.get(error.status_code, "error")
-        return error_response(
-            error.status_code, code, error.message or code, error.detail or None, dict(error.headers or {})
-        )  # type: ignore[arg-type]
+        headers: dict[str, str] = dict(error.headers or {})  # type: ignore[arg-type]
+        return error_response(error.status_code, code, error.message or code, error.detail or None, headers)
 
     @app.errorhandler(ApiError)
     def handle_api_error(error: ApiError) -> Response:

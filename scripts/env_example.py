@@ -13,6 +13,22 @@ HEADER = """\
 """
 
 
+# Variables only docker-compose reads (the app never sees them); the stack tests keep this list complete.
+COMPOSE_VARIABLES: tuple[tuple[str, str, str], ...] = (
+    ("POSTGRES_PASSWORD", "", "docker compose: TimescaleDB password (required, no default; never commit it)"),
+    ("GRAFANA_ADMIN_PASSWORD", "", "docker compose: Grafana admin password (required, no default)"),
+    ("POSTGRES_USER", "sqal", "docker compose: TimescaleDB user"),
+    ("POSTGRES_DB", "sqal", "docker compose: TimescaleDB database"),
+    ("GRAFANA_ADMIN_USER", "admin", "docker compose: Grafana admin user"),
+    ("SQAL_VERSION", "1.0.0", "docker compose: image tag of backend and simulator"),
+    ("BACKEND_REPLICAS", "2", "docker compose: backend replicas (Prometheus scrapes each)"),
+    ("BACKEND_PORTS", "8000-8001", "docker compose: host port range of the backend replicas"),
+    ("SIMULATOR_DEVICES", "3", "docker compose: simulated ESP32 devices"),
+    ("GENERATION_INTERVAL", "5", "docker compose: seconds between samples per simulated device"),
+    ("SIMULATOR_PROFILE", "foiegras_standard_barquette", "docker compose: simulator lot profile"),
+)
+
+
 def _render_default(value: object) -> str:
     if value is None:
         return ""
@@ -36,6 +52,9 @@ def render() -> str:
     lines = [HEADER]
     for name, default, doc in documented_variables():
         lines.append(f"# {doc}\n{name}={_render_default(default)}\n")
+    lines.append("# ---- docker compose only ----\n")
+    for name, default, doc in COMPOSE_VARIABLES:
+        lines.append(f"# {doc}\n{name}={default}\n")
     return "\n".join(lines)
 
 

@@ -1,0 +1,166 @@
+"""docker-compose.yml: valid for Compose, pinned images, healthchecks, volumes, no inline secrets, wired together."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from backend.core.config import documented_variables
+from tests.stack.stackfiles import (
+    COMPOSE_FILE,
+    PINNED_IMAGE,
+    REPO,
+    compose_services,
+    raw_compose,
+    require_tool,
+    with_defaults,
+)
+
+REQUIRED_SECRETS = ("POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD")
+# Services that legitimately have no healthcheck, and why.
+NO_HEALTHCHECK = {
+    "backend-init": "one-shot: migrations and seed, then exits",
+    "simulator": "a client with no port; it reconnects by itself",
+}
+STATEFUL = {"timescaledb", "redis", "prometheus", "loki", "grafana", "alertmanager"}
+
+
+def compose_command() -> list[str]:
+    """`docker compose` when the plugin works, else the standalone `docker-compose`."""
+    docker = shutil.which("docker")
+    if docker and subprocess.run([docker, "compose", "version"], capture_output=True, timeout=30).returncode == 0:
+        return [docker, "compose"]
+    return [require_tool("docker-compose")]
+
+
+def run_config(env_file: Path) -> subprocess.CompletedProcess[str]:
+    """`compose config` with only `env_file` as the source of variables."""
+    env = {key: value for key, value in os.environ.items() if key not in REQUIRED_SECRETS}
+    command = [*compose_command(), "--env-file", str(env_file), "-f", str(COMPOSE_FILE), "config"]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=REPO, env=env)
+
+
+def test_compose_config_is_valid(tmp_path: Path) -> None:
+    env_file = tmp_path / "stack.env"
+    env_file.write_text("POSTGRES_PASSWORD=test-only\nGRAFANA_ADMIN_PASSWORD=test-only\n")
+    result = run_config(env_file)
+    assert result.returncode == 0, result.stderr
+    resolved = yaml.safe_load(result.stdout)["services"]
+    assert set(resolved) == set(compose_services())
+    assert "test-only@timescaledb:5432" in resolved["backend"]["environment"]["DATABASE_URL"]
+    assert int(resolved["backend"]["deploy"]["replicas"]) == 2
+
+
+@pytest.mark.parametrize("missing", REQUIRED_SECRETS)
+def test_compose_refuses_to_start_without_a_secret(tmp_path: Path, missing: str) -> None:
+    env_file = tmp_path / "stack.env"
+    env_file.write_text("".join(f"{name}=test-only\n" for name in REQUIRED_SECRETS if name != missing))
+    result = run_config(env_file)
+    assert result.returncode != 0
+    assert f"set {missing} in .env" in result.stdout + result.stderr
+
+
+def test_every_image_is_pinned_to_an_exact_version() -> None:
+    for name, service in compose_services().items():
+        image = with_defaults(service["image"])
+        assert PINNED_IMAGE.fullmatch(image), f"{name}: image {image!r} is not pinned to an exact version"
+
+
+def test_stack_components_are_the_required_generations() -> None:
+    images = {name: with_defaults(service["image"]) for name, service in compose_services().items()}
+    assert re.fullmatch(r"timescale/timescaledb:[\d.]+-pg16", images["timescaledb"])
+    assert re.fullmatch(r"jaegertracing/jaeger:2\.\d+\.\d+", images["jaeger"])
+    assert re.fullmatch(r"grafana/loki:3\.\d+\.\d+", images["loki"])
+    assert images["alloy"].startswith("grafana/alloy:")
+    assert not any("promtail" in image for image in images.values()), "Promtail is end-of-life: use Alloy"
+
+
+def test_long_running_services_have_healthchecks() -> None:
+    for name, service in compose_services().items():
+        if name in NO_HEALTHCHECK:
+            continue
+        check = service.get("healthcheck", {})
+        assert check.get("test"), f"{name} has no healthcheck"
+        assert not check.get("disable"), f"{name} disables its healthcheck"
+
+
+def test_stateful_services_keep_data_in_named_volumes() -> None:
+    declared = set(raw_compose()["volumes"])
+    for name in STATEFUL:
+        sources = {str(volume).split(":")[0] for volume in compose_services()[name].get("volumes", [])}
+        named = {source for source in sources if not source.startswith((".", "/"))}
+        assert named, f"{name} keeps its data in no named volume"
+        assert named <= declared
+
+
+def test_bind_mounted_config_files_exist() -> None:
+    for name, service in compose_services().items():
+        for volume in service.get("volumes", []):
+            source = str(volume).split(":")[0]
+            if source.startswith("./"):
+                assert (REPO / source).exists(), f"{name} mounts missing {source}"
+
+
+def secret_like(key: str) -> bool:
+    """A variable holding a secret value (a *_FILE variable holds a path to one, which is fine)."""
+    return bool(re.search(r"PASSWORD|SECRET|TOKEN|API_KEY", key)) and not key.endswith("_FILE")
+
+
+def test_no_secret_is_written_inline() -> None:
+    for name, service in compose_services().items():
+        for key, value in (service.get("environment") or {}).items():
+            if secret_like(key):
+                assert re.fullmatch(r"\$\{\w+:\?[^}]+\}", str(value)), f"{name}: {key} must be ${{VAR:?message}}"
+    database_url = compose_services()["backend"]["environment"]["DATABASE_URL"]
+    assert "${POSTGRES_PASSWORD:?" in database_url
+
+
+def test_backend_scales_and_drains() -> None:
+    backend = compose_services()["backend"]
+    assert "container_name" not in backend, "a fixed container name forbids replicas"
+    assert int(with_defaults(str(backend["deploy"]["replicas"]))) >= 2
+    assert with_defaults(backend["ports"][0]) == "8000-8001:8000"
+    assert backend["depends_on"]["backend-init"]["condition"] == "service_completed_successfully"
+    grace = int(backend["stop_grace_period"].rstrip("s"))
+    shutdown = float(with_defaults(backend["environment"]["SHUTDOWN_TIMEOUT"]))
+    assert grace >= shutdown + 10
+    assert "/health/live" in " ".join(backend["healthcheck"]["test"])
+
+
+def test_backend_environment_only_sets_known_settings() -> None:
+    known = {name for name, _, _ in documented_variables()}
+    for name in ("backend", "backend-init"):
+        assert set(compose_services()[name]["environment"]) - known == set(), name
+    assert compose_services()["backend"]["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://jaeger:4318"
+
+
+def test_prometheus_runs_with_exemplar_storage_and_the_rules() -> None:
+    prometheus = compose_services()["prometheus"]
+    assert "--enable-feature=exemplar-storage" in prometheus["command"]
+    assert "./observability/prometheus/rules:/etc/prometheus/rules:ro" in prometheus["volumes"]
+
+
+def test_jaeger_exposes_otlp_and_the_ui() -> None:
+    ports = {str(port).split(":")[-1] for port in compose_services()["jaeger"]["ports"]}
+    assert {"4317", "4318", "16686"} <= ports
+
+
+def test_every_container_is_tailed_by_alloy() -> None:
+    alloy_config = (REPO / "observability" / "alloy" / "config.alloy").read_text()
+    label = re.search(r'values = \["([\w.]+)=true"\]', alloy_config)
+    assert label
+    for name, service in compose_services().items():
+        assert service["labels"].get(label.group(1)) == "true", f"{name} logs would not reach Loki"
+
+
+def test_every_variable_compose_reads_is_documented_in_env_example() -> None:
+    used = set(re.findall(r"(?<!\$)\$\{(\w+)", COMPOSE_FILE.read_text()))
+    example = (REPO / ".env.example").read_text() if (REPO / ".env.example").exists() else ""
+    documented = set(re.findall(r"^#?\s*(\w+)=", example, flags=re.MULTILINE))
+    assert used - documented == set(), "add these to .env.example"

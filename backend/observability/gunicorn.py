@@ -1,0 +1,85 @@
+"""Gunicorn server hooks (wired in gunicorn.conf.py): multiprocess metrics directory, per-worker tracing, JSON logs.
+
+Order of events: the master loads gunicorn.conf.py (PROMETHEUS_MULTIPROC_DIR is set before prometheus_client is
+imported), `on_starting` empties the directory, `when_ready` logs the banner; each worker runs `post_fork`
+(tracing provider, after the fork) then loads the app; `worker_exit` flushes its spans; the master's `child_exit`
+drops the dead worker's live gauges; `on_exit` removes a directory it created itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from gunicorn.glogging import Logger as GunicornLogger
+
+from backend.core.config import Settings
+from backend.observability import metrics, tracing
+from backend.observability.logging import log_startup_banner
+from backend.observability.sampling import build_sampler
+
+logger = logging.getLogger(__name__)
+
+
+class JsonLogger(GunicornLogger):
+    """Gunicorn's logger with its access log off unless asked for explicitly (`--access-logfile`): the app writes
+    the access-log line itself, with trace ids. A `logconfig_dict` would otherwise switch it on."""
+
+    def _compute_access_log_enabled(self) -> bool:
+        return bool(self.cfg.accesslog)
+
+
+def validate(settings: Settings) -> None:
+    """Fail at master start (ConfigError) rather than in every worker."""
+    if not settings.otel_sdk_disabled:
+        build_sampler(settings)
+
+
+def prepare_multiproc_dir(path: str) -> None:
+    """Create the directory and delete what a previous run left (stale counters of dead pids)."""
+    directory = Path(path)
+    directory.mkdir(parents=True, exist_ok=True)
+    for entry in directory.iterdir():
+        if entry.is_file() and entry.suffix == ".db":
+            entry.unlink(missing_ok=True)
+
+
+def on_starting(server: Any) -> None:
+    """Master start, before any worker: an empty multiprocess directory."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if path:
+        prepare_multiproc_dir(path)
+
+
+def when_ready(server: Any, settings: Settings, version: str) -> None:
+    """Master listening: the startup banner."""
+    log_startup_banner(settings, version, f"http://{settings.host}:{settings.port}", settings.web_concurrency)
+
+
+def post_fork(server: Any, worker: Any, settings: Settings, version: str) -> None:
+    """In the new worker: Python warnings to the JSON log, process metrics of the group, its own tracing."""
+    logging.captureWarnings(True)
+    metrics.set_gunicorn_master(server.pid)
+    tracing.configure_provider(settings, version)
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """In the exiting worker: export the spans still queued."""
+    tracing.shutdown()
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """In the master, after a worker died: its live gauges must no longer count."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server: Any, owned_dir: str | None) -> None:
+    """Master exit: remove the multiprocess directory when gunicorn.conf.py chose it."""
+    if owned_dir:
+        shutil.rmtree(owned_dir, ignore_errors=True)

@@ -1,0 +1,146 @@
+"""JSON logs: one object per line on stdout, for the app, gunicorn's master and workers alike.
+
+Every line has `timestamp` (UTC ISO 8601), `level`, `service`, `logger`, `message`, `trace_id`, `span_id` (empty
+outside a span) and `pid`, then the event fields passed with `extra=`. Exceptions are one structured `exc_info`
+object. JSON encoding escapes newlines, quotes and control characters (and non-ASCII), so user input can never
+start a new line; credentials are masked (see `redaction`).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from pythonjsonlogger.core import RESERVED_ATTRS, merge_record_extra
+from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
+
+from backend.core.config import Settings
+from backend.observability.exceptions import exception_fields
+from backend.observability.ids import current_ids
+from backend.observability.redaction import REDACTED, is_sensitive_key, redact
+
+logger = logging.getLogger(__name__)
+
+_RESERVED = frozenset({*RESERVED_ATTRS, "taskName", "message"})
+_TRUSTED_FIELDS = frozenset({"timestamp", "level", "service", "logger", "trace_id", "span_id", "pid"})
+
+
+def _timestamp(created: float) -> str:
+    return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class JsonFormatter(_BaseJsonFormatter):
+    """python-json-logger formatter producing the service's line format."""
+
+    def __init__(self, service: str = "backend", **kwargs: Any) -> None:
+        super().__init__(reserved_attrs=sorted(_RESERVED), json_ensure_ascii=True, **kwargs)
+        self.service = service
+
+    def add_fields(self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]) -> None:
+        """Base fields first (they win over a same-named event field), then the event fields."""
+        trace_id, span_id = current_ids()
+        log_data.update(
+            timestamp=_timestamp(record.created),
+            level=record.levelname,
+            service=self.service,
+            logger=record.name,
+            message=record.message,
+            trace_id=trace_id,
+            span_id=span_id,
+            pid=record.process,
+        )
+        extras: dict[str, Any] = {}
+        merge_record_extra(record, extras, reserved=self._skip_fields)
+        for source in (message_dict, extras):
+            for key, value in source.items():
+                log_data.setdefault(key, value)
+
+    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        """Mask credentials in the message and every event field."""
+        for key, value in log_data.items():
+            if key not in _TRUSTED_FIELDS:
+                log_data[key] = REDACTED if is_sensitive_key(key) else redact(value)
+        return log_data
+
+    def formatException(self, ei: Any) -> Any:  # noqa: N802 (logging.Formatter API)
+        """The exception as one object: type, message and stack trace (database errors without values)."""
+        exc = ei[1]
+        return exception_fields(exc) if isinstance(exc, BaseException) else None
+
+
+class StdoutHandler(logging.StreamHandler):
+    """Writes each record as one line to the *current* `sys.stdout` (which test runners may swap)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stdout)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + "\n"
+            stream = sys.stdout
+            stream.write(line)
+            stream.flush()
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+
+
+def _json_handler(service: str) -> StdoutHandler:
+    handler = StdoutHandler()
+    handler.setFormatter(JsonFormatter(service))
+    return handler
+
+
+def configure_logging(settings: Settings) -> None:
+    """Route the root logger to JSON on stdout at LOG_LEVEL (idempotent: replaces our previous handler)."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, StdoutHandler):
+            root.removeHandler(handler)
+    root.addHandler(_json_handler(settings.service_name))
+    root.setLevel(settings.log_level)
+
+
+def gunicorn_logconfig(settings: Settings) -> dict[str, Any]:
+    """`logconfig_dict` for gunicorn: its error log (master and workers) and access log in the same JSON."""
+    level = settings.log_level
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": JsonFormatter, "service": settings.service_name}},
+        "handlers": {"stdout": {"()": StdoutHandler, "formatter": "json"}},
+        "root": {"level": level, "handlers": ["stdout"]},
+        "loggers": {
+            "gunicorn.error": {"level": level, "handlers": ["stdout"], "propagate": False},
+            "gunicorn.access": {"level": "INFO", "handlers": ["stdout"], "propagate": False},
+        },
+    }
+
+
+def log_startup_banner(settings: Settings, version: str, base_url: str, workers: int) -> None:
+    """One JSON line with the version, the configuration (secrets masked) and the endpoints."""
+    endpoints = {
+        "api": base_url,
+        "docs": f"{base_url}/docs",
+        "openapi": f"{base_url}/openapi.json",
+        "health": f"{base_url}/health",
+        "liveness": f"{base_url}/health/live",
+        "readiness": f"{base_url}/health/ready",
+        "startup": f"{base_url}/health/startup",
+        "metrics": f"{base_url}/metrics",
+    }
+    logger.info(
+        "service %s %s ready",
+        settings.service_name,
+        version,
+        extra={
+            "event": "startup",
+            "version": version,
+            "workers": workers,
+            "config": settings.public_summary(),
+            "endpoints": endpoints,
+        },
+    )

@@ -1,0 +1,112 @@
+"""Fixtures: an OTLP receiver, gunicorn servers exporting to it (or to nothing), span capture in-process."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from apiflask import APIFlask
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from scripts.devservices import free_port
+from tests.conftest import truncate_all
+from tests.observability.receiver import OtlpReceiver
+from tests.support.server import GunicornServer
+from tests.support.services import TestServices
+
+SERVICE_NAME = "sqal-backend-under-test"
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    """Every line of `text` parsed as one JSON object (AssertionError naming the first line that is not)."""
+    records = []
+    for number, line in enumerate(text.splitlines(), 1):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            raise AssertionError(f"line {number} is not JSON: {line[:300]!r}") from None
+        assert isinstance(record, dict), f"line {number} is not a JSON object: {line[:300]!r}"
+        records.append(record)
+    return records
+
+
+def access_lines(server: GunicornServer, trace_id: str, timeout: float = 5.0) -> list[dict[str, Any]]:
+    """The access-log lines carrying `trace_id` (waits for at least one)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [
+            record
+            for record in json_lines(server.stdout())
+            if record.get("event") == "http_request" and record.get("trace_id") == trace_id
+        ]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
+def server_env(services: TestServices, **extra: str) -> dict[str, str]:
+    return {
+        "DATABASE_URL": services.database_url,
+        "REDIS_URL": services.redis_url,
+        "CHAOS_ENABLED": "true",
+        "RATE_LIMIT_ENABLED": "false",  # as in tests/conftest.py: limits are tested on purpose elsewhere
+        "GUNICORN_THREADS": "8",
+        "OTEL_BSP_SCHEDULE_DELAY": "100",
+        **extra,
+    }
+
+
+@pytest.fixture(scope="module")
+def otlp_receiver() -> Iterator[OtlpReceiver]:
+    receiver = OtlpReceiver().start()
+    try:
+        yield receiver
+    finally:
+        receiver.stop()
+
+
+@pytest.fixture(scope="module")
+def traced_server(
+    app: APIFlask, services: TestServices, otlp_receiver: OtlpReceiver, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GunicornServer]:
+    """gunicorn, 2 workers, exporting traces to the module's receiver."""
+    truncate_all(app)
+    env = server_env(services, OTEL_EXPORTER_OTLP_ENDPOINT=otlp_receiver.endpoint, JAEGER_SERVICE_NAME=SERVICE_NAME)
+    server = GunicornServer(env, tmp_path_factory.mktemp("traced"), workers=2).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def untraced_server(
+    app: APIFlask, services: TestServices, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GunicornServer]:
+    """gunicorn, 4 workers, whose trace backend is down (nothing listens on the OTLP port)."""
+    truncate_all(app)
+    env = server_env(services, OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{free_port()}", DB_POOL_SIZE="3")
+    server = GunicornServer(env, tmp_path_factory.mktemp("untraced"), workers=4).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def captured_spans(app: APIFlask) -> Iterator[InMemorySpanExporter]:
+    """Spans ended in this process during the test (the session app's provider, exported in memory)."""
+    provider = trace.get_tracer_provider()
+    assert isinstance(provider, TracerProvider)
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    try:
+        yield exporter
+    finally:
+        exporter.shutdown()  # the processor stays registered but exports nothing more

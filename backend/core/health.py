@@ -1,4 +1,13 @@
-"""Health probes: `/health` (reference shape), `/health/live`, `/health/ready`, `/health/startup`."""
+"""Health probes and the startup banner.
+
+- `/health`: the reference shape (UP with the database connected, DOWN 503 otherwise).
+- `/health/live`: 200 while the process answers; calls no dependency.
+- `/health/ready`: 200 when the database answers, its schema is at the Alembic head, Redis answers (or is optional:
+  then `DEGRADED`, still 200) and the worker is not shutting down; 503 otherwise. Each check reports its latency.
+- `/health/startup`: 200 once the app factory finished and the schema was seen at head (then no more DB calls).
+
+Database and Redis checks go through the circuit breakers: while one is open the check answers `down` at once.
+"""
 
 from __future__ import annotations
 
@@ -8,26 +17,39 @@ from datetime import UTC, datetime
 from typing import Any
 
 from apiflask import APIBlueprint
-from flask import current_app
+from flask import Flask, current_app
 
-from backend.core import database
+from backend.core import database, shutdown
+from backend.core import redis as redis_module
+from backend.core.resilience import redis_call
 from backend.extensions import db
 
 logger = logging.getLogger(__name__)
 
 bp = APIBlueprint("health", __name__, tag="Health")
 
+STARTUP_KEY = "health.startup"
+
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
+def _elapsed_ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)
+
+
+def _failure(exc: BaseException, started: float) -> dict[str, Any]:
+    return {"status": "down", "error": type(exc).__name__, "latency_ms": _elapsed_ms(started)}
+
+
 def check_database() -> dict[str, Any]:
-    """Probe PostgreSQL; never raises."""
+    """Probe PostgreSQL (`SELECT 1`); never raises."""
+    started = time.perf_counter()
     try:
         latency = database.ping(db.engine)
     except Exception as exc:
-        return {"status": "down", "error": type(exc).__name__}
+        return _failure(exc, started)
     return {"status": "up", "latency_ms": round(latency, 2)}
 
 
@@ -38,14 +60,43 @@ def check_migrations() -> dict[str, Any]:
         expected = current_app.extensions["alembic_heads"]
         current = database.current_revisions(db.engine)
     except Exception as exc:
-        return {"status": "down", "error": type(exc).__name__}
-    status = "up" if current == expected else "down"
+        return _failure(exc, started)
     return {
-        "status": status,
+        "status": "up" if current == expected else "down",
         "current": sorted(current),
         "head": sorted(expected),
-        "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+        "latency_ms": _elapsed_ms(started),
     }
+
+
+def check_redis() -> dict[str, Any]:
+    """Probe Redis (PING); `disabled` when REDIS_URL is unset; never raises."""
+    required = bool(current_app.config["SETTINGS"].redis_required)
+    if not current_app.config["SETTINGS"].redis_url:
+        return {"status": "disabled", "required": required}
+    started = time.perf_counter()
+    try:
+        redis_call(lambda client: client.ping())
+    except Exception as exc:  # RedisUnavailable, or any Redis error: the probe reports it
+        return {**_failure(exc, started), "required": required}
+    return {"status": "up", "required": required, "latency_ms": _elapsed_ms(started)}
+
+
+def readiness() -> tuple[str, dict[str, dict[str, Any]]]:
+    """(UP | DEGRADED | DOWN, checks). A shutting-down worker is DOWN without calling any dependency."""
+    phase = shutdown.phase()
+    if phase != shutdown.SERVING:
+        return "DOWN", {"shutdown": {"status": "down", "phase": phase}}
+    checks = {"database": check_database()}
+    if checks["database"]["status"] == "up":
+        checks["migrations"] = check_migrations()
+    checks["redis"] = check_redis()
+    checks["shutdown"] = {"status": "up", "phase": phase}
+    redis_ok = checks["redis"]["status"] == "up"
+    others_ok = all(check["status"] == "up" for name, check in checks.items() if name != "redis")
+    if not others_ok or (not redis_ok and checks["redis"]["required"]):
+        return "DOWN", checks
+    return ("UP" if redis_ok else "DEGRADED"), checks
 
 
 @bp.get("/health")
@@ -69,20 +120,65 @@ def live() -> dict[str, Any]:
 
 
 @bp.get("/health/ready")
-@bp.doc(summary="Readiness: database reachable and migrations at head", responses={200: "ready", 503: "not ready"})
+@bp.doc(
+    summary="Readiness: database, migrations at head, Redis (required or degraded), not shutting down",
+    responses={200: "UP or DEGRADED", 503: "DOWN"},
+)
 def ready() -> tuple[dict[str, Any], int]:
-    checks = {"database": check_database()}
-    if checks["database"]["status"] == "up":
-        checks["migrations"] = check_migrations()
-    ok = all(check["status"] == "up" for check in checks.values())
-    return {"status": "UP" if ok else "DOWN", "checks": checks, "timestamp": _now()}, 200 if ok else 503
+    status, checks = readiness()
+    return {"status": status, "checks": checks, "timestamp": _now()}, 503 if status == "DOWN" else 200
 
 
 @bp.get("/health/startup")
-@bp.doc(summary="Startup: the schema is migrated to head", responses={200: "started", 503: "starting"})
+@bp.doc(
+    summary="Startup: the app is built and the schema reached the Alembic head",
+    responses={200: "started", 503: "starting"},
+)
 def startup() -> tuple[dict[str, Any], int]:
-    migrations = check_migrations()
-    ok = migrations["status"] == "up"
-    return {"status": "UP" if ok else "DOWN", "checks": {"migrations": migrations}, "timestamp": _now()}, (
-        200 if ok else 503
+    state: dict[str, bool] = current_app.extensions.setdefault(STARTUP_KEY, {"factory": False, "completed": False})
+    checks: dict[str, Any] = {}
+    if not state["completed"]:
+        checks["migrations"] = check_migrations()
+        state["completed"] = state["factory"] and checks["migrations"]["status"] == "up"
+    ok = state["completed"]
+    return {"status": "UP" if ok else "DOWN", "checks": checks, "timestamp": _now()}, 200 if ok else 503
+
+
+def announce_startup(app: Flask) -> None:
+    """Last step of the factory: check each dependency once and log the banner (one JSON line).
+
+    A dependency that is down is reported, not fatal: the probes keep the instance out of traffic until it is
+    back. Connections opened here are closed again so none is inherited across a fork (preloaded app).
+    """
+    settings = app.config["SETTINGS"]
+    with app.app_context():
+        dependencies = {"postgresql": {**check_database(), "required": True}}
+        if dependencies["postgresql"]["status"] == "up":
+            dependencies["migrations"] = {**check_migrations(), "required": True}
+        dependencies["redis"] = check_redis()
+        db.engine.dispose()
+    client = app.extensions.get(redis_module.EXTENSION_KEY)
+    if client is not None:
+        client.connection_pool.disconnect()
+    app.extensions.setdefault(STARTUP_KEY, {"factory": False, "completed": False})["factory"] = True
+    down = sorted(name for name, check in dependencies.items() if check["status"] not in ("up", "disabled"))
+    logger.log(
+        logging.WARNING if down else logging.INFO,
+        "startup complete" + (f", waiting for: {', '.join(down)}" if down else ""),
+        extra={
+            "event": "startup_dependencies",
+            "dependencies": dependencies,
+            "cache": {"enabled": settings.cache_enabled and bool(settings.redis_url)},
+            "rate_limit": {
+                "enabled": settings.rate_limit_enabled,
+                "read": settings.rate_limit_read,
+                "write": settings.rate_limit_write,
+                "storage": "redis" if settings.redis_url else "memory",
+            },
+            "circuit_breakers": {
+                "fail_max": settings.breaker_fail_max,
+                "reset_timeout_s": settings.breaker_reset_timeout,
+            },
+            "shutdown": {"timeout_s": settings.shutdown_timeout, "drain_delay_s": settings.shutdown_drain_delay},
+        },
     )

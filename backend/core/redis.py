@@ -6,6 +6,8 @@ import threading
 
 import redis
 from flask import Flask
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 _lock = threading.Lock()
 EXTENSION_KEY = "redis_client"
@@ -32,6 +34,8 @@ def get_client(app: Flask) -> redis.Redis | None:
                 socket_timeout=settings.redis_socket_timeout,
                 socket_connect_timeout=settings.redis_socket_timeout,
                 health_check_interval=30,
+                # One quick retry: redis-py's default backoff would hold every request for seconds in an outage.
+                retry=Retry(NoBackoff(), 1),
             )
             app.extensions[EXTENSION_KEY] = client
     return client

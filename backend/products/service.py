@@ -7,9 +7,13 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from backend.core import cache
 from backend.core.errors import NotFound
 from backend.extensions import db
 from backend.products.models import Product
+from backend.products.schemas import ProductOut
+
+CACHE = "products"
 
 SAMPLE_PRODUCTS: Sequence[Mapping[str, Any]] = (
     {"name": "Foie gras de canard entier IGP Sud-Ouest 300 g", "price": 42.5, "category": "Foie gras"},
@@ -37,6 +41,29 @@ def list_products(category: str | None, limit: int, offset: int) -> tuple[list[P
     return list(rows), total
 
 
+def to_json(product: Product) -> dict[str, Any]:
+    """The product as the API serialises it (what the cache stores)."""
+    return ProductOut.model_validate(product).model_dump(mode="json")
+
+
+def cached_page(category: str | None, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+    """`list_products` as JSON-ready dicts, read through the cache."""
+
+    def load() -> dict[str, Any]:
+        products, total = list_products(category, limit, offset)
+        return {"items": [to_json(product) for product in products], "total": total}
+
+    page = cache.cached(CACHE, cache.make_key("list", category, limit, offset), load)
+    return page["items"], page["total"]
+
+
+def cached_product(product_id: int) -> dict[str, Any]:
+    """`get_product` as a JSON-ready dict, read through the cache (NotFound is not cached)."""
+    key = cache.make_key("item", product_id)
+    product: dict[str, Any] = cache.cached(CACHE, key, lambda: to_json(get_product(product_id)))
+    return product
+
+
 def get_product(product_id: int) -> Product:
     """The product, or NotFound."""
     product = db.session.get(Product, product_id)
@@ -50,6 +77,7 @@ def create_product(fields: Mapping[str, Any]) -> Product:
     product = Product(**fields)
     db.session.add(product)
     db.session.commit()
+    cache.invalidate(CACHE)
     return product
 
 
@@ -61,6 +89,7 @@ def update_product(product_id: int, fields: Mapping[str, Any]) -> Product:
     for name, value in fields.items():
         setattr(product, name, value)
     db.session.commit()
+    cache.invalidate(CACHE)
     return product
 
 
@@ -69,6 +98,7 @@ def delete_product(product_id: int) -> None:
     product = get_product(product_id)
     db.session.delete(product)
     db.session.commit()
+    cache.invalidate(CACHE)
 
 
 def seed_sample_products() -> int:
@@ -77,4 +107,6 @@ def seed_sample_products() -> int:
     missing = [Product(**item) for item in SAMPLE_PRODUCTS if item["name"] not in existing]
     db.session.add_all(missing)
     db.session.commit()
+    if missing:
+        cache.invalidate(CACHE)
     return len(missing)

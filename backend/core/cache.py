@@ -1,0 +1,372 @@
+"""Redis read-through cache: a TTL per namespace, versioned keys, single flight per key, fail-open.
+
+    cached("products", make_key("item", 42), lambda: load_product(42))   # read through
+    invalidate("products")                                               # after a write committed
+
+Keys are `{prefix}cache:{name}:v{version}:{key}`. `invalidate(name)` increments the namespace's version, so every
+entry of the namespace (items and lists alike) stops being read at once, in every worker; old entries expire on
+their own. Invalidate *after* the commit: a reader that loaded the old row before it stores it under the old
+version, which nobody reads any more.
+
+Single flight: in a process one thread loads a missing key while the others wait for its result; across processes
+a `SET NX PX` lock lets one loader fill the entry while the others poll it briefly, then load themselves.
+
+Redis down or its breaker open: values come from the loader, no error reaches the client, a warning is logged at
+most once a minute; when Redis answers again (breaker closed) caching resumes. A failed invalidation is retried
+before the next cache use, and this process bypasses the namespace until it succeeds.
+
+Metrics (label `cache`): `cache_hits_total`, `cache_misses_total`, `cache_latency_seconds` per request, and at
+scrape time from Redis `cache_size_bytes` (live entries), `cache_expirations_total` (entries gone after their TTL)
+and `cache_evictions_total` (entries removed before it: invalidated by a write, or evicted by Redis).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import redis
+from flask import Flask, current_app
+from prometheus_client import Counter, Histogram
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from backend.core.resilience import RedisUnavailable, ThrottledWarning, key_prefix, redis_call
+
+logger = logging.getLogger(__name__)
+
+EXTENSION_KEY = "cache"
+# Namespace → setting holding its TTL (seconds).
+TTL_SETTINGS = {"products": "cache_ttl_products", "bugs": "cache_ttl_bugs", "dashboard": "cache_ttl_dashboard"}
+FLIGHT_WAIT = 2.0  # how long a thread waits for another thread of its process loading the same key
+LOCK_TTL_MS = 5000  # cross-process fill lock (a crashed loader releases it by expiry)
+LOCK_WAIT = 0.5  # how long a process polls for another process's fill before loading itself
+LOCK_POLL = 0.01
+INDEX_GRACE_MS = 120_000  # expired index members kept this long for the scrape to count them
+INDEX_SCAN_LIMIT = 5000
+WARN_EVERY = 60.0
+
+cache_hits = Counter("cache_hits_total", "Cache lookups answered from Redis", ["cache"])
+cache_misses = Counter("cache_misses_total", "Cache lookups answered by the loader (database)", ["cache"])
+cache_latency = Histogram(
+    "cache_latency_seconds",
+    "Redis lookup latency of a cached read (s)",
+    ["cache"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+)
+
+# One round trip: the namespace version, then the entry under that version. The entry key is built in the
+# script (fine on a single Redis; a Redis Cluster would need hash tags).
+_LOOKUP = """
+local version = redis.call('GET', KEYS[1]) or '0'
+return {version, redis.call('GET', ARGV[1] .. version .. ':' .. ARGV[2])}
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def make_key(*parts: str | int | float | bool | None) -> str:
+    """A stable cache key from simple values (hashed when long)."""
+    raw = json.dumps(parts, separators=(",", ":"), ensure_ascii=True)
+    return raw if len(raw) <= 200 else "h:" + hashlib.blake2s(raw.encode()).hexdigest()
+
+
+def cached(name: str, key: str, loader: Callable[[], Any], *, ttl: int | None = None) -> Any:
+    """The value of `key` in namespace `name`, else `loader()` stored for the namespace TTL (or `ttl` s).
+
+    `loader` returns JSON data (dicts with str keys, lists, str, numbers, bool, None); its exceptions propagate
+    and nothing is cached.
+    """
+    return _cache().get_or_load(name, key, loader, ttl)
+
+
+def invalidate(name: str) -> None:
+    """Make every entry of namespace `name` stale, in every process. Call after the write has committed."""
+    _cache().invalidate(name)
+
+
+def clear(app: Flask) -> None:
+    """Invalidate every namespace (tests that empty tables behind the application's back)."""
+    cache: RedisCache = app.extensions[EXTENSION_KEY]
+    for name in cache.namespaces():
+        cache.invalidate(name)
+
+
+def init_app(app: Flask) -> None:
+    """Attach the app's cache and serve its Redis-side metrics on /metrics."""
+    from backend.observability.metrics import register_scrape_collector
+
+    cache = RedisCache(app)
+    app.extensions[EXTENSION_KEY] = cache
+    register_scrape_collector(app, CacheCollector(cache))
+
+
+def _serialised(value: Any) -> tuple[Any, str]:
+    return value, json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _bump_version(version_key: str, client: redis.Redis) -> Any:
+    return client.incr(version_key)
+
+
+def _cache() -> RedisCache:
+    cache: RedisCache = current_app.extensions[EXTENSION_KEY]
+    return cache
+
+
+@dataclass
+class _Flight:
+    """One in-process load of a key; the waiting threads read its payload."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    payload: str | bytes | None = None
+
+
+class RedisCache:
+    """The cache of one app (one per process): namespaces, keys, single flight and fail-open."""
+
+    def __init__(self, app: Flask) -> None:
+        settings = app.config["SETTINGS"]
+        self.app = app
+        self.enabled: bool = settings.cache_enabled and bool(settings.redis_url)
+        self.prefix = key_prefix(settings) + "cache:"
+        self.ttls = {name: int(getattr(settings, attribute)) for name, attribute in TTL_SETTINGS.items()}
+        self._flights: dict[str, _Flight] = {}
+        self._lock = threading.Lock()
+        self._pending: set[str] = set()  # namespaces whose invalidation has not reached Redis yet
+        self._degraded = ThrottledWarning(logger, "cache_degraded", WARN_EVERY)
+        self._scripts: dict[str, Any] = {}
+
+    def namespaces(self) -> list[str]:
+        return sorted(self.ttls)
+
+    def version_key(self, name: str) -> str:
+        return f"{self.prefix}{name}:version"
+
+    def index_key(self, name: str) -> str:
+        return f"{self.prefix}{name}:index"
+
+    def stats_key(self) -> str:
+        return f"{self.prefix}stats"
+
+    def entry_key(self, name: str, version: str, key: str) -> str:
+        return f"{self.prefix}{name}:v{version}:{key}"
+
+    def get_or_load(self, name: str, key: str, loader: Callable[[], Any], ttl: int | None) -> Any:
+        """Read through the cache; see `cached`."""
+        if not self.enabled:
+            return loader()
+        ttl_s = ttl if ttl is not None else self.ttls.get(name)
+        if ttl_s is None:
+            raise ValueError(f"cache namespace {name!r} has no TTL: pass ttl= or add it to TTL_SETTINGS")
+        started = time.perf_counter()
+        try:
+            version, payload = self._lookup(name, key)
+        except RedisUnavailable as exc:
+            self._warn_degraded(exc)
+            version, payload = None, None
+        cache_latency.labels(name).observe(time.perf_counter() - started)
+        if payload is not None:
+            cache_hits.labels(name).inc()
+            return json.loads(payload)
+        cache_misses.labels(name).inc()
+        if version is None:
+            # Redis unavailable: nothing is stored, but still one database load per key at a time in this process.
+            return self._single_flight(f"{self.prefix}{name}:local:{key}", lambda: _serialised(loader()), loader)
+        entry = self.entry_key(name, version, key)
+        return self._single_flight(entry, lambda: self._fill(name, entry, loader, ttl_s), loader)
+
+    def _lookup(self, name: str, key: str) -> tuple[str, bytes | None]:
+        """(namespace version, entry or None) in one round trip."""
+        self._flush_pending()
+        if name in self._pending:
+            raise RedisUnavailable(f"invalidation of {name} not yet recorded in Redis")
+        version, payload = self.call_redis(
+            lambda client: self._script(client, "lookup", _LOOKUP)(
+                keys=[self.version_key(name)], args=[f"{self.prefix}{name}:v", key]
+            )
+        )
+        return version.decode(), payload
+
+    def _single_flight(
+        self, flight_key: str, produce: Callable[[], tuple[Any, str | bytes]], loader: Callable[[], Any]
+    ) -> Any:
+        """The first thread runs `produce`; the others wait for its payload (or load themselves after a while)."""
+        with self._lock:
+            flight = self._flights.get(flight_key)
+            leader = flight is None
+            if flight is None:
+                flight = self._flights[flight_key] = _Flight()
+        if not leader:
+            if flight.done.wait(FLIGHT_WAIT) and flight.payload is not None:
+                return json.loads(flight.payload)
+            return loader()
+        try:
+            value, flight.payload = produce()
+            return value
+        finally:
+            flight.done.set()
+            with self._lock:
+                self._flights.pop(flight_key, None)
+
+    def _fill(self, name: str, entry: str, loader: Callable[[], Any], ttl_s: int) -> tuple[Any, str | bytes]:
+        """Load once across processes: take the fill lock, or wait briefly for the process holding it."""
+        lock, token = entry + ":lock", uuid.uuid4().hex
+        try:
+            locked = self.call_redis(lambda client: client.set(lock, token, nx=True, px=LOCK_TTL_MS))
+            if not locked:
+                filled = self._poll(entry)
+                if filled is not None:
+                    return json.loads(filled), filled
+        except RedisUnavailable as exc:
+            self._warn_degraded(exc)
+            return _serialised(loader())
+        try:
+            value, payload = _serialised(loader())
+            self._store(name, entry, payload, ttl_s)
+            return value, payload
+        finally:
+            if locked:
+                self._quietly(lambda client: self._script(client, "release", _RELEASE)(keys=[lock], args=[token]))
+
+    def _poll(self, entry: str) -> bytes | None:
+        deadline = time.monotonic() + LOCK_WAIT
+        while time.monotonic() < deadline:
+            time.sleep(LOCK_POLL)
+            payload: bytes | None = self.call_redis(lambda client: client.get(entry))
+            if payload is not None:
+                return payload
+        return None
+
+    def _store(self, name: str, entry: str, payload: str, ttl_s: int) -> None:
+        now_ms = int(time.time() * 1000)
+        ttl_ms = ttl_s * 1000
+
+        def store(client: redis.Redis) -> None:
+            pipe = client.pipeline(transaction=False)
+            pipe.set(entry, payload, px=ttl_ms)
+            pipe.zadd(self.index_key(name), {entry: now_ms + ttl_ms})
+            pipe.zremrangebyscore(self.index_key(name), "-inf", now_ms - INDEX_GRACE_MS)
+            pipe.pexpire(self.index_key(name), ttl_ms + INDEX_GRACE_MS)
+            pipe.execute()
+
+        self._quietly(store)
+
+    def invalidate(self, name: str) -> None:
+        """Bump the namespace version; on failure remember it and bypass the namespace until it succeeds."""
+        if not self.enabled:
+            return
+        with self._lock:
+            self._pending.add(name)
+        self._flush_pending()
+
+    def _flush_pending(self) -> None:
+        with self._lock:
+            pending = sorted(self._pending)
+        for name in pending:
+            try:
+                self.call_redis(partial(_bump_version, self.version_key(name)))
+            except RedisUnavailable as exc:
+                self._warn_degraded(exc)
+                return
+            with self._lock:
+                self._pending.discard(name)
+
+    def call_redis(self, fn: Callable[[redis.Redis], Any]) -> Any:
+        """`fn(client)` through the breaker; any Redis error means unavailable (the cache never fails a request)."""
+        try:
+            return redis_call(fn, self.app)
+        except redis.RedisError as exc:
+            raise RedisUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
+    def _quietly(self, fn: Callable[[redis.Redis], Any]) -> None:
+        try:
+            self.call_redis(fn)
+        except RedisUnavailable as exc:
+            self._warn_degraded(exc)
+
+    def _script(self, client: redis.Redis, name: str, source: str) -> Any:
+        script = self._scripts.get(name)
+        if script is None:
+            script = self._scripts[name] = client.register_script(source)
+        return script
+
+    def _warn_degraded(self, exc: BaseException) -> None:
+        self._degraded.warn("cache unavailable, reading from the database", exc)
+
+
+class CacheCollector:
+    """Scrape-time series from Redis: live bytes per namespace; expired and evicted entries, counted once.
+
+    Each stored entry is listed in a per-namespace sorted set scored by its expiry. A listed entry that is gone was
+    expired if its expiry has passed, evicted otherwise; a still-present entry of an old version is deleted and
+    counted as evicted. Counts are kept in Redis, so they are shared by every worker that answers a scrape.
+    """
+
+    def __init__(self, cache: RedisCache) -> None:
+        self.cache = cache
+
+    def collect(self) -> Iterable[Metric]:
+        if not self.cache.enabled:
+            return []
+        size = GaugeMetricFamily("cache_size_bytes", "Bytes of the live entries of each cache", labels=["cache"])
+        expirations = CounterMetricFamily("cache_expirations", "Entries gone after their TTL", labels=["cache"])
+        evictions = CounterMetricFamily(
+            "cache_evictions", "Entries removed before their TTL (invalidated or evicted)", labels=["cache"]
+        )
+        try:
+            for name in self.cache.namespaces():
+                size.add_metric([name], self.cache.call_redis(partial(self._sweep, name=name)))
+            stats = self.cache.call_redis(lambda client: client.hgetall(self.cache.stats_key()))
+        except RedisUnavailable:
+            return []  # the cache is degraded (logged by the request path); no stale numbers
+        for name in self.cache.namespaces():
+            expirations.add_metric([name], int(stats.get(f"{name}:expirations".encode(), 0)))
+            evictions.add_metric([name], int(stats.get(f"{name}:evictions".encode(), 0)))
+        return [size, expirations, evictions]
+
+    def _sweep(self, client: redis.Redis, *, name: str) -> int:
+        cache = self.cache
+        now_ms = time.time() * 1000
+        members: Any = client.zrange(cache.index_key(name), 0, INDEX_SCAN_LIMIT - 1, withscores=True)
+        version: Any = client.get(cache.version_key(name))
+        current = (version or b"0").decode()
+        current_prefix = cache.entry_key(name, current, "").encode()
+        pipe = client.pipeline(transaction=False)
+        for member, _ in members:
+            pipe.strlen(member)
+        sizes: list[int] = pipe.execute() if members else []
+        live_bytes, gone, stale = 0, [], []
+        for (member, expires_ms), length in zip(members, sizes, strict=True):
+            if length == 0:
+                gone.append((member, expires_ms <= now_ms + 1000))
+            elif member.startswith(current_prefix):
+                live_bytes += length
+            else:
+                stale.append(member)
+        pipe = client.pipeline(transaction=False)
+        for member, _ in gone:
+            pipe.zrem(cache.index_key(name), member)
+        for member in stale:
+            pipe.unlink(member)
+            pipe.zrem(cache.index_key(name), member)
+        results = pipe.execute() if gone or stale else []
+        # ZREM returns 1 only for the scrape that removed the member: concurrent scrapes count it once.
+        expired = sum(results[i] for i, (_, was_due) in enumerate(gone) if was_due)
+        evicted = sum(results[i] for i, (_, was_due) in enumerate(gone) if not was_due)
+        evicted += sum(results[len(gone) + 2 * i + 1] for i in range(len(stale)))
+        if expired or evicted:
+            pipe = client.pipeline(transaction=False)
+            pipe.hincrby(cache.stats_key(), f"{name}:expirations", expired)
+            pipe.hincrby(cache.stats_key(), f"{name}:evictions", evicted)
+            pipe.execute()
+        return live_bytes

@@ -1,0 +1,291 @@
+"""Circuit breakers around PostgreSQL and Redis, exported as `circuit_breaker_state{name}` (0 closed, 1 open,
+2 half-open) with every transition logged.
+
+PostgreSQL: the breaker wraps the engine's `do_connect`, the one place every new connection goes through (pool
+checkouts after a disconnect, pre-ping reconnects, health checks). After BREAKER_FAIL_MAX failed connects in a
+row it opens: connects fail at once with `DependencyUnavailable` (503 JSON + Retry-After) instead of each request
+waiting for a connect timeout. After BREAKER_RESET_TIMEOUT one trial connect is let through (half-open); its
+success closes the breaker, so recovery needs no restart. Connection-level errors before the breaker opens are
+turned into the same 503 (`handle_error`), statement errors are left alone.
+
+Redis: `redis_call(fn)` runs `fn(client)` through the Redis breaker and raises `RedisUnavailable` when Redis is
+not configured, failing or its breaker is open; callers (cache, rate limits) fail open on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import psycopg2
+import pybreaker
+import redis
+from flask import Flask, current_app
+from prometheus_client import Gauge
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from sqlalchemy import event
+from sqlalchemy.engine import Dialect, Engine, ExceptionContext
+
+from backend.core import redis as redis_module
+from backend.core.config import ConfigError, Settings
+from backend.core.errors import ServiceUnavailable
+from backend.extensions import db
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+EXTENSION_KEY = "breakers"
+POSTGRESQL = "postgresql"
+REDIS = "redis"
+STATE_VALUES = {pybreaker.STATE_CLOSED: 0, pybreaker.STATE_OPEN: 1, pybreaker.STATE_HALF_OPEN: 2}
+
+# One series per breaker name: the worst state over the live workers (each worker has its own breakers).
+circuit_breaker_state = Gauge(
+    "circuit_breaker_state",
+    "Circuit breaker state: 0 closed, 1 open, 2 half-open (max over live workers)",
+    ["name"],
+    multiprocess_mode="livemax",
+)
+
+
+class DependencyUnavailable(ServiceUnavailable):
+    """A dependency the request needs is down: 503 with Retry-After."""
+
+    def __init__(self, dependency: str, breaker: Breaker) -> None:
+        seconds = max(1, math.ceil(breaker.retry_after()))
+        circuit = breaker.current_state
+        super().__init__(
+            f"{dependency} is unavailable, retry later",
+            {"dependency": dependency, "circuit": circuit, "retry_after": seconds},
+            headers={"Retry-After": str(seconds)},
+        )
+        self.dependency = dependency
+
+
+class RedisUnavailable(Exception):
+    """Redis is not configured, not answering, or its breaker is open (callers fail open)."""
+
+
+class Breaker(pybreaker.CircuitBreaker):
+    """pybreaker's state machine (failure counter, listeners, half-open trial), the guarded call outside its lock.
+
+    `pybreaker.CircuitBreaker.call` holds one lock for the whole call, which would serialise every connection
+    attempt of the process behind a slow one (danielfm/pybreaker#3). Here the lock only covers state changes; while
+    half-open a single trial call runs and the other callers fail fast.
+    """
+
+    def __init__(self, name: str, fail_max: int, reset_timeout: float, is_failure: Callable[[Any], bool]) -> None:
+        super().__init__(
+            fail_max=fail_max,
+            reset_timeout=reset_timeout,
+            name=name,
+            exclude=[lambda exc: not is_failure(exc)],
+            listeners=[_StateLogger()],
+        )
+        self._opened_at = 0.0
+        self._trial_running = False
+        circuit_breaker_state.labels(name).set(0)
+
+    @property
+    def label(self) -> str:
+        return self.name or "unnamed"
+
+    def retry_after(self) -> float:
+        """Seconds until the next trial call is allowed (0 unless open)."""
+        if self.current_state != pybreaker.STATE_OPEN:
+            return 0.0
+        return max(0.0, self._opened_at + self.reset_timeout - time.monotonic())
+
+    def open(self) -> bool:
+        self._opened_at = time.monotonic()
+        return super().open()
+
+    def call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run `func` unless the breaker is open; record the outcome. Raises CircuitBreakerError when refused."""
+        trial = self._admit()
+        try:
+            result = func(*args, **kwargs)
+        except BaseException as exc:
+            self._record(trial, exc)
+            raise
+        self._record(trial, None)
+        return result
+
+    def _admit(self) -> bool:
+        """True when this call is the half-open trial; CircuitBreakerError when the call must not run."""
+        with self._lock:
+            state = self.current_state
+            if state == pybreaker.STATE_CLOSED:
+                return False
+            if state == pybreaker.STATE_OPEN:
+                if self.retry_after() > 0:
+                    raise pybreaker.CircuitBreakerError(f"{self.label} circuit breaker is open")
+                self.half_open()
+            if self._trial_running:
+                raise pybreaker.CircuitBreakerError(f"{self.label} circuit breaker is half-open, trial running")
+            self._trial_running = True
+            return True
+
+    def _record(self, trial: bool, exc: BaseException | None) -> None:
+        with self._lock:
+            if trial:
+                self._trial_running = False
+            state = self.state
+            if exc is None:
+                state._handle_success()
+                return
+            # Raised when this failure opens the breaker; the caller still gets the original error.
+            with contextlib.suppress(pybreaker.CircuitBreakerError):
+                state._handle_error(exc, reraise=False)
+
+
+class _StateLogger(pybreaker.CircuitBreakerListener):
+    """Export and log every state change."""
+
+    def state_change(
+        self, cb: pybreaker.CircuitBreaker, old_state: pybreaker.CircuitBreakerState | None, new_state: Any
+    ) -> None:
+        name = cb.name or "unnamed"
+        circuit_breaker_state.labels(name).set(STATE_VALUES.get(new_state.name, 1))
+        # One warning when the breaker trips; the failed trials of a long outage (every reset timeout) are INFO.
+        tripped = new_state.name == pybreaker.STATE_OPEN and (
+            old_state is None or old_state.name == pybreaker.STATE_CLOSED
+        )
+        level = logging.WARNING if tripped else logging.INFO
+        logger.log(
+            level,
+            "circuit breaker %s %s -> %s",
+            name,
+            old_state.name if old_state else None,
+            new_state.name,
+            extra={
+                "event": "circuit_breaker_state",
+                "breaker": name,
+                "from_state": old_state.name if old_state else None,
+                "to_state": new_state.name,
+                "failures": cb.fail_counter,
+                "reset_timeout_s": cb.reset_timeout,
+            },
+        )
+
+
+def _is_connection_failure(exc: Any) -> bool:
+    return isinstance(exc, psycopg2.OperationalError)
+
+
+def _is_redis_failure(exc: Any) -> bool:
+    return isinstance(exc, redis.ConnectionError | redis.TimeoutError)
+
+
+def init_app(app: Flask) -> None:
+    """Create the process's breakers and put the PostgreSQL one in front of every new DB connection."""
+    settings: Settings = app.config["SETTINGS"]
+    if settings.redis_required and not settings.redis_url:
+        raise ConfigError("Missing REDIS_URL: REDIS_REQUIRED=true needs a redis:// URL")
+    made = {
+        POSTGRESQL: Breaker(
+            POSTGRESQL, settings.breaker_fail_max, settings.breaker_reset_timeout, _is_connection_failure
+        ),
+        REDIS: Breaker(REDIS, settings.breaker_fail_max, settings.breaker_reset_timeout, _is_redis_failure),
+    }
+    app.extensions[EXTENSION_KEY] = made
+    with app.app_context():
+        engine = db.engine
+    guard_engine(engine, made[POSTGRESQL])
+
+
+def guard_engine(engine: Engine, breaker: Breaker) -> None:
+    """Connect through `breaker`; connection-level failures become `DependencyUnavailable` (503)."""
+
+    def connect(dialect: Dialect, conn_rec: Any, cargs: tuple[Any, ...], cparams: dict[str, Any]) -> Any:
+        try:
+            return breaker.call(dialect.connect, *cargs, **cparams)
+        except pybreaker.CircuitBreakerError:
+            raise DependencyUnavailable(POSTGRESQL, breaker) from None
+
+    def unavailable(context: ExceptionContext) -> None:
+        # A failed pre-ping is followed by a reconnect: let the pool do it.
+        if context.is_pre_ping:
+            return
+        connect_failed = context.connection is None and _is_connection_failure(context.original_exception)
+        if context.is_disconnect or connect_failed:
+            raise DependencyUnavailable(POSTGRESQL, breaker) from context.sqlalchemy_exception
+
+    event.listen(engine, "do_connect", connect)
+    event.listen(engine, "handle_error", unavailable)
+
+
+def breaker(name: str, app: Flask | None = None) -> Breaker:
+    """The process's breaker `name` (POSTGRESQL, REDIS) for the app (default: current app)."""
+    target = app if app is not None else current_app
+    found: Breaker = target.extensions[EXTENSION_KEY][name]
+    return found
+
+
+_retry_lock = threading.Lock()
+FAIL_FAST_KEY = "redis_fail_fast"
+
+
+def redis_client(app: Flask) -> redis.Redis | None:
+    """The app's Redis client, set to fail fast: one immediate retry (a connection that went stale when Redis
+    restarted), no backoff. redis-py's default (10 retries, backoff up to 1 s) would hold each request for
+    seconds during an outage; the breaker and the callers' fallbacks handle outages instead."""
+    client = redis_module.get_client(app)
+    if client is not None and app.extensions.get(FAIL_FAST_KEY) is not client:
+        with _retry_lock:
+            client.set_retry(Retry(NoBackoff(), 1))
+            app.extensions[FAIL_FAST_KEY] = client
+    return client
+
+
+def redis_call(fn: Callable[[redis.Redis], T], app: Flask | None = None) -> T:
+    """`fn(client)` through the Redis breaker. RedisUnavailable when unset, open, or on a connection failure;
+    other Redis errors (a bad command) propagate unchanged."""
+    target = app if app is not None else current_app._get_current_object()  # type: ignore[attr-defined]
+    client = redis_client(target)
+    if client is None:
+        raise RedisUnavailable("REDIS_URL is not set")
+    try:
+        return breaker(REDIS, target).call(fn, client)
+    except pybreaker.CircuitBreakerError as exc:
+        raise RedisUnavailable(str(exc)) from None
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise RedisUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
+
+class ThrottledWarning:
+    """A warning logged at most once per `every` seconds (per process): degraded modes must not flood the logs."""
+
+    def __init__(self, log: logging.Logger, event_name: str, every: float = 60.0) -> None:
+        self.log = log
+        self.event_name = event_name
+        self.every = every
+        self._last = -math.inf
+        self._lock = threading.Lock()
+
+    def warn(self, message: str, error: BaseException) -> bool:
+        """Log `message` unless logged less than `every` seconds ago; True when logged."""
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last < self.every:
+                return False
+            self._last = now
+        self.log.warning(message, extra={"event": self.event_name, "error": f"{type(error).__name__}: {error}"})
+        return True
+
+
+def key_prefix(settings: Settings) -> str:
+    """Prefix of every Redis key the service writes: the service name and a digest of its database, so services
+    (or test sessions) sharing one Redis never read each other's cache entries or rate-limit counters."""
+    parts = urlsplit(settings.database_url)
+    where = f"{parts.hostname}:{parts.port}{parts.path}"
+    return f"{settings.service_name}:{hashlib.blake2s(where.encode(), digest_size=4).hexdigest()}:"

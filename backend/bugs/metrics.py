@@ -1,0 +1,132 @@
+"""Prometheus gauges of the bug tracker, read from the database at scrape time.
+
+    bug_metrics{severity, status}   bugs per severity x status (every pair, zero-filled)
+    bugs_resolved_today             bugs whose resolved_at falls on the current UTC day
+    bug_resolution_seconds          average resolved_at - created_at of resolved bugs (absent when none)
+
+A custom collector rather than per-worker counters: every gunicorn worker answers a scrape with the same values
+because they come from PostgreSQL. Results are cached in-process for `ttl` seconds (the cache is module-level,
+so it survives a registry rebuilt for every scrape, as prometheus_flask_exporter does in multiprocess mode).
+A database failure yields no bug series instead of failing the whole scrape.
+
+`backend.bugs.init_app` serves it on the app's /metrics (`observability.metrics.register_scrape_collector`);
+`register_collector(registry, app)` adds it to any other registry.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+from flask import Flask
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from backend.bugs.stats import MetricSnapshot, metric_snapshot
+from backend.extensions import db
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TTL = 10.0
+SCRAPE_STATEMENT_TIMEOUT_MS = 2000
+
+_cache_lock = threading.Lock()
+_cache: dict[str, tuple[float, MetricSnapshot]] = {}
+
+
+def clear_cache() -> None:
+    """Forget every cached snapshot (tests, or after a bulk import)."""
+    with _cache_lock:
+        _cache.clear()
+
+
+def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
+    return (
+        GaugeMetricFamily("bug_metrics", "Bug reports per severity and status", labels=["severity", "status"]),
+        GaugeMetricFamily("bugs_resolved_today", "Bugs resolved during the current UTC day"),
+        GaugeMetricFamily("bug_resolution_seconds", "Average time from report to resolution of resolved bugs"),
+    )
+
+
+class BugMetricsCollector(Collector):
+    """Yields the bug gauges from a (cached) database snapshot."""
+
+    def __init__(
+        self,
+        engine: Callable[[], Engine],
+        ttl: float = DEFAULT_TTL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._engine = engine
+        self._ttl = ttl
+        self._clock = clock
+
+    def describe(self) -> Iterator[Metric]:
+        """Metric names without samples, so registering never touches the database."""
+        yield from _families()
+
+    def collect(self) -> Iterator[Metric]:
+        """The gauges, or nothing when the database cannot be read."""
+        snapshot = self._snapshot()
+        if snapshot is None:
+            return
+        per_status, resolved_today, resolution = _families()
+        for (severity, status), count in sorted(snapshot.by_severity_status.items()):
+            per_status.add_metric([severity, status], count)
+        resolved_today.add_metric([], snapshot.resolved_today)
+        if snapshot.avg_resolution_seconds is not None:
+            resolution.add_metric([], snapshot.avg_resolution_seconds)
+        yield from (per_status, resolved_today, resolution)
+
+    def _snapshot(self) -> MetricSnapshot | None:
+        try:
+            engine = self._engine()
+            key = engine.url.render_as_string(hide_password=True)
+        except Exception:
+            logger.warning("bug metrics: no database engine", exc_info=True, extra={"event": "bug_metrics_failed"})
+            return None
+        with _cache_lock:
+            cached = _cache.get(key)
+            if cached is not None and self._clock() < cached[0]:
+                return cached[1]
+        try:
+            with engine.connect() as connection:
+                connection.execute(text(f"SET LOCAL statement_timeout = {SCRAPE_STATEMENT_TIMEOUT_MS}"))
+                snapshot = metric_snapshot(connection)
+        except Exception:
+            # A scrape must not fail because the DB is down: the gauges disappear and the DB alerts fire instead.
+            logger.warning("bug metrics: database query failed", exc_info=True, extra={"event": "bug_metrics_failed"})
+            return None
+        with _cache_lock:
+            _cache[key] = (self._clock() + self._ttl, snapshot)
+        return snapshot
+
+
+def app_engine(app: Flask | None = None) -> Callable[[], Engine]:
+    """An engine getter: the given app's engine, or the current app's when None (scrape inside a request)."""
+
+    def engine() -> Engine:
+        if app is None:
+            return db.engine
+        with app.app_context():
+            return db.engine
+
+    return engine
+
+
+def make_collector(app: Flask | None = None, ttl: float = DEFAULT_TTL) -> BugMetricsCollector:
+    """A collector reading `app`'s database (the current app's when None)."""
+    return BugMetricsCollector(app_engine(app), ttl=ttl)
+
+
+def register_collector(
+    registry: CollectorRegistry, app: Flask | None = None, ttl: float = DEFAULT_TTL
+) -> BugMetricsCollector:
+    """Register the bug gauges on `registry`; pass `app` when scrapes may run outside its app context."""
+    collector = make_collector(app, ttl)
+    registry.register(collector)
+    return collector

@@ -1,0 +1,130 @@
+"""HTTP routes of /api/bugs/ (camelCase JSON on the wire; see `backend.bugs.schemas`)."""
+
+from __future__ import annotations
+
+from apiflask import APIBlueprint
+from flask import request, url_for
+
+from backend.bugs import service, stats
+from backend.bugs.models import BugComment, BugReport
+from backend.bugs.schemas import (
+    BugCommentIn,
+    BugCommentOut,
+    BugCreate,
+    BugDetail,
+    BugOut,
+    BugPatch,
+    BugQuery,
+    BugSummary,
+    BugTrends,
+    BugTrendsQuery,
+)
+from backend.core import cache
+from backend.core.auth import WRITE_SECURITY, require_scope
+from backend.core.pagination import pagination_headers
+
+bp = APIBlueprint(
+    "bugs",
+    __name__,
+    url_prefix="/api/bugs",
+    tag={
+        "name": "Bugs",
+        "description": "Bug reports, comments, workflow and statistics. Field names are camelCase in bodies, "
+        "responses and query parameters (snake_case is also accepted on input); enum values are lower snake case; "
+        "timestamps are UTC ISO 8601.",
+    },
+)
+
+
+def _bug(bug: BugReport) -> BugOut:
+    return BugOut.model_validate(bug)
+
+
+@bp.get("/")
+@bp.input(BugQuery, location="query", arg_name="query")
+@bp.output(list[BugOut])  # type: ignore[arg-type]
+@bp.doc(summary="List bugs (JSON array; X-Total-Count and Link headers)", responses=[422])
+def list_bugs(query: BugQuery) -> tuple[list[BugOut], int, dict[str, str]]:
+    bugs, total = service.list_bugs(
+        status=query.status,
+        severity=query.severity,
+        category=query.category,
+        device_id=query.device_id,
+        q=query.q,
+        sort=query.sort,
+        limit=query.limit,
+        offset=query.offset,
+    )
+    headers = pagination_headers(request.path, query.link_args(), total, query.limit, query.offset)
+    return [_bug(bug) for bug in bugs], 200, headers
+
+
+@bp.post("/")
+@require_scope("bugs:write")
+@bp.input(BugCreate, arg_name="body")
+@bp.output(BugOut, status_code=201)
+@bp.doc(summary="Report a bug (status open)", responses=[400, 401, 403, 415, 422], security=WRITE_SECURITY)
+def create_bug(body: BugCreate) -> tuple[BugOut, int, dict[str, str]]:
+    bug = service.create_bug(body.model_dump(mode="json"))
+    return _bug(bug), 201, {"Location": url_for("bugs.get_bug", bug_id=bug.id)}
+
+
+@bp.get("/<int:bug_id>")
+@bp.output(BugDetail)
+@bp.doc(summary="Get a bug with its comments (oldest first)", responses=[404])
+def get_bug(bug_id: int) -> BugDetail:
+    return BugDetail.model_validate(service.get_bug(bug_id))
+
+
+@bp.patch("/<int:bug_id>")
+@require_scope("bugs:write")
+@bp.input(BugPatch, arg_name="body")
+@bp.output(BugOut)
+@bp.doc(
+    summary="Update some fields of a bug; status changes follow the workflow",
+    description="Allowed: open -> in_progress|resolved|closed|wont_fix; in_progress -> open|resolved|closed|"
+    "wont_fix; resolved -> open|closed; closed -> open; wont_fix -> open|closed. Anything else is 409 with "
+    "details.from/details.to. resolvedAt and closedAt are set and cleared by the workflow only.",
+    responses=[400, 401, 403, 404, 409, 415, 422],
+    security=WRITE_SECURITY,
+)
+def patch_bug(bug_id: int, body: BugPatch) -> BugOut:
+    return _bug(service.update_bug(bug_id, body.changes()))
+
+
+@bp.post("/<int:bug_id>/comments")
+@require_scope("bugs:write")
+@bp.input(BugCommentIn, arg_name="body")
+@bp.output(BugCommentOut, status_code=201)
+@bp.doc(summary="Comment on a bug", responses=[400, 401, 403, 404, 415, 422], security=WRITE_SECURITY)
+def add_comment(bug_id: int, body: BugCommentIn) -> tuple[BugCommentOut, int]:
+    comment: BugComment = service.add_comment(bug_id, body.comment, body.author)
+    return BugCommentOut.model_validate(comment), 201
+
+
+@bp.get("/metrics/summary")
+@bp.output(BugSummary)
+@bp.doc(summary="Bug statistics: totals, breakdowns, resolved today, resolution time (hours)")
+def metrics_summary() -> BugSummary:
+    today = service.utcnow().date()
+    data = cache.cached(
+        service.CACHE_NAME,
+        cache.make_key("summary", today.isoformat()),
+        lambda: BugSummary.model_validate(stats.summary(today)).model_dump(mode="json"),
+    )
+    return BugSummary.model_validate(data)
+
+
+@bp.get("/metrics/trends")
+@bp.input(BugTrendsQuery, location="query", arg_name="query")
+@bp.output(BugTrends)
+@bp.doc(summary="Daily created / resolved / open-at-end-of-day counts for the last N days (1-365)", responses=[422])
+def metrics_trends(query: BugTrendsQuery) -> BugTrends:
+    today = service.utcnow().date()
+
+    def load() -> dict[str, object]:
+        trends = BugTrends.model_validate({"days": query.days, "trends": stats.trends(query.days, today)})
+        return trends.model_dump(mode="json")
+
+    data = cache.cached(service.CACHE_NAME, cache.make_key("trends", query.days, today.isoformat()), load)
+    return BugTrends.model_validate(data)

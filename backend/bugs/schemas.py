@@ -1,0 +1,268 @@
+"""Pydantic schemas of the bug API.
+
+Wire convention: **camelCase** field names in request bodies, responses and query parameters (`deviceId`,
+`createdAt`, `resolvedAt`, ...), generated from the snake_case attributes by `to_camel`. Bodies and the query
+string also accept the snake_case spelling (`device_id`) so `?device_id=` keeps working. Enum values stay lower
+snake case (`in_progress`, `wont_fix`). Timestamps are ISO 8601 in UTC with a `Z` suffix.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from backend.bugs import models
+from backend.bugs.enums import Category, Priority, Severity, Status
+
+CAMEL = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+CAMEL_STRICT = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+def _utc_z(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+Title = Annotated[str, Field(min_length=1, max_length=models.TITLE_MAX), AfterValidator(_not_blank)]
+Description = Annotated[str, Field(max_length=models.DESCRIPTION_MAX)]
+DeviceId = Annotated[
+    str,
+    Field(min_length=1, max_length=models.DEVICE_ID_MAX, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"),
+]
+Person = Annotated[str, Field(min_length=1, max_length=models.PERSON_MAX), AfterValidator(_not_blank)]
+CommentText = Annotated[str, Field(min_length=1, max_length=models.COMMENT_MAX), AfterValidator(_not_blank)]
+UtcDatetime = Annotated[dt.datetime, PlainSerializer(_utc_z, return_type=str, when_used="json")]
+
+EXAMPLE: dict[str, Any] = {
+    "title": "Test sensor timeout",
+    "description": "VL53L8CH stops responding after 2 hours",
+    "severity": "high",
+    "priority": "urgent",
+    "category": "hardware",
+    "deviceId": "ESP32_LL_01",
+}
+
+
+class BugCreate(BaseModel):
+    """Body of POST /api/bugs/ (camelCase). The status always starts at `open`; the workflow owns the dates."""
+
+    model_config = ConfigDict(**CAMEL_STRICT, json_schema_extra={"example": EXAMPLE})
+
+    title: Title
+    description: Description = ""
+    severity: Severity = Severity.MEDIUM
+    priority: Priority = Priority.MEDIUM
+    category: Category = Category.OTHER
+    device_id: DeviceId | None = None
+    reporter: Person | None = None
+    assignee: Person | None = None
+
+
+NULLABLE = frozenset({"device_id", "reporter", "assignee"})
+
+
+class BugPatch(BaseModel):
+    """Body of PATCH /api/bugs/<id> (camelCase): any non-empty subset of the fields.
+
+    `deviceId`, `reporter` and `assignee` may be set to null to clear them; the others may not. `status` moves
+    through the workflow (illegal moves are 409). `resolvedAt`/`closedAt` are not accepted: the workflow sets them.
+    """
+
+    model_config = ConfigDict(**CAMEL_STRICT, json_schema_extra={"minProperties": 1})
+
+    title: Title | None = None
+    description: Description | None = None
+    severity: Severity | None = None
+    priority: Priority | None = None
+    status: Status | None = None
+    category: Category | None = None
+    device_id: DeviceId | None = None
+    reporter: Person | None = None
+    assignee: Person | None = None
+
+    @field_validator("title", "description", "severity", "priority", "status", "category")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("must not be null")
+        return value
+
+    @model_validator(mode="after")
+    def _at_least_one(self) -> BugPatch:
+        if not self.model_fields_set:
+            raise ValueError("at least one field is required")
+        return self
+
+    def changes(self) -> dict[str, Any]:
+        """Only the fields the client sent, by attribute name, enums as their string values."""
+        return self.model_dump(mode="json", include=set(self.model_fields_set))
+
+
+class BugCommentIn(BaseModel):
+    """Body of POST /api/bugs/<id>/comments."""
+
+    model_config = ConfigDict(
+        **CAMEL_STRICT, json_schema_extra={"example": {"comment": "Reproduced on line 2", "author": "Test User"}}
+    )
+
+    comment: CommentText
+    author: Person
+
+
+class BugCommentOut(BaseModel):
+    """A stored comment (camelCase)."""
+
+    model_config = ConfigDict(**CAMEL, from_attributes=True)
+
+    id: int
+    bug_id: int
+    comment: str
+    author: str
+    created_at: UtcDatetime
+
+
+class BugOut(BaseModel):
+    """A stored bug report (camelCase). `version` grows by one with every accepted PATCH."""
+
+    model_config = ConfigDict(**CAMEL, from_attributes=True)
+
+    id: int
+    title: str
+    description: str
+    severity: Severity
+    priority: Priority
+    status: Status
+    category: Category
+    device_id: str | None
+    reporter: str | None
+    assignee: str | None
+    version: int
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
+    resolved_at: UtcDatetime | None
+    closed_at: UtcDatetime | None
+
+
+class BugDetail(BugOut):
+    """A bug report with its comments, oldest first."""
+
+    comments: list[BugCommentOut]
+
+
+SORTABLE = ("id", "title", "severity", "priority", "status", "category", "createdAt", "updatedAt", "resolvedAt")
+
+
+def _split(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",")]
+    return value
+
+
+def _sort_keys(value: list[str]) -> list[str]:
+    keys = []
+    for item in value:
+        descending = item.startswith("-")
+        name = to_camel(item.removeprefix("-"))
+        if name not in SORTABLE:
+            raise ValueError(f"cannot sort on {item!r}; sortable: {', '.join(SORTABLE)} (prefix - for descending)")
+        keys.append(f"-{name}" if descending else name)
+    return keys
+
+
+def _comma_list(enum: type[Severity | Priority | Status | Category]) -> WithJsonSchema:
+    return WithJsonSchema(
+        {"type": "string", "description": f"one value or a comma-separated list of: {', '.join(enum)}"}
+    )
+
+
+class BugQuery(BaseModel):
+    """Query string of GET /api/bugs/. Filters combine with AND; a comma-separated list matches any of its values."""
+
+    model_config = CAMEL_STRICT
+
+    status: Annotated[list[Status], BeforeValidator(_split), _comma_list(Status)] | None = None
+    severity: Annotated[list[Severity], BeforeValidator(_split), _comma_list(Severity)] | None = None
+    category: Annotated[list[Category], BeforeValidator(_split), _comma_list(Category)] | None = None
+    device_id: DeviceId | None = None
+    q: Annotated[str, Field(min_length=1, max_length=200, description="case-insensitive search")] | None = None
+    sort: Annotated[
+        list[str],
+        BeforeValidator(_split),
+        AfterValidator(_sort_keys),
+        WithJsonSchema(
+            {
+                "type": "string",
+                "default": "-createdAt",
+                "description": f"comma-separated keys among {', '.join(SORTABLE)}; prefix - for descending",
+            }
+        ),
+    ] = ["-createdAt"]
+    limit: Annotated[int, Field(ge=1, le=1000)] = 100
+    offset: Annotated[int, Field(ge=0, le=2_147_483_647)] = 0
+
+    def link_args(self) -> dict[str, Any]:
+        """The query as it goes back into pagination links (camelCase names, lists comma-joined)."""
+        args = self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return {key: ",".join(value) if isinstance(value, list) else value for key, value in args.items()}
+
+
+class BugTrendsQuery(BaseModel):
+    """Query string of GET /api/bugs/metrics/trends."""
+
+    model_config = CAMEL_STRICT
+
+    days: Annotated[int, Field(ge=1, le=365)] = 30
+
+
+class BugSummary(BaseModel):
+    """Bug statistics. "Open" means unresolved: status `open` or `in_progress`. Durations are in hours."""
+
+    model_config = CAMEL
+
+    total: int
+    by_status: dict[str, int]
+    by_severity: dict[str, int]
+    by_category: dict[str, int]
+    open_by_severity: dict[str, int]
+    critical_open: int
+    resolved_today: int
+    avg_resolution_hours: float | None
+    median_resolution_hours: float | None
+
+
+class BugTrendPoint(BaseModel):
+    """One UTC day: bugs created, bugs resolved, bugs still unresolved at the end of the day."""
+
+    model_config = CAMEL
+
+    date: dt.date
+    created: int
+    resolved: int
+    open: int
+
+
+class BugTrends(BaseModel):
+    """One point per day, oldest first, ending today (UTC); days without activity are zero-filled."""
+
+    model_config = CAMEL
+
+    days: int
+    trends: list[BugTrendPoint]

@@ -1,0 +1,128 @@
+"""The scrape-time Prometheus collector: values from the database, a short cache, no series when the DB fails."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import time_machine
+from apiflask import APIFlask
+from flask.testing import FlaskClient
+from prometheus_client import CollectorRegistry, generate_latest
+from sqlalchemy import create_engine
+from sqlalchemy.engine import Engine
+
+from backend.bugs import metrics
+from backend.observability.metrics import COLLECTORS_KEY, scrape_registry
+from scripts.devservices import free_port
+from tests.bugs.conftest import NOW
+from tests.bugs.helpers import create
+
+
+@pytest.fixture(autouse=True)
+def empty_cache() -> Iterator[None]:
+    metrics.clear_cache()
+    yield
+    metrics.clear_cache()
+
+
+def samples(collector: metrics.BugMetricsCollector) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample the collector yields, keyed by name and sorted labels."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in collector.collect()
+        for sample in family.samples
+    }
+
+
+def bug_count(values: dict[tuple[str, tuple[tuple[str, str], ...]], float], severity: str, status: str) -> float:
+    return values[("bug_metrics", (("severity", severity), ("status", status)))]
+
+
+def test_gauges_match_the_history(app: APIFlask, history: dict[str, int]) -> None:
+    collector = metrics.BugMetricsCollector(metrics.app_engine(app))
+    with time_machine.travel(NOW, tick=False):
+        values = samples(collector)
+    per_pair = {key: value for key, value in values.items() if key[0] == "bug_metrics"}
+    assert len(per_pair) == 4 * 5, "every severity x status pair, zero-filled"
+    nonzero = {(dict(labels)["severity"], dict(labels)["status"]): v for (_, labels), v in per_pair.items() if v}
+    assert nonzero == {
+        ("critical", "open"): 1,  # B6
+        ("critical", "closed"): 1,  # B1
+        ("critical", "in_progress"): 1,  # B3
+        ("high", "resolved"): 1,  # B2
+        ("high", "closed"): 1,  # B8
+        ("medium", "open"): 1,  # B7
+        ("medium", "resolved"): 1,  # B5
+        ("low", "wont_fix"): 1,  # B4
+    }
+    assert values[("bugs_resolved_today", ())] == 2
+    assert values[("bug_resolution_seconds", ())] == pytest.approx((24 + 84.5 + 24) * 3600 / 3)
+
+
+def test_register_collector_exposes_the_reference_promql_series(app: APIFlask, client: FlaskClient) -> None:
+    create(client, severity="critical")
+    create(client, severity="critical")
+    create(client, severity="low")
+    registry = CollectorRegistry()
+    metrics.register_collector(registry, app)
+    assert registry.get_sample_value("bug_metrics", {"severity": "critical", "status": "open"}) == 2
+    assert registry.get_sample_value("bug_metrics", {"severity": "high", "status": "open"}) == 0
+    assert registry.get_sample_value("bugs_resolved_today") == 0
+    exposition = generate_latest(registry).decode()
+    assert 'bug_metrics{severity="critical",status="open"} 2.0' in exposition
+    assert "# TYPE bug_metrics gauge" in exposition
+    # No resolved bug yet: no average rather than a made-up 0.
+    assert registry.get_sample_value("bug_resolution_seconds") is None
+
+
+def test_the_app_serves_the_gauges_on_its_scrape_registry(app: APIFlask, client: FlaskClient) -> None:
+    create(client, severity="critical")
+    registry = scrape_registry(app.extensions[COLLECTORS_KEY])
+    assert registry.get_sample_value("bug_metrics", {"severity": "critical", "status": "open"}) == 1
+
+
+def test_collector_works_inside_the_app_context_without_an_app(app: APIFlask, client: FlaskClient) -> None:
+    create(client, severity="high")
+    collector = metrics.BugMetricsCollector(metrics.app_engine())
+    with app.app_context():
+        assert bug_count(samples(collector), "high", "open") == 1
+
+
+def test_snapshot_is_cached_for_ttl_seconds(app: APIFlask, client: FlaskClient) -> None:
+    clock = [1000.0]
+    collector = metrics.BugMetricsCollector(metrics.app_engine(app), ttl=10, clock=lambda: clock[0])
+    create(client, severity="high")
+    assert bug_count(samples(collector), "high", "open") == 1
+    create(client, severity="high")
+    clock[0] += 9.9
+    assert bug_count(samples(collector), "high", "open") == 1
+    # Another collector in the same process (a registry rebuilt per scrape) shares the cache.
+    other = metrics.BugMetricsCollector(metrics.app_engine(app), ttl=10, clock=lambda: clock[0])
+    assert bug_count(samples(other), "high", "open") == 1
+    clock[0] += 0.2
+    assert bug_count(samples(collector), "high", "open") == 2
+
+
+@pytest.fixture
+def unreachable_engine() -> Iterator[Engine]:
+    engine = create_engine(
+        f"postgresql+psycopg2://postgres@127.0.0.1:{free_port()}/nothing", connect_args={"connect_timeout": 2}
+    )
+    yield engine
+    engine.dispose()
+
+
+def test_database_failure_yields_no_series_and_no_exception(unreachable_engine: Engine) -> None:
+    collector = metrics.BugMetricsCollector(lambda: unreachable_engine)
+    assert list(collector.collect()) == []
+    registry = CollectorRegistry()
+    registry.register(collector)  # describe() only: registering never touches the database
+    assert generate_latest(registry) == b""
+
+
+def test_missing_engine_yields_no_series() -> None:
+    def no_engine() -> Engine:
+        raise RuntimeError("Working outside of application context.")
+
+    assert list(metrics.BugMetricsCollector(no_engine).collect()) == []

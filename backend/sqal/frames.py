@@ -1,0 +1,201 @@
+"""The sensor frame protocol (docs/protocol.md): one received message in, exactly one reply out.
+
+`FrameHandler.handle(message)` checks size and rate, decodes, validates and stores, and returns the reply and,
+for the closing cases, a close code. Storage, rate limiting and fan-out are injected, so this module knows
+nothing of Flask, flask-sock or the database.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from backend.sqal import metrics
+from backend.sqal.schemas import BatchIn, SampleIn
+from backend.sqal.service import DeviceRejected, Status, StorageError
+
+CLOSE_POLICY_VIOLATION = 1008
+CLOSE_MESSAGE_TOO_BIG = 1009
+MAX_DETAILS = 20
+
+StoreFn = Callable[[str, Sequence[SampleIn], datetime], list[Status]]
+PublishFn = Callable[[list[dict[str, Any]]], None]
+RetryAfterFn = Callable[[str], float | None]
+
+
+@dataclass
+class Outcome:
+    """What to send back for one message: `reply`, then close with `close_code` when set."""
+
+    frame_type: str
+    reply: dict[str, Any]
+    close_code: int | None = None
+
+    @property
+    def reply_type(self) -> str:
+        return str(self.reply["type"])
+
+
+def error(code: str, message: str, **fields: Any) -> dict[str, Any]:
+    """An `error` frame."""
+    return {"type": "error", "code": code, "message": message, **fields}
+
+
+def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
+    """pydantic's errors() shape (loc, msg, type), without inputs, capped to MAX_DETAILS entries."""
+    details = exc.errors(include_url=False, include_input=False, include_context=False)
+    return [{"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]} for item in details[:MAX_DETAILS]]
+
+
+def message_size(message: str | bytes) -> int:
+    """Size in bytes as sent on the wire (UTF-8 for text), without encoding when the answer is obvious."""
+    if isinstance(message, bytes):
+        return len(message)
+    return len(message.encode("utf-8")) if not message.isascii() else len(message)
+
+
+def _readable(obj: Any, key: str, kind: type) -> Any:
+    value = obj.get(key) if isinstance(obj, dict) else None
+    return value if isinstance(value, kind) and not isinstance(value, bool) else None
+
+
+def summary(sample: SampleIn) -> dict[str, Any]:
+    """What live dashboards receive for each stored sample."""
+    return {
+        "device_id": sample.device_id,
+        "sample_id": sample.sample_id,
+        "timestamp": sample.timestamp.isoformat(),
+        "grade": sample.fusion.final_grade,
+        "score": sample.fusion.final_score,
+        "defects": list(sample.fusion.defects),
+    }
+
+
+class FrameHandler:
+    """Handles the frames of one authenticated device connection, sequentially."""
+
+    def __init__(
+        self,
+        device_id: str,
+        *,
+        max_message_bytes: int,
+        store: StoreFn,
+        publish: PublishFn,
+        retry_after: RetryAfterFn,
+    ) -> None:
+        self.device_id = device_id
+        self.max_message_bytes = max_message_bytes
+        self._store = store
+        self._publish = publish
+        self._retry_after = retry_after
+
+    def handle(self, message: str | bytes) -> Outcome:
+        """Process one message and return the single reply for it."""
+        received_at = datetime.now(UTC)
+        if message_size(message) > self.max_message_bytes:
+            reply = error("message_too_large", f"message exceeds {self.max_message_bytes} bytes")
+            return Outcome("oversize", reply, CLOSE_MESSAGE_TOO_BIG)
+        wait = self._retry_after(self.device_id)
+        if wait is not None:
+            return Outcome("rate_limited", error("rate_limited", "device frame budget exceeded", retry_after=wait))
+        if isinstance(message, bytes):
+            return Outcome("invalid", error("invalid_json", "binary messages are not accepted; send JSON text"))
+        try:
+            frame = json.loads(message)
+        except (ValueError, RecursionError):
+            return Outcome("invalid", error("invalid_json", "message is not valid JSON"))
+        if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+            return Outcome("invalid", error("invalid_json", "message must be a JSON object with a string type"))
+        frame_type = frame["type"]
+        try:
+            if frame_type == "sensor_data":
+                return self._sensor_data(frame, received_at)
+            if frame_type == "sensor_batch":
+                return self._sensor_batch(frame, received_at)
+        except DeviceRejected as exc:
+            return Outcome(frame_type, error(exc.code, exc.message), CLOSE_POLICY_VIOLATION)
+        if frame_type == "ping":
+            pong = {"type": "pong", "ts": frame.get("ts"), "server_time": received_at.isoformat()}
+            return Outcome("ping", pong)
+        return Outcome("unknown", error("unknown_type", "type must be sensor_data, sensor_batch or ping"))
+
+    def _validate(self, obj: Any) -> SampleIn:
+        return SampleIn.model_validate(obj, context={"device_id": self.device_id})
+
+    def _sensor_data(self, frame: dict[str, Any], received_at: datetime) -> Outcome:
+        started = time.perf_counter()
+        sample_id, seq = _readable(frame, "sample_id", str), _readable(frame, "seq", int)
+        try:
+            sample = self._validate(frame)
+        except ValidationError as exc:
+            reply = error("validation_error", "invalid sample", sample_id=sample_id, seq=seq)
+            reply["details"] = validation_details(exc)
+            return Outcome("sensor_data", reply)
+        statuses = self._commit([sample], received_at)
+        if statuses is None:
+            reply = error("internal_error", "storage failed, resend later", sample_id=sample_id, seq=seq)
+            return Outcome("sensor_data", reply)
+        metrics.sample_processing_duration.observe(time.perf_counter() - started)
+        ack = {"type": "ack", "sample_id": sample.sample_id, "seq": sample.seq, "status": statuses[0]}
+        return Outcome("sensor_data", ack)
+
+    def _sensor_batch(self, frame: dict[str, Any], received_at: datetime) -> Outcome:
+        started = time.perf_counter()
+        batch_id = _readable(frame, "batch_id", str)
+        try:
+            envelope = BatchIn.model_validate(frame)
+        except ValidationError as exc:
+            reply = error("validation_error", "invalid batch envelope", sample_id=None, batch_id=batch_id)
+            reply["details"] = validation_details(exc)
+            return Outcome("sensor_batch", reply)
+        valid: list[tuple[int, SampleIn]] = []
+        errors: list[dict[str, Any]] = []
+        for index, obj in enumerate(envelope.samples):
+            try:
+                valid.append((index, self._validate(obj)))
+            except ValidationError as exc:
+                errors.append(
+                    {
+                        "index": index,
+                        "sample_id": _readable(obj, "sample_id", str),
+                        "seq": _readable(obj, "seq", int),
+                        "code": "validation_error",
+                        "details": validation_details(exc),
+                    }
+                )
+        statuses: list[Status] = []
+        if valid:
+            committed = self._commit([sample for _, sample in valid], received_at)
+            if committed is None:
+                reply = error("internal_error", "storage failed, resend later", batch_id=batch_id)
+                return Outcome("sensor_batch", reply)
+            statuses = committed
+        metrics.sample_processing_duration.observe(time.perf_counter() - started)
+        reply = {
+            "type": "batch_ack",
+            "batch_id": envelope.batch_id,
+            "acks": [
+                {"sample_id": sample.sample_id, "seq": sample.seq, "status": status}
+                for (_, sample), status in zip(valid, statuses, strict=True)
+            ],
+            "errors": errors,
+        }
+        return Outcome("sensor_batch", reply)
+
+    def _commit(self, samples: list[SampleIn], received_at: datetime) -> list[Status] | None:
+        """Store and commit; after the commit, count and fan out the newly stored samples. None on failure."""
+        try:
+            statuses = self._store(self.device_id, samples, received_at)
+        except StorageError:
+            return None
+        stored = [sample for sample, status in zip(samples, statuses, strict=True) if status == "stored"]
+        metrics.record_stored((sample.fusion.final_grade, sample.fusion.final_score) for sample in stored)
+        if stored:
+            self._publish([summary(sample) for sample in stored])
+        return statuses

@@ -1,0 +1,294 @@
+"""`WS /ws/dashboard/`: stored samples and dashboard figures pushed live, whichever worker or instance stored them.
+
+Ingestion publishes each stored sample's summary to the Redis channel `sqal:samples` (`publisher.py`). In each
+worker process one `DashboardHub` owns ONE subscriber thread on that channel and one snapshot thread; both are
+started by the first dashboard connection of the process (after gunicorn's fork, never before) and hand frames to
+every connected client through a bounded queue with `put_nowait`. They never wait for a client, so a slow or dead
+dashboard cannot slow the hub, the other dashboards or ingestion (which only talks to Redis). A client whose queue
+is full is dropped: its socket is shut down, which also unblocks a send stuck on a full TCP buffer.
+
+Frames sent (JSON text): `hello` (`instance` = random id of the worker's hub, `live` = subscribed to Redis,
+`snapshot_interval`), then `metrics` (the `/api/dashboard/metrics/` body) at once and every `snapshot_interval`
+seconds, `sample` (`{"type": "sample", "sample": {device_id, sample_id, timestamp, grade, score, defects}}`) for
+each stored sample, and `status` (`live` true/false) when the Redis subscription is lost or back. A client may send
+`{"type": "ping"}` and gets `{"type": "pong"}`; anything else it sends is ignored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import queue
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from flask import Blueprint, Flask, current_app
+from prometheus_client import Counter
+from simple_websocket import ConnectionClosed, Server
+
+from backend.core import shutdown
+from backend.extensions import db, sock
+from backend.sqal import metrics
+from backend.sqal.publisher import CHANNEL, channel_for
+
+logger = logging.getLogger(__name__)
+
+ENDPOINT = "/ws/dashboard/"
+HUB_KEY = "sqal_dashboard_hub"
+CLIENT_QUEUE_SIZE = 256
+SNAPSHOT_INTERVAL = 5.0
+POLL_SECONDS = 1.0
+LIVE_WAIT_SECONDS = 2.0
+MAX_BACKOFF_SECONDS = 10.0
+
+clients_dropped = Counter(
+    "sqal_dashboard_clients_dropped_total", "Dashboard WebSocket clients dropped because their queue was full"
+)
+
+bp = Blueprint("sqal_live", __name__)
+
+
+def _dumps(frame: dict[str, Any]) -> str:
+    return json.dumps(frame, separators=(",", ":"), allow_nan=False)
+
+
+class DashboardClient:
+    """One connected dashboard: a bounded queue of frames and the way to cut it off."""
+
+    def __init__(self, queue_size: int, abort: Callable[[], None]) -> None:
+        self.queue: queue.Queue[tuple[str, str]] = queue.Queue(queue_size)
+        self.dropped = threading.Event()
+        self._abort = abort
+
+    def offer(self, kind: str, frame: str) -> bool:
+        """Queue a frame (its type and JSON text) without waiting; False when the queue is full."""
+        try:
+            self.queue.put_nowait((kind, frame))
+        except queue.Full:
+            return False
+        return True
+
+    def drop(self) -> None:
+        """Mark dropped and abort the connection."""
+        self.dropped.set()
+        self._abort()
+
+
+class DashboardHub:
+    """Per-process fan-out: Redis subscriber and snapshot threads feeding the clients' bounded queues."""
+
+    def __init__(
+        self,
+        redis_url: str,
+        snapshot: Callable[[], dict[str, Any] | None],
+        *,
+        channel: str = CHANNEL,
+        snapshot_interval: float = SNAPSHOT_INTERVAL,
+        queue_size: int = CLIENT_QUEUE_SIZE,
+    ) -> None:
+        self.redis_url = redis_url
+        self.snapshot = snapshot
+        self.channel = channel
+        self.snapshot_interval = snapshot_interval
+        self.queue_size = queue_size
+        self.instance = uuid.uuid4().hex[:12]
+        self._lock = threading.Lock()
+        self._clients: set[DashboardClient] = set()
+        self._pid: int | None = None
+        self._live = threading.Event()
+        self._stop = threading.Event()
+
+    @property
+    def live(self) -> bool:
+        """True while subscribed to the Redis channel."""
+        return self._live.is_set()
+
+    @property
+    def client_count(self) -> int:
+        return len(self._clients)
+
+    def ensure_started(self) -> None:
+        """Start the threads in this process if not yet (threads do not survive a fork: restart after one)."""
+        with self._lock:
+            if self._pid == os.getpid():
+                return
+            self._pid = os.getpid()
+            self._clients = set()
+            self._live = threading.Event()
+            self._stop = threading.Event()
+            loops = [(self._snapshot_loop, "snapshots")]
+            if self.redis_url:
+                loops.append((self._subscribe_loop, "subscriber"))
+            else:
+                logger.warning("REDIS_URL unset: dashboards get metrics but no live samples")
+            for target, name in loops:
+                threading.Thread(target=target, name=f"sqal-dashboard-{name}", daemon=True).start()
+
+    def stop(self) -> None:
+        """Stop the threads (they exit within about POLL_SECONDS)."""
+        self._stop.set()
+
+    def wait_live(self, timeout: float) -> bool:
+        """Wait until subscribed (so a new client misses nothing published afterwards)."""
+        return self._live.wait(timeout)
+
+    def connect(self, abort: Callable[[], None]) -> DashboardClient:
+        """Register a new client (starting the threads on first use)."""
+        self.ensure_started()
+        client = DashboardClient(self.queue_size, abort)
+        with self._lock:
+            self._clients.add(client)
+        return client
+
+    def disconnect(self, client: DashboardClient) -> None:
+        with self._lock:
+            self._clients.discard(client)
+
+    def broadcast(self, kind: str, frame: str) -> None:
+        """Offer a frame to every client; drop the ones that cannot take it."""
+        with self._lock:
+            clients = list(self._clients)
+        for client in clients:
+            if not client.offer(kind, frame):
+                self.disconnect(client)
+                clients_dropped.inc()
+                logger.warning("dashboard client too slow, dropped", extra={"event": "dashboard_client_dropped"})
+                client.drop()
+
+    def snapshot_frame(self) -> str | None:
+        """The current metrics as a `metrics` frame, or None when they cannot be computed."""
+        try:
+            figures = self.snapshot()
+        except Exception:  # a dashboard without figures is better than a dead snapshot thread
+            logger.warning("dashboard metrics snapshot failed", exc_info=True, extra={"event": "dashboard_snapshot"})
+            return None
+        return None if figures is None else _dumps({"type": "metrics", "metrics": figures})
+
+    def hello_frame(self) -> str:
+        return _dumps(
+            {"type": "hello", "instance": self.instance, "live": self.live, "snapshot_interval": self.snapshot_interval}
+        )
+
+    def _set_live(self, live: bool) -> None:
+        if live == self._live.is_set():
+            return
+        if live:
+            self._live.set()
+        else:
+            self._live.clear()
+        self.broadcast("status", _dumps({"type": "status", "live": live}))
+
+    def _on_message(self, data: bytes | str) -> None:
+        try:
+            summary = json.loads(data)
+        except ValueError:
+            return
+        if isinstance(summary, dict):
+            self.broadcast("sample", _dumps({"type": "sample", "sample": summary}))
+
+    def _subscribe_loop(self) -> None:
+        backoff = 0.5
+        while not self._stop.is_set():
+            pubsub = None
+            try:
+                client = redis.Redis.from_url(self.redis_url, socket_connect_timeout=2.0, health_check_interval=15)
+                pubsub = client.pubsub()
+                pubsub.subscribe(self.channel)
+                while not self._stop.is_set():
+                    message = pubsub.get_message(timeout=POLL_SECONDS)
+                    if message is None:
+                        continue
+                    if message["type"] == "subscribe":
+                        self._set_live(True)
+                        backoff = 0.5
+                    elif message["type"] == "message":
+                        self._on_message(message["data"])
+            except (redis.RedisError, OSError) as exc:
+                self._set_live(False)
+                logger.warning(
+                    "dashboard Redis subscription lost, retrying",
+                    extra={"event": "dashboard_subscriber_error", "error": exc.__class__.__name__},
+                )
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+            finally:
+                if pubsub is not None:
+                    with contextlib.suppress(redis.RedisError, OSError):
+                        pubsub.close()
+        self._set_live(False)
+
+    def _snapshot_loop(self) -> None:
+        while not self._stop.wait(self.snapshot_interval):
+            if self._clients:
+                frame = self.snapshot_frame()
+                if frame is not None:
+                    self.broadcast("metrics", frame)
+
+
+def _abort(ws: Server) -> None:
+    with contextlib.suppress(OSError):
+        ws.sock.shutdown(socket.SHUT_RDWR)
+
+
+def _send(ws: Server, frame: str, kind: str) -> None:
+    ws.send(frame)
+    metrics.websocket_messages_sent.labels(endpoint=ENDPOINT, type=kind).inc()
+
+
+def _answer_pings(ws: Server) -> None:
+    while (message := ws.receive(timeout=0)) is not None:
+        try:
+            frame = json.loads(message)
+        except ValueError:
+            continue
+        if isinstance(frame, dict) and frame.get("type") == "ping":
+            _send(ws, _dumps({"type": "pong", "ts": frame.get("ts")}), "pong")
+
+
+def _pump(ws: Server, client: DashboardClient) -> None:
+    # Shutdown closes the socket with 1001 (track_websocket): `connected` turns false and the loop ends.
+    while ws.connected and not client.dropped.is_set():
+        try:
+            kind, frame = client.queue.get(timeout=POLL_SECONDS)
+        except queue.Empty:
+            pass
+        else:
+            _send(ws, frame, kind)
+        _answer_pings(ws)
+
+
+@sock.route(ENDPOINT, bp=bp)
+def dashboard_socket(ws: Server) -> None:
+    """One dashboard connection: hello, a metrics snapshot, then live frames until it closes or is dropped."""
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    hub: DashboardHub = app.extensions[HUB_KEY]
+    client = hub.connect(abort=lambda: _abort(ws))
+    metrics.websocket_connections_active.labels(endpoint=ENDPOINT).inc()
+    try:
+        with shutdown.track_websocket(ws, app):
+            hub.wait_live(LIVE_WAIT_SECONDS)
+            _send(ws, hub.hello_frame(), "hello")
+            snapshot = hub.snapshot_frame()
+            if snapshot is not None:
+                _send(ws, snapshot, "metrics")
+            _pump(ws, client)
+    except (ConnectionClosed, OSError):
+        pass  # the client went away, or was dropped (its socket shut down under a blocked send)
+    finally:
+        hub.disconnect(client)
+        metrics.websocket_connections_active.labels(endpoint=ENDPOINT).dec()
+        db.session.remove()
+
+
+def init_hub(app: Flask, snapshot: Callable[[], dict[str, Any] | None]) -> DashboardHub:
+    """Create the app's hub (no thread, no socket yet) and register the WebSocket route."""
+    hub = DashboardHub(app.config["SETTINGS"].redis_url, snapshot, channel=channel_for(app.config["SETTINGS"]))
+    app.extensions[HUB_KEY] = hub
+    app.register_blueprint(bp)
+    return hub

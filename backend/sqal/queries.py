@@ -1,0 +1,338 @@
+"""SQL behind the SQAL read API: keyset listing, sample look-up, devices, time series and dashboard figures.
+
+Every figure is an aggregate computed by PostgreSQL; rows are never loaded into Python to be counted. Times come
+from the caller (`now`), never from the database's `now()`, so every worker, the cache and frozen-time tests agree.
+"Today" is the UTC day. Time buckets are aligned on 2000-01-01T00:00Z: `time_bucket` when TimescaleDB is
+installed, `date_bin` otherwise (PostgreSQL >= 14; `date_trunc` cannot make 5- or 15-minute buckets).
+The dashboard aggregates are index-only scans of the two indexes of migration 0005_sqal_reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, Index, select, text, tuple_
+from sqlalchemy.engine import Engine, RowMapping
+
+from backend.core.errors import Conflict, NotFound
+from backend.extensions import db
+from backend.sqal.models import SensorSample
+
+BUCKET_ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
+TOP_DEFECTS = 5
+THROUGHPUT_WINDOW_SECONDS = 300  # the same window as the `samples_throughput_per_second` gauge
+GRADES = ("A", "B", "C", "REJECT")
+
+S = SensorSample
+_SUMMARY_COLUMNS = (
+    S.id,
+    S.device_id,
+    S.sample_id,
+    S.seq,
+    S.timestamp,
+    S.received_at,
+    S.fusion_final_grade,
+    S.fusion_final_score,
+    S.fusion_confidence,
+    S.fusion_defects,
+    S.processing_time_ms,
+    S.vl53l8ch_grade,
+    S.vl53l8ch_quality_score,
+    S.vl53l8ch_volume_mm3,
+    S.vl53l8ch_avg_height_mm,
+    S.vl53l8ch_surface_uniformity,
+    S.as7341_grade,
+    S.as7341_quality_score,
+    S.as7341_color_score,
+    S.as7341_freshness_score,
+    S.as7341_integration_time,
+    S.as7341_gain,
+)
+_DETAIL_COLUMNS = (
+    *_SUMMARY_COLUMNS,
+    S.created_at,
+    S.vl53l8ch_distance_matrix,
+    S.vl53l8ch_reflectance_matrix,
+    S.vl53l8ch_amplitude_matrix,
+    S.as7341_channels,
+)
+_timescaledb: dict[str, bool] = {}
+
+# Made by migration 0005_sqal_reads; declared here, beside the queries they serve, so models match migrations.
+DASHBOARD_INDEXES = (
+    Index("ix_sensor_samples_grade_time", S.fusion_final_grade, S.timestamp, postgresql_include=["fusion_final_score"]),
+    Index(
+        "ix_sensor_samples_defects",
+        S.timestamp,
+        postgresql_include=["fusion_defects"],
+        postgresql_where=text("fusion_defects <> '[]'::jsonb"),
+    ),
+)
+
+
+def day_bounds(now: datetime) -> tuple[datetime, datetime]:
+    """[start, end) of the UTC day holding `now`."""
+    start = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return start, start + timedelta(days=1)
+
+
+def bucket_start(moment: datetime, width: timedelta) -> datetime:
+    """Start of the bucket of `width` holding `moment` (same alignment as the SQL)."""
+    return BUCKET_ORIGIN + ((moment - BUCKET_ORIGIN) // width) * width
+
+
+def has_timescaledb(engine: Engine) -> bool:
+    """True when the database has the timescaledb extension installed (checked once per database)."""
+    key = engine.url.render_as_string(hide_password=True)
+    if key not in _timescaledb:
+        with engine.connect() as connection:
+            found = connection.execute(text("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")).first()
+        _timescaledb[key] = found is not None
+    return _timescaledb[key]
+
+
+def _summary(row: RowMapping) -> dict[str, Any]:
+    """A sample row as the API's nested summary (plus detail fields when the row has them)."""
+    item: dict[str, Any] = {
+        "id": row["id"],
+        "device_id": row["device_id"],
+        "sample_id": row["sample_id"],
+        "seq": row["seq"],
+        "timestamp": row["timestamp"],
+        "received_at": row["received_at"],
+        "grade": row["fusion_final_grade"],
+        "score": row["fusion_final_score"],
+        "confidence": row["fusion_confidence"],
+        "defects": row["fusion_defects"],
+        "processing_time_ms": row["processing_time_ms"],
+        "vl53l8ch": {
+            "grade": row["vl53l8ch_grade"],
+            "quality_score": row["vl53l8ch_quality_score"],
+            "volume_mm3": row["vl53l8ch_volume_mm3"],
+            "avg_height_mm": row["vl53l8ch_avg_height_mm"],
+            "surface_uniformity": row["vl53l8ch_surface_uniformity"],
+        },
+        "as7341": {
+            "grade": row["as7341_grade"],
+            "quality_score": row["as7341_quality_score"],
+            "color_score": row["as7341_color_score"],
+            "freshness_score": row["as7341_freshness_score"],
+            "integration_time": row["as7341_integration_time"],
+            "gain": row["as7341_gain"],
+        },
+    }
+    if "created_at" in row:
+        item["created_at"] = row["created_at"]
+        item["vl53l8ch"]["distance_matrix"] = row["vl53l8ch_distance_matrix"]
+        item["vl53l8ch"]["reflectance_matrix"] = row["vl53l8ch_reflectance_matrix"]
+        item["vl53l8ch"]["amplitude_matrix"] = row["vl53l8ch_amplitude_matrix"]
+        item["as7341"]["channels"] = row["as7341_channels"]
+    return item
+
+
+def list_samples(
+    *,
+    device_id: str | None = None,
+    grades: Sequence[str] | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    min_score: float | None = None,
+    after: tuple[datetime, uuid.UUID] | None = None,
+    limit: int = 50,
+) -> tuple[list[dict[str, Any]], bool]:
+    """Samples newest first (timestamp, then id), strictly after the keyset position `after`; (items, more)."""
+    conditions: list[ColumnElement[bool]] = []
+    if device_id is not None:
+        conditions.append(S.device_id == device_id)
+    if grades:
+        conditions.append(S.fusion_final_grade.in_(list(grades)))
+    if start is not None:
+        conditions.append(S.timestamp >= start)
+    if end is not None:
+        conditions.append(S.timestamp < end)
+    if min_score is not None:
+        conditions.append(S.fusion_final_score >= min_score)
+    if after is not None:
+        # The plain bound lets the planner range-scan the timestamp index; the row comparison breaks ties.
+        conditions.append(S.timestamp <= after[0])
+        conditions.append(tuple_(S.timestamp, S.id) < tuple_(after[0], after[1]))
+    statement = select(*_SUMMARY_COLUMNS).where(*conditions).order_by(S.timestamp.desc(), S.id.desc()).limit(limit + 1)
+    rows = db.session.execute(statement).mappings().all()
+    return [_summary(row) for row in rows[:limit]], len(rows) > limit
+
+
+def get_sample(key: str, device_id: str | None = None) -> dict[str, Any]:
+    """The full sample whose sample_id (or id) is `key`; NotFound, or Conflict when several devices match."""
+    matches: ColumnElement[bool] = S.sample_id == key
+    with contextlib.suppress(ValueError):
+        matches = matches | (S.id == uuid.UUID(key))
+    statement = select(*_DETAIL_COLUMNS).where(matches)
+    if device_id is not None:
+        statement = statement.where(S.device_id == device_id)
+    rows = db.session.execute(statement.order_by(S.timestamp.desc()).limit(10)).mappings().all()
+    if not rows:
+        raise NotFound(f"No sample {key}", {"sample_id": key, "device_id": device_id})
+    if len(rows) > 1:
+        devices = sorted({row["device_id"] for row in rows})
+        raise Conflict(
+            f"Sample id {key} is used by several devices: add ?device_id=",
+            {"sample_id": key, "device_ids": devices},
+            code="ambiguous_sample_id",
+        )
+    return _summary(rows[0])
+
+
+_DEVICES_SQL = text(
+    """
+    SELECT d.device_id, d.profile, d.firmware_version, d.enabled, d.created_at, d.last_seen_at,
+           coalesce(d.enabled AND d.last_seen_at > :online_since, FALSE) AS online,
+           (SELECT count(*) FROM sensor_samples s
+             WHERE s.device_id = d.device_id AND s."timestamp" >= :day_start AND s."timestamp" < :day_end)
+             AS samples_today,
+           latest.fusion_final_grade AS latest_grade, latest.fusion_final_score AS latest_score,
+           latest."timestamp" AS latest_sample_at
+    FROM devices d
+    LEFT JOIN LATERAL (
+        SELECT s.fusion_final_grade, s.fusion_final_score, s."timestamp" FROM sensor_samples s
+        WHERE s.device_id = d.device_id ORDER BY s."timestamp" DESC LIMIT 1
+    ) latest ON TRUE
+    ORDER BY d.device_id
+    """
+)
+
+
+def list_devices(now: datetime, online_seconds: float) -> list[dict[str, Any]]:
+    """Every device with online flag, samples today and its latest sample's grade."""
+    day_start, day_end = day_bounds(now)
+    params = {"online_since": now - timedelta(seconds=online_seconds), "day_start": day_start, "day_end": day_end}
+    return [dict(row) for row in db.session.execute(_DEVICES_SQL, params).mappings()]
+
+
+def timeseries(width: timedelta, start: datetime, end: datetime, device_id: str | None = None) -> list[dict[str, Any]]:
+    """Per bucket of [start, end): count, average fused score, count per grade; empty buckets included."""
+    engine = db.engine
+    if has_timescaledb(engine):
+        bucket = 'time_bucket(CAST(:width AS interval), "timestamp", origin => CAST(:origin AS timestamptz))'
+    else:
+        bucket = 'date_bin(CAST(:width AS interval), "timestamp", CAST(:origin AS timestamptz))'
+    device_filter = "AND device_id = :device_id" if device_id is not None else ""
+    statement = text(
+        f"""
+        WITH cells AS (
+            SELECT {bucket} AS bucket, fusion_final_grade AS grade, count(*) AS samples,
+                   sum(fusion_final_score) AS score_sum
+            FROM sensor_samples
+            WHERE fusion_final_grade IN ({", ".join(f"'{grade}'" for grade in GRADES)})
+              AND "timestamp" >= :start AND "timestamp" < :end {device_filter}
+            GROUP BY 1, 2
+        ), points AS (
+            SELECT bucket, sum(samples) AS samples, sum(score_sum) / sum(samples) AS average_score,
+                   jsonb_object_agg(grade, samples) AS grades
+            FROM cells GROUP BY bucket
+        )
+        SELECT b.bucket, coalesce(p.samples, 0) AS samples, p.average_score, coalesce(p.grades, '{{}}') AS grades
+        FROM generate_series(CAST(:first AS timestamptz), CAST(:end AS timestamptz) - interval '1 microsecond',
+                             CAST(:width AS interval)) AS b(bucket)
+        LEFT JOIN points p ON p.bucket = b.bucket
+        ORDER BY b.bucket
+        """
+    )
+    params = {
+        "width": width,
+        "origin": BUCKET_ORIGIN,
+        "start": start,
+        "end": end,
+        "first": bucket_start(start, width),
+        "device_id": device_id,
+    }
+    return [
+        {
+            "start": row["bucket"],
+            "count": int(row["samples"]),
+            "average_score": row["average_score"],
+            "grades": {grade: row["grades"].get(grade, 0) for grade in GRADES},
+        }
+        for row in db.session.execute(statement, params).mappings()
+    ]
+
+
+# One statement of index-only scans. Today's samples are counted one grade at a time, each a range of
+# ix_sensor_samples_grade_time aggregated without hashing or FILTER (several times cheaper per row); "last hour" and
+# the throughput window are counted by their own (small) range scans.
+_METRICS_SQL = text(
+    f"""
+    WITH grades AS MATERIALIZED (
+        SELECT g.grade, t.samples, t.score_sum
+        FROM (VALUES {", ".join(f"('{grade}')" for grade in GRADES)}) AS g(grade)
+        CROSS JOIN LATERAL (
+            SELECT count(*) AS samples, sum(fusion_final_score) AS score_sum FROM sensor_samples
+            WHERE fusion_final_grade = g.grade AND "timestamp" >= :day_start AND "timestamp" < :day_end
+        ) t
+    ), today AS (
+        SELECT coalesce(sum(samples), 0) AS samples, sum(score_sum) / nullif(sum(samples), 0) AS average_score,
+               jsonb_object_agg(grade, samples) AS grades,
+               100.0 * sum(samples) FILTER (WHERE grade = 'REJECT') / nullif(sum(samples), 0) AS reject_rate,
+               100.0 * sum(samples) FILTER (WHERE grade IN ('A', 'B')) / nullif(sum(samples), 0) AS conformity_rate
+        FROM grades
+    ), defects AS (
+        SELECT coalesce(jsonb_agg(jsonb_build_object('code', code, 'count', n) ORDER BY n DESC, code), '[]')
+               AS top_defects
+        FROM (
+            SELECT d.code, count(*) AS n
+            FROM sensor_samples s CROSS JOIN LATERAL jsonb_array_elements_text(s.fusion_defects) AS d(code)
+            WHERE s."timestamp" >= :day_start AND s."timestamp" < :day_end AND s.fusion_defects <> '[]'::jsonb
+            GROUP BY d.code ORDER BY n DESC, d.code LIMIT :top
+        ) ranked
+    )
+    SELECT today.samples AS today, today.average_score, today.grades, today.reject_rate, today.conformity_rate,
+           today.samples / CAST(:elapsed_hours AS float8) AS samples_per_hour,
+           (SELECT count(*) FROM sensor_samples WHERE "timestamp" >= :hour_start) AS last_hour,
+           (SELECT count(*) FROM sensor_samples WHERE "timestamp" >= :window_start)
+               / CAST(:window_seconds AS float8) AS throughput,
+           defects.top_defects,
+           (SELECT count(*) FROM devices WHERE enabled AND last_seen_at > :online_since) AS active_devices,
+           (SELECT count(*) FROM devices WHERE enabled) AS devices_total
+    FROM today, defects
+    """
+)
+
+
+def dashboard_metrics(
+    now: datetime, online_seconds: float, window_seconds: int = THROUGHPUT_WINDOW_SECONDS
+) -> dict[str, Any]:
+    """The dashboard figures at `now` (see `DashboardMetrics` for each definition), in one SQL statement."""
+    day_start, day_end = day_bounds(now)
+    params = {
+        "day_start": day_start,
+        "day_end": day_end,
+        "hour_start": now - timedelta(hours=1),
+        "window_start": now - timedelta(seconds=window_seconds),
+        "window_seconds": window_seconds,
+        "elapsed_hours": max((now - day_start).total_seconds(), 60.0) / 3600,
+        "online_since": now - timedelta(seconds=online_seconds),
+        "top": TOP_DEFECTS,
+    }
+    # Small index-only scans: parallel workers would only add start-up cost and compete with ingestion.
+    db.session.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
+    row = db.session.execute(_METRICS_SQL, params).mappings().one()
+    db.session.rollback()  # read-only; also ends the SET LOCAL
+    return {
+        "generated_at": now,
+        "day_start": day_start,
+        "samples_last_hour": row["last_hour"],
+        "samples_today": row["today"],
+        "samples_per_hour": row["samples_per_hour"],
+        "average_quality_score": row["average_score"],
+        "grade_distribution": {grade: row["grades"].get(grade, 0) for grade in GRADES},
+        "reject_rate_percent": row["reject_rate"],
+        "conformity_rate_percent": row["conformity_rate"],
+        "active_devices": row["active_devices"],
+        "devices_total": row["devices_total"],
+        "throughput_per_second": row["throughput"],
+        "throughput_window_seconds": window_seconds,
+        "top_defects": row["top_defects"],
+    }

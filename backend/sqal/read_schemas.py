@@ -1,0 +1,306 @@
+"""Pydantic schemas of the SQAL read API: query strings, the opaque keyset cursor, and the response bodies.
+
+Field names are snake_case like the sensor protocol. Timestamps in responses are UTC ISO 8601 with a `Z`; query
+timestamps must carry a zone (`Z` or `±HH:MM`). The list cursor is base64url JSON holding the last item's
+(timestamp, id) and a digest of the filters it was issued for, so it cannot be replayed with other filters.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+    model_validator,
+)
+
+GRADES = ("A", "B", "C", "REJECT")
+Grade = Literal["A", "B", "C", "REJECT"]
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
+
+# Timeseries buckets: width, default span (when `from` is omitted) and the widest range one request may ask for.
+BUCKETS: dict[str, tuple[timedelta, timedelta, timedelta]] = {
+    "1m": (timedelta(minutes=1), timedelta(hours=1), timedelta(days=1)),
+    "5m": (timedelta(minutes=5), timedelta(hours=6), timedelta(days=7)),
+    "15m": (timedelta(minutes=15), timedelta(hours=24), timedelta(days=14)),
+    "1h": (timedelta(hours=1), timedelta(hours=24), timedelta(days=31)),
+    "1d": (timedelta(days=1), timedelta(days=30), timedelta(days=366)),
+}
+Bucket = Literal["1m", "5m", "15m", "1h", "1d"]
+
+
+def _utc_z(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _split(value: Any) -> Any:
+    return [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+
+
+UtcDatetime = Annotated[datetime, PlainSerializer(_utc_z, return_type=str, when_used="json")]
+DeviceId = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
+GradeList = Annotated[
+    list[Grade],
+    BeforeValidator(_split),
+    Field(min_length=1, json_schema_extra={"type": "string", "description": "grade or comma-separated grades"}),
+]
+
+
+class CursorError(ValueError):
+    """The cursor is not one this API issued (or was issued for other filters)."""
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Position after the last item of a page: its (timestamp, id) and the filters' digest."""
+
+    timestamp: datetime
+    id: uuid.UUID
+    filters: str
+
+    def encode(self) -> str:
+        """The opaque `?cursor=` value."""
+        raw = json.dumps({"t": self.timestamp.isoformat(), "i": str(self.id), "f": self.filters}, separators=(",", ":"))
+        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> Cursor:
+        """Parse a cursor, or raise CursorError."""
+        try:
+            raw = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+            timestamp = datetime.fromisoformat(raw["t"])
+            cursor = cls(timestamp, uuid.UUID(raw["i"]), str(raw["f"]))
+        except (binascii.Error, ValueError, TypeError, KeyError, UnicodeDecodeError):
+            raise CursorError("not a cursor returned by this endpoint") from None
+        if timestamp.tzinfo is None:
+            raise CursorError("not a cursor returned by this endpoint")
+        return cursor
+
+
+class SampleQuery(BaseModel):
+    """Query string of GET /api/sqal/samples. Filters combine with AND."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    device_id: DeviceId | None = None
+    grade: GradeList | None = None
+    from_: AwareDatetime | None = Field(None, alias="from", description="samples at or after (ISO 8601 with zone)")
+    to: AwareDatetime | None = Field(None, description="samples strictly before (ISO 8601 with zone)")
+    min_score: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
+    limit: Annotated[int, Field(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT
+    cursor: Annotated[str, Field(min_length=1, max_length=500)] | None = Field(
+        None, description="`next_cursor` of the previous page"
+    )
+
+    @field_validator("cursor")
+    @classmethod
+    def _decodable(cls, value: str | None) -> str | None:
+        if value is not None:
+            Cursor.decode(value)  # CursorError is a ValueError: reported on the `cursor` field
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> SampleQuery:
+        if self.from_ is not None and self.to is not None and self.from_ >= self.to:
+            raise ValueError("`from` must be before `to`")
+        position = self.position()
+        if position is not None and position.filters != self.filters_digest():
+            raise ValueError("the cursor was issued for other filters; restart without a cursor")
+        return self
+
+    def filters_digest(self) -> str:
+        """Short digest of the filters (not limit/cursor): a cursor only continues the listing it came from."""
+        filters = self.model_dump(mode="json", exclude={"limit", "cursor"})
+        if filters["grade"]:
+            filters["grade"] = sorted(set(filters["grade"]))
+        return hashlib.sha256(json.dumps(filters, sort_keys=True).encode()).hexdigest()[:16]
+
+    def position(self) -> Cursor | None:
+        """The decoded cursor (already validated)."""
+        return Cursor.decode(self.cursor) if self.cursor else None
+
+    def link_args(self) -> dict[str, Any]:
+        """The filters and limit as they go back into a `Link` URL."""
+        args = self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"cursor"})
+        if "grade" in args:
+            args["grade"] = ",".join(args["grade"])
+        return args
+
+
+class SampleLookupQuery(BaseModel):
+    """Query string of GET /api/sqal/samples/<sample_id>."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    device_id: DeviceId | None = Field(None, description="needed when several devices used the same sample_id")
+
+
+class TimeseriesQuery(BaseModel):
+    """Query string of GET /api/sqal/stats/timeseries."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    bucket: Bucket = "1h"
+    from_: AwareDatetime | None = Field(None, alias="from", description="default: `to` minus the bucket's span")
+    to: AwareDatetime | None = Field(None, description="default: now")
+    device_id: DeviceId | None = None
+
+    @model_validator(mode="after")
+    def _bounds(self) -> TimeseriesQuery:
+        """Fill the defaults, then refuse an empty range or one wider than the bucket allows."""
+        _width, span, widest = BUCKETS[self.bucket]
+        self.to = self.to or datetime.now(UTC)
+        self.from_ = self.from_ or self.to - span
+        if self.from_ >= self.to:
+            raise ValueError("`from` must be before `to`")
+        if self.to - self.from_ > widest:
+            raise ValueError(f"range too wide for bucket {self.bucket}: at most {widest.days} day(s)")
+        return self
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class TofSummary(_Out):
+    grade: Grade
+    quality_score: float
+    volume_mm3: float
+    avg_height_mm: float
+    surface_uniformity: float
+
+
+class SpectralSummary(_Out):
+    grade: Grade
+    quality_score: float
+    color_score: float
+    freshness_score: float
+    integration_time: int
+    gain: float
+
+
+class TofDetail(TofSummary):
+    distance_matrix: list[list[float]]
+    reflectance_matrix: list[list[float]]
+    amplitude_matrix: list[list[float]]
+
+
+class SpectralDetail(SpectralSummary):
+    channels: dict[str, int]
+
+
+class SampleOut(_Out):
+    """One stored sample without its matrices and channels; `grade`/`score` are the fused verdict."""
+
+    id: uuid.UUID
+    device_id: str
+    sample_id: str
+    seq: int
+    timestamp: UtcDatetime
+    received_at: UtcDatetime
+    grade: Grade
+    score: float
+    confidence: float
+    defects: list[str]
+    processing_time_ms: float | None
+    vl53l8ch: TofSummary
+    as7341: SpectralSummary
+
+
+class SampleDetail(SampleOut):
+    """The full sample: matrices and channels included."""
+
+    created_at: UtcDatetime
+    vl53l8ch: TofDetail
+    as7341: SpectralDetail
+
+
+class SamplePage(BaseModel):
+    """A page of samples, newest first; `next_cursor` is null on the last page."""
+
+    items: list[SampleOut]
+    next_cursor: str | None
+
+
+class DeviceOut(_Out):
+    """A device with its liveness and today's production."""
+
+    device_id: str
+    profile: str | None
+    firmware_version: str | None
+    enabled: bool
+    created_at: UtcDatetime
+    last_seen_at: UtcDatetime | None
+    online: bool = Field(description="enabled and seen within 2 × SQAL_GENERATION_INTERVAL")
+    samples_today: int = Field(description="samples timestamped since 00:00 UTC")
+    latest_grade: Grade | None
+    latest_score: float | None
+    latest_sample_at: UtcDatetime | None
+
+
+class DeviceList(BaseModel):
+    items: list[DeviceOut]
+
+
+class GradeCounts(BaseModel):
+    A: int = 0
+    B: int = 0
+    C: int = 0
+    REJECT: int = 0
+
+
+class TimeseriesPoint(BaseModel):
+    start: UtcDatetime
+    count: int
+    average_score: float | None
+    grades: GradeCounts
+
+
+class Timeseries(BaseModel):
+    """Buckets aligned on 2000-01-01T00:00Z, every bucket of [from, to) present (count 0 when empty)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    bucket: Bucket
+    from_: UtcDatetime = Field(alias="from")
+    to: UtcDatetime
+    device_id: str | None
+    points: list[TimeseriesPoint]
+
+
+class DefectCount(BaseModel):
+    code: str
+    count: int
+
+
+class DashboardMetrics(BaseModel):
+    """Line figures. "Today" is the UTC day; rates are null when there is no sample to divide by."""
+
+    generated_at: UtcDatetime
+    day_start: UtcDatetime
+    samples_last_hour: int
+    samples_today: int
+    samples_per_hour: float = Field(description="samples today / hours elapsed since 00:00 UTC")
+    average_quality_score: float | None = Field(description="mean fused score of today's samples")
+    grade_distribution: GradeCounts = Field(description="today's samples per fused grade")
+    reject_rate_percent: float | None = Field(description="share of today's samples graded REJECT")
+    conformity_rate_percent: float | None = Field(description="share of today's samples graded A or B")
+    active_devices: int = Field(description="enabled devices seen within 2 × SQAL_GENERATION_INTERVAL")
+    devices_total: int = Field(description="enabled devices")
+    throughput_per_second: float = Field(description="samples per second over the throughput window")
+    throughput_window_seconds: int
+    top_defects: list[DefectCount] = Field(description="most frequent defect codes today (samples carrying them)")

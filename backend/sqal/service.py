@@ -1,0 +1,186 @@
+"""SQAL ingestion logic over the SQLAlchemy session: devices, authentication, exactly-once sample storage.
+
+No Flask request or WebSocket objects here: the WebSocket adapter (`ws.py`) and the frame protocol
+(`frames.py`) call these functions with plain values.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import SQLAlchemyError
+
+from backend.core import security
+from backend.core.errors import Conflict, NotFound, ServiceUnavailable
+from backend.extensions import db
+from backend.sqal.models import Device, SampleKey, SensorSample
+from backend.sqal.schemas import SampleIn
+
+TOKEN_PREFIX = "sqal_dev_"
+Status = Literal["stored", "duplicate"]
+
+
+class DeviceRejected(Exception):
+    """The device may not (or may no longer) send samples; `code` is the protocol error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class StorageError(Exception):
+    """The samples could not be committed; nothing from the frame was stored."""
+
+
+@dataclass(frozen=True)
+class DeviceIdentity:
+    """The device a connection is authenticated as."""
+
+    device_id: str
+    firmware_version: str | None
+
+
+def authenticate(token: str | None) -> DeviceIdentity:
+    """The enabled device owning `token`, or DeviceRejected (`unauthorized` / `device_disabled`)."""
+    if not token:
+        raise DeviceRejected("unauthorized", "missing or invalid device token")
+    digest = security.hash_token(token)
+    device = db.session.execute(select(Device).where(Device.token_hash == digest)).scalar_one_or_none()
+    if device is None or not security.verify_token(token, device.token_hash):
+        db.session.rollback()
+        raise DeviceRejected("unauthorized", "missing or invalid device token")
+    identity = DeviceIdentity(device.device_id, device.firmware_version)
+    enabled = device.enabled
+    db.session.rollback()  # read-only: end the transaction so no connection stays checked out
+    if not enabled:
+        raise DeviceRejected("device_disabled", "device is disabled")
+    return identity
+
+
+def touch_device(device_id: str) -> None:
+    """Record that the device was just seen (on connect)."""
+    db.session.execute(update(Device).where(Device.device_id == device_id).values(last_seen_at=func.now()))
+    db.session.commit()
+
+
+def sample_row(sample: SampleIn, received_at: datetime) -> dict[str, Any]:
+    """The `sensor_samples` row of a validated sample (docs/protocol.md §8)."""
+    tof, spectral, fusion = sample.vl53l8ch, sample.as7341, sample.fusion
+    return {
+        "timestamp": sample.timestamp,
+        "device_id": sample.device_id,
+        "sample_id": sample.sample_id,
+        "seq": sample.seq,
+        "vl53l8ch_distance_matrix": tof.distance_matrix,
+        "vl53l8ch_reflectance_matrix": tof.reflectance_matrix,
+        "vl53l8ch_amplitude_matrix": tof.amplitude_matrix,
+        "vl53l8ch_volume_mm3": tof.volume_mm3,
+        "vl53l8ch_avg_height_mm": tof.avg_height_mm,
+        "vl53l8ch_surface_uniformity": tof.surface_uniformity,
+        "vl53l8ch_quality_score": tof.quality_score,
+        "vl53l8ch_grade": tof.grade,
+        "as7341_channels": spectral.channels.as_dict(),
+        "as7341_integration_time": spectral.integration_time,
+        "as7341_gain": spectral.gain,
+        "as7341_color_score": spectral.color_uniformity,
+        "as7341_freshness_score": spectral.freshness_index,
+        "as7341_quality_score": spectral.quality_score,
+        "as7341_grade": spectral.grade,
+        "fusion_final_score": fusion.final_score,
+        "fusion_final_grade": fusion.final_grade,
+        "fusion_confidence": fusion.confidence,
+        "fusion_defects": fusion.defects,
+        "processing_time_ms": sample.meta.processing_time_ms,
+        "received_at": received_at,
+    }
+
+
+def store_samples(device_id: str, samples: Sequence[SampleIn], received_at: datetime) -> list[Status]:
+    """Store the samples exactly once and commit; return each one's status, in order.
+
+    One transaction: the device row is updated first (last_seen_at, firmware; a disabled device is refused),
+    then the (device_id, sample_id) keys go into the ledger with one multi-row INSERT … ON CONFLICT DO NOTHING
+    RETURNING, and only the samples whose key came back are inserted, in one multi-row INSERT. A sample_id
+    repeated within `samples` is stored once; the later copies are duplicates.
+    """
+    if not samples:
+        return []
+    first_index: dict[str, int] = {}
+    for index, sample in enumerate(samples):
+        first_index.setdefault(sample.sample_id, index)
+    unique = [samples[index] for index in first_index.values()]
+    meta = samples[-1].meta
+    try:
+        # Core tables, not ORM entities: the ORM bulk path costs more than the statements themselves here.
+        devices = Device.__table__
+        enabled = db.session.execute(
+            update(devices)
+            .where(devices.c.device_id == device_id)
+            .values(last_seen_at=func.now(), firmware_version=meta.firmware_version, profile=meta.config_profile)
+            .returning(devices.c.enabled)
+        ).scalar_one_or_none()
+        if not enabled:
+            db.session.rollback()
+            raise DeviceRejected("device_disabled", "device is disabled")
+        keys = [{"device_id": device_id, "sample_id": sample.sample_id} for sample in unique]
+        ledger = SampleKey.__table__
+        new_keys = db.session.execute(
+            pg_insert(ledger).values(keys).on_conflict_do_nothing().returning(ledger.c.sample_id)
+        )
+        stored = set(new_keys.scalars())
+        rows = [sample_row(sample, received_at) for sample in unique if sample.sample_id in stored]
+        if rows:
+            db.session.execute(insert(SensorSample.__table__), rows)
+        db.session.commit()
+    except (SQLAlchemyError, ServiceUnavailable) as exc:  # the latter: database breaker open / connection lost
+        _rollback_quietly()
+        raise StorageError(exc.__class__.__name__) from exc
+    return [
+        "stored" if sample.sample_id in stored and first_index[sample.sample_id] == index else "duplicate"
+        for index, sample in enumerate(samples)
+    ]
+
+
+def _rollback_quietly() -> None:
+    with contextlib.suppress(SQLAlchemyError, ServiceUnavailable):  # the connection may be gone
+        db.session.rollback()
+
+
+def create_device(
+    device_id: str, profile: str | None = None, firmware_version: str | None = None, *, replace_token: bool = False
+) -> str:
+    """Create a device (or give an existing one a new token with `replace_token`); return the token once."""
+    token = security.generate_token(TOKEN_PREFIX)
+    device = db.session.get(Device, device_id)
+    if device is not None and not replace_token:
+        raise Conflict(f"Device {device_id} already exists", {"device_id": device_id})
+    if device is None:
+        device = Device(device_id=device_id, profile=profile, firmware_version=firmware_version, enabled=True)
+        db.session.add(device)
+    if profile is not None:
+        device.profile = profile
+    device.token_hash = security.hash_token(token)
+    db.session.commit()
+    return token
+
+
+def set_device_enabled(device_id: str, enabled: bool) -> None:
+    """Enable or disable a device; a disabled device's connections are refused at their next frame."""
+    result = db.session.execute(update(Device).where(Device.device_id == device_id).values(enabled=enabled))
+    if result.rowcount == 0:  # type: ignore[attr-defined]
+        db.session.rollback()
+        raise NotFound(f"Device {device_id} not found", {"device_id": device_id})
+    db.session.commit()
+
+
+def device_token_matches(device_id: str, token: str) -> bool:
+    """True when `token` is the current token of the (enabled) device."""
+    device = db.session.get(Device, device_id)
+    return device is not None and device.enabled and security.verify_token(token, device.token_hash)

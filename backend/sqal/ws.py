@@ -1,0 +1,212 @@
+"""`/ws/sensors/`: the flask-sock adapter between a device connection and `FrameHandler`.
+
+Authenticates the token (header or query), then loops: receive → handle → exactly one reply → close when the
+protocol says so. Each frame runs in its own root span linked to the connection's span (a connection lasts
+hours; one span per frame keeps traces readable). The rate limit is `backend.core.ratelimit.hit` (Redis, shared
+by workers). On shutdown `backend.core.shutdown` "closes" the tracked socket: that only wakes this connection's
+thread, which sends the 1001 close itself, since simple-websocket is not safe for two threads sending at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from flask import Blueprint, Flask, current_app, request
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from simple_websocket import Server
+from sqlalchemy.exc import SQLAlchemyError
+
+from backend.core import ratelimit, shutdown
+from backend.core.errors import ServiceUnavailable
+from backend.core.resilience import redis_call
+from backend.extensions import db, sock
+from backend.sqal import metrics, service
+from backend.sqal.frames import CLOSE_POLICY_VIOLATION, FrameHandler, Outcome, error
+from backend.sqal.publisher import SamplePublisher, channel_for
+
+logger = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
+
+ENDPOINT = metrics.ENDPOINT
+RATE_SCOPE = "ws_device"
+# Receives wait this long at most; shutdown normally wakes them at once (see DeviceSocket.close).
+RECEIVE_POLL = 10.0
+CLOSE_GOING_AWAY = 1001
+CLOSE_INTERNAL_ERROR = 1011
+CLOSE_TRY_AGAIN_LATER = 1013
+RESERVED_HTTP_THREADS = 4
+EXTENSION_KEY = "sqal"
+_WAKE = object()
+
+bp = Blueprint("sqal_ws", __name__)
+
+
+class SqalRuntime:
+    """Per-app SQAL helpers: the rate-limit check and the sample publisher (its thread starts on first use)."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self.publisher = SamplePublisher(
+            lambda send: redis_call(send, app), channel=channel_for(app.config["SETTINGS"])
+        )
+        # gthread: a socket holds a worker thread for its lifetime; leave some for HTTP (probes, /metrics).
+        self.max_sockets = max(1, app.config["SETTINGS"].threads - RESERVED_HTTP_THREADS)
+        self._sockets = 0
+        self._slots = threading.Lock()
+
+    @contextmanager
+    def socket_slot(self) -> Iterator[bool]:
+        """Hold one of this process's `max_sockets` device-socket slots while the body runs; False if none."""
+        with self._slots:
+            admitted = self._sockets < self.max_sockets
+            if admitted:
+                self._sockets += 1
+        try:
+            yield admitted
+        finally:
+            if admitted:
+                with self._slots:
+                    self._sockets -= 1
+
+    def retry_after(self, device_id: str) -> float | None:
+        """Count one frame of the device against WS_DEVICE_RATE_LIMIT; None = go ahead, else seconds to wait."""
+        decision = ratelimit.hit(RATE_SCOPE, device_id, self.app.config["SETTINGS"].ws_device_rate_limit, self.app)
+        return None if decision.allowed else decision.retry_after
+
+
+class DeviceSocket:
+    """What the shutdown coordinator tracks. Its `close()` runs on the coordinator's thread, so it only flags
+    the connection and wakes the thread blocked in `receive()`; that thread then closes with 1001."""
+
+    def __init__(self, ws: Server) -> None:
+        self.ws = ws
+        self.going_away = threading.Event()
+
+    def close(self, reason: Any = None, message: Any = None) -> None:
+        self.going_away.set()
+        try:  # simple-websocket 1.1 internals: a queued item plus the event make receive() return now
+            self.ws.input_buffer.append(_WAKE)
+            self.ws.event.set()
+        except AttributeError:  # other versions: the RECEIVE_POLL timeout notices `going_away`
+            logger.debug("cannot wake the websocket thread", exc_info=True)
+
+
+def device_token(authorization: str | None, query_token: str | None) -> str | None:
+    """The token from `Authorization: Bearer …` (preferred) or `?token=`."""
+    if authorization:
+        scheme, _, value = authorization.strip().partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    return query_token or None
+
+
+def _send(ws: Server, reply: dict[str, Any]) -> None:
+    ws.send(json.dumps(reply, separators=(",", ":"), allow_nan=False))
+    metrics.websocket_messages_sent.labels(endpoint=ENDPOINT, type=reply["type"]).inc()
+    if reply["type"] == "error":
+        metrics.websocket_errors.labels(code=reply["code"]).inc()
+
+
+def _refuse(ws: Server, reply: dict[str, Any], close_code: int) -> None:
+    _send(ws, reply)
+    ws.close(reason=close_code, message=reply["message"][:120])
+
+
+@sock.route("/ws/sensors/", bp=bp)
+def sensors(ws: Server) -> None:
+    """One device connection."""
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    runtime: SqalRuntime = app.extensions[EXTENSION_KEY]
+    try:
+        with runtime.socket_slot() as admitted:
+            if not admitted:
+                _refuse(ws, error("server_busy", "no free connection slot, retry later"), CLOSE_TRY_AGAIN_LATER)
+                return
+            token = device_token(request.headers.get("Authorization"), request.args.get("token"))
+            authenticated = _authenticate(ws, token)
+            if authenticated is not None:
+                _connection(app, runtime, DeviceSocket(ws), *authenticated)
+    except OSError:  # the peer vanished (reset, broken pipe): like a close, its device will resend
+        logger.debug("device socket lost", exc_info=True)
+
+
+def _authenticate(ws: Server, token: str | None) -> tuple[str, trace.SpanContext] | None:
+    """(device_id, connection span) or None after refusing the socket."""
+    with tracer.start_as_current_span("ws.sensors connect", context=otel_context.Context()) as span:
+        try:
+            identity = service.authenticate(token)
+            service.touch_device(identity.device_id)
+        except service.DeviceRejected as exc:
+            span.set_attribute("sqal.auth_error", exc.code)
+            _refuse(ws, error(exc.code, exc.message), CLOSE_POLICY_VIOLATION)
+            return None
+        except (SQLAlchemyError, ServiceUnavailable):
+            logger.exception("device authentication failed", extra={"event": "ws_auth_error"})
+            _refuse(ws, error("internal_error", "authentication unavailable, retry later"), CLOSE_INTERNAL_ERROR)
+            return None
+        span.set_attribute("sqal.device_id", identity.device_id)
+        return identity.device_id, span.get_span_context()
+
+
+def _connection(
+    app: Flask, runtime: SqalRuntime, device_socket: DeviceSocket, device_id: str, span: trace.SpanContext
+) -> None:
+    handler = FrameHandler(
+        device_id,
+        max_message_bytes=app.config["SETTINGS"].ws_max_message_bytes,
+        store=service.store_samples,
+        publish=runtime.publisher.publish,
+        retry_after=runtime.retry_after,
+    )
+    logger.info("device connected", extra={"event": "ws_connect", "device_id": device_id})
+    metrics.websocket_connections_active.labels(endpoint=ENDPOINT).inc()
+    try:
+        with shutdown.track_websocket(device_socket, app):
+            _serve(device_socket, handler, span)
+    finally:
+        metrics.websocket_connections_active.labels(endpoint=ENDPOINT).dec()
+        db.session.remove()
+        logger.info("device disconnected", extra={"event": "ws_disconnect", "device_id": device_id})
+
+
+def _serve(device_socket: DeviceSocket, handler: FrameHandler, connection_span: trace.SpanContext) -> None:
+    ws = device_socket.ws
+    while True:
+        if device_socket.going_away.is_set():
+            ws.close(reason=CLOSE_GOING_AWAY, message="server shutting down")
+            return
+        message = ws.receive(timeout=RECEIVE_POLL)
+        if message is None or message is _WAKE:
+            continue
+        outcome = _handle(handler, message, connection_span)
+        _send(ws, outcome.reply)
+        if outcome.close_code is not None:
+            ws.close(reason=outcome.close_code, message=outcome.reply.get("message", "")[:120])
+            return
+
+
+def _handle(handler: FrameHandler, message: str | bytes, connection_span: trace.SpanContext) -> Outcome:
+    links = [trace.Link(connection_span)] if connection_span.is_valid else []
+    with tracer.start_as_current_span("ws.sensors frame", context=otel_context.Context(), links=links) as span:
+        span.set_attribute("sqal.device_id", handler.device_id)
+        try:
+            outcome = handler.handle(message)
+        except Exception as exc:  # a bug must cost one frame, not the connection or the worker
+            span.record_exception(exc)
+            logger.exception("frame handling failed", extra={"event": "ws_frame_error", "device_id": handler.device_id})
+            with contextlib.suppress(SQLAlchemyError, ServiceUnavailable):
+                db.session.rollback()
+            outcome = Outcome("internal", error("internal_error", "unexpected server error, resend later"))
+        span.set_attribute("sqal.frame_type", outcome.frame_type)
+        span.set_attribute("sqal.reply_type", outcome.reply_type)
+        if outcome.reply_type == "error":
+            span.set_attribute("sqal.error_code", outcome.reply["code"])
+    metrics.websocket_messages_received.labels(endpoint=ENDPOINT, type=outcome.frame_type).inc()
+    return outcome

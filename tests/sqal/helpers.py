@@ -1,0 +1,89 @@
+"""SQAL test helpers: valid frames (from the protocol document's example), devices, gunicorn servers."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from apiflask import APIFlask
+from sqlalchemy import text
+
+from backend.extensions import db
+from backend.sqal import service
+from scripts.devservices import REPO_ROOT
+from tests.support.server import GunicornServer
+from tests.support.services import TestServices
+
+PROTOCOL_DOC = REPO_ROOT / "docs" / "protocol.md"
+WS_PATH = "/ws/sensors/"
+# A 500-sample batch of ~2.7 KB samples needs more than the 1 MiB default.
+SERVER_MAX_MESSAGE_BYTES = 2 * 1024 * 1024
+
+
+def _protocol_example() -> dict[str, Any]:
+    document = PROTOCOL_DOC.read_text(encoding="utf-8")
+    match = re.search(r"## 9\. Complete example.*?```json\n(.*?)```", document, re.S)
+    assert match, "docs/protocol.md lost its complete example frame"
+    return json.loads(match.group(1))
+
+
+EXAMPLE = _protocol_example()
+
+
+def sample_frame(device_id: str, seq: int, timestamp: datetime | None = None, **changes: Any) -> dict[str, Any]:
+    """A valid `sensor_data` frame for the device: the protocol example with its own id, seq and time."""
+    frame = copy.deepcopy(EXAMPLE)
+    moment = timestamp or datetime.now(UTC) - timedelta(seconds=1)
+    frame.update(
+        device_id=device_id,
+        seq=seq,
+        timestamp=moment.isoformat().replace("+00:00", "Z"),
+        sample_id=f"SAMPLE-{moment:%Y%m%d-%H%M%S}-{seq:04d}",
+    )
+    frame.update(changes)
+    return frame
+
+
+def unique_device_id(prefix: str = "ESP32_T") -> str:
+    """A device id no other test (or earlier run sharing the Redis rate-limit keys) uses."""
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+def make_device(app: APIFlask, device_id: str | None = None, enabled: bool = True) -> tuple[str, str]:
+    """Create a device; return (device_id, token)."""
+    device_id = device_id or unique_device_id()
+    with app.app_context():
+        token = service.create_device(device_id, profile="test")
+        if not enabled:
+            service.set_device_enabled(device_id, False)
+        db.session.remove()
+    return device_id, token
+
+
+def stored_sample_ids(app: APIFlask, device_id: str) -> list[str]:
+    """The sample ids stored for the device (one entry per row)."""
+    with app.app_context():
+        rows = db.session.execute(
+            text("SELECT sample_id FROM sensor_samples WHERE device_id = :d ORDER BY seq"), {"d": device_id}
+        )
+        ids = [row[0] for row in rows]
+        db.session.remove()
+    return ids
+
+
+def start_server(services: TestServices, log_dir: Path, **env: str) -> GunicornServer:
+    """A real gunicorn (2 workers) on the session database with SQAL-friendly settings, overridable."""
+    base = {
+        "DATABASE_URL": services.database_url,
+        "REDIS_URL": services.redis_url,
+        "WS_MAX_MESSAGE_BYTES": str(SERVER_MAX_MESSAGE_BYTES),
+        "WS_DEVICE_RATE_LIMIT": "100000/minute",
+        "SHUTDOWN_TIMEOUT": "10",
+        "SHUTDOWN_DRAIN_DELAY": "0",
+    }
+    return GunicornServer({**base, **env}, log_dir, workers=2).start()

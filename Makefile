@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: help install run test lint typecheck pytest openapi env-example bench fuzz clean
+.PHONY: help install run test lint typecheck pytest openapi env-example bench-ingest bench-dashboard clean
 
 help:
 	@echo "make run    - venv, install, migrate, seed, serve on http://127.0.0.1:8000 (embedded PG/Redis if unset)"
@@ -36,11 +36,17 @@ pytest: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 openapi: install
-	$(BIN)/python -m scripts.openapi > docs/openapi.json
+	$(BIN)/python -m scripts.openapi docs/openapi.json
 
 env-example: install
 	$(BIN)/python -m scripts.env_example > .env.example
 	$(BIN)/python -m scripts.env_example --readme
+
+bench-ingest: install
+	$(BIN)/python -m bench.ingest
+
+bench-dashboard: install
+	$(BIN)/python -m bench.dashboard
 
 clean:
 	rm -rf $(VENV) .local .pytest_cache .mypy_cache .ruff_cache

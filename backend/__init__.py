@@ -8,7 +8,8 @@ from typing import Any
 from apiflask import APIFlask
 from flask_cors import CORS
 
-from backend.core import database
+from backend import observability
+from backend.core import auth, cache, database, health, ratelimit, resilience, shutdown
 from backend.core import redis as redis_client
 from backend.core.config import Settings
 from backend.core.errors import register_error_handlers
@@ -27,6 +28,7 @@ def _settings_from(config: Settings | Mapping[str, Any] | None) -> Settings:
 def create_app(config: Settings | Mapping[str, Any] | None = None) -> APIFlask:
     """Build the app. `config` is a Settings, a mapping of Settings field overrides, or None (environment)."""
     settings = _settings_from(config)
+    observability.configure_logging(settings)
     app = APIFlask(
         __name__,
         title="SQAL backend",
@@ -51,6 +53,12 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> APIFlask:
     migrate.init_app(app, db, directory=str(database.MIGRATIONS_DIR))
     sock.init_app(app)
     redis_client.init_app(app)
+    observability.init_app(app, settings)  # metrics, then tracing (app, engine, Redis): before other hooks
+    shutdown.init_app(app)  # in-flight tracking, drain on SIGTERM (chains gunicorn's worker signals)
+    resilience.init_app(app)  # circuit breakers: PostgreSQL (every new connection), Redis
+    cache.init_app(app)  # Redis read-through cache
+    ratelimit.init_app(app)  # per-client limits (Redis storage)
+    auth.init_app(app)
     app.extensions["alembic_heads"] = database.head_revisions()
 
     register_error_handlers(app)
@@ -59,13 +67,13 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> APIFlask:
         CORS(app, origins=list(settings.cors_origins), supports_credentials="*" not in settings.cors_origins)
 
     _register_routes(app, settings)
+    health.announce_startup(app)  # dependencies checked once, JSON banner
     return app
 
 
 def _register_routes(app: APIFlask, settings: Settings) -> None:
     """Infrastructure routes, then each domain (routes, seeders, CLI commands)."""
     from backend import bugs, chaos, products, sqal
-    from backend.core import health
 
     app.register_blueprint(health.bp)
     if settings.chaos_enabled:

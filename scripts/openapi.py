@@ -25,4 +25,7 @@ def render(spec: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    sys.stdout.write(render(build_spec()))
+    # Write the file ourselves: the app logs JSON on stdout while it is built.
+    target = sys.argv[1] if len(sys.argv) > 1 else "docs/openapi.json"
+    with open(target, "w", encoding="utf-8") as output:
+        output.write(render(build_spec()))

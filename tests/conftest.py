@@ -12,6 +12,7 @@ from flask_migrate import upgrade
 from sqlalchemy import text
 
 from backend import create_app
+from backend.core import cache
 from backend.core.config import Settings
 from backend.extensions import db
 from tests.support.server import GunicornServer
@@ -32,6 +33,8 @@ def settings(services: TestServices) -> Settings:
         database_url=services.database_url,
         redis_url=services.redis_url,
         chaos_enabled=True,
+        # Rate limits are tested on purpose in tests/resilience; elsewhere they would only make tests flaky.
+        rate_limit_enabled=False,
     )
 
 
@@ -52,6 +55,8 @@ def truncate_all(application: APIFlask) -> None:
         if tables:
             db.session.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
             db.session.commit()
+        # Truncation bypasses the cache invalidation that writes do, and ids restart: start from an empty cache.
+        cache.clear(application)
         db.session.remove()
 
 
@@ -65,7 +70,13 @@ def client(app: APIFlask) -> Iterator[FlaskClient]:
 @pytest.fixture
 def server_env(services: TestServices) -> dict[str, str]:
     """Environment for a gunicorn subprocess sharing the session database."""
-    return {"DATABASE_URL": services.database_url, "REDIS_URL": services.redis_url, "CHAOS_ENABLED": "true"}
+    return {
+        "DATABASE_URL": services.database_url,
+        "REDIS_URL": services.redis_url,
+        "CHAOS_ENABLED": "true",
+        "RATE_LIMIT_ENABLED": "false",
+        "SHUTDOWN_DRAIN_DELAY": "0",
+    }
 
 
 @pytest.fixture

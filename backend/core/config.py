@@ -125,7 +125,9 @@ class Settings:
     host: str = env("HOST", "127.0.0.1", _parse_str, "Address gunicorn binds (0.0.0.0 in containers)")
     port: int = env("PORT", 8000, _parse_int(1, 65535), "Port gunicorn binds")
     web_concurrency: int = env("WEB_CONCURRENCY", 4, _parse_int(1, 64), "Gunicorn worker processes")
-    threads: int = env("GUNICORN_THREADS", 32, _parse_int(1, 4096), "Threads per worker (gthread)")
+    threads: int = env(
+        "GUNICORN_THREADS", 256, _parse_int(1, 4096), "Threads per worker (gthread); each WebSocket holds one"
+    )
     service_name: str = env("SERVICE_NAME", "backend", _parse_str, "`service` field of logs and metrics")
     log_level: str = env("LOG_LEVEL", "INFO", _parse_choice(*LOG_LEVELS, upper=True), "Root log level")
     # Database
@@ -230,6 +232,8 @@ class Settings:
             updates["auth_mode"] = "apikey" if self.app_env == "production" else "off"
         if not self.database_url:
             raise ConfigError("Missing DATABASE_URL: set it to a postgresql:// URL (make run starts one for you)")
+        if self.redis_required and not self.redis_url:
+            raise ConfigError("Missing REDIS_URL: REDIS_REQUIRED=true needs a redis:// URL")
         if self.database_url.startswith("postgresql://"):
             # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; this service uses psycopg2.
             updates["database_url"] = self.database_url.replace("postgresql://", "postgresql+psycopg2://", 1)

@@ -163,6 +163,12 @@ def infrastructure() -> Json:
             description="0 closed, 1 open (calls short-circuited), 2 half-open (probing).",
         ),
         timeseries(
+            "Trace spans dropped",
+            [prom(f"sum by (reason) (rate(otel_spans_dropped_total{{{SEL}}}[{RATE}]))", "{{reason}}")],
+            unit="cps",
+            description="Spans that never reached Jaeger (queue full or export failed); requests are unaffected.",
+        ),
+        timeseries(
             "Rate-limited requests",
             [prom(f"sum by (scope) (rate(rate_limit_exceeded_total{{{SEL}}}[{RATE}]))", "{{scope}}")],
             unit="reqps",

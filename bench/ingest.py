@@ -1,0 +1,177 @@
+"""Ingestion benchmark: the real simulator drives the real gunicorn; then N idle sockets are held with heartbeats.
+
+    .venv/bin/python -m bench.ingest [--devices 50] [--seconds 30] [--batch 50] [--sockets 1000]
+
+Reports samples/s stored, ack p50/p99 (from the simulator's summary), lost (acked but not stored, or generated but
+never acked) and duplicated rows, then how many concurrent idle sockets stayed open with every ping answered, and
+the workers' RSS. DATABASE_URL / REDIS_URL are used when set (a scratch database is created on that server),
+otherwise embedded services under .local/bench.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psutil
+import psycopg2
+import websockets
+
+from bench.harness import Backing, Server, backing_services
+from scripts.devservices import REPO_ROOT
+from tests.support.services import create_database, drop_database, with_database
+
+
+def _provision(database_url: str, device_ids: list[str], token_file: Path) -> None:
+    """Migrate the scratch database and create the devices, writing their tokens for the simulator."""
+    env = {**os.environ, "DATABASE_URL": database_url, "APP_ENV": "test"}
+    subprocess.run([sys.executable, "init_db.py"], cwd=REPO_ROOT, env=env, check=True, capture_output=True)
+    code = (
+        "import json,sys\n"
+        "from backend import create_app\n"
+        "from backend.sqal import service\n"
+        "app = create_app()\n"
+        "with app.app_context():\n"
+        "    tokens = {d: service.create_device(d, profile='bench') for d in sys.argv[2:]}\n"
+        "open(sys.argv[1], 'w').write(json.dumps(tokens))\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code, str(token_file), *device_ids],
+        cwd=REPO_ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+
+
+def _count_rows(database_url: str) -> tuple[int, int]:
+    """(rows, distinct (device_id, sample_id)) in sensor_samples."""
+    conn = psycopg2.connect(database_url.replace("postgresql+psycopg2://", "postgresql://", 1))
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT count(*), count(DISTINCT (device_id, sample_id)) FROM sensor_samples")
+            rows, distinct = cursor.fetchone()
+    finally:
+        conn.close()
+    return int(rows), int(distinct)
+
+
+def run_ingestion(server: Server, database_url: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """Drive `args.devices` simulated devices for `args.seconds`; return throughput, latency, lost, duplicated."""
+    prefix = f"BENCH_{uuid.uuid4().hex[:4]}_"
+    device_ids = [f"{prefix}{n:02d}" for n in range(1, args.devices + 1)]
+    token_file = workdir / "tokens.json"
+    _provision(database_url, device_ids, token_file)
+    summary_file = workdir / "summary.json"
+    started = time.perf_counter()
+    subprocess.run(
+        [
+            sys.executable, "-m", "simulator",
+            "--url", server.url("/ws/sensors/").replace("http://", "ws://"),
+            "--devices", str(args.devices), "--device-prefix", prefix,
+            "--interval", str(args.devices / args.rate), "--batch", str(args.batch), "--linger", "0.2",
+            "--pool", "20", "--duration", str(args.seconds), "--token-file", str(token_file),
+            "--outbox", str(workdir / "outbox.sqlite3"), "--summary-json", str(summary_file),
+            "--status-interval", "10",
+        ],
+        cwd=REPO_ROOT, check=False, timeout=args.seconds + 180,
+    )  # fmt: skip
+    elapsed = time.perf_counter() - started
+    summary = json.loads(summary_file.read_text())
+    rows, distinct = _count_rows(database_url)
+    acked = int(summary.get("acked", 0))
+    return {
+        "devices": args.devices,
+        "offered_samples_per_second": args.rate,
+        "generated": summary.get("generated"),
+        "acked": acked,
+        "rows": rows,
+        "samples_per_second": round(rows / args.seconds, 1),
+        "wall_seconds": round(elapsed, 1),
+        "ack_latency_ms": summary.get("ack_latency_ms"),
+        "duplicate_acks": summary.get("duplicates"),
+        "lost": max(int(summary.get("generated", 0)) - rows, 0) + max(acked - rows, 0),
+        "duplicated": rows - distinct,
+    }
+
+
+async def _hold_sockets(url: str, token: str, count: int, seconds: float) -> dict[str, Any]:
+    """Open `count` sockets, ping each every 5 s for `seconds`; count pongs and failures."""
+    pongs = failures = 0
+    opened: list[Any] = []
+    for _ in range(count):
+        try:
+            opened.append(await websockets.connect(url, additional_headers={"Authorization": f"Bearer {token}"}))
+        except Exception:
+            failures += 1
+    deadline = time.monotonic() + seconds
+
+    async def heartbeat(ws: Any) -> None:
+        nonlocal pongs, failures
+        while time.monotonic() < deadline:
+            try:
+                await ws.send(json.dumps({"type": "ping"}))
+                reply = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                pongs += reply.get("type") == "pong"
+            except Exception:
+                failures += 1
+                return
+            await asyncio.sleep(5)
+
+    await asyncio.gather(*(heartbeat(ws) for ws in opened))
+    for ws in opened:
+        await ws.close()
+    return {"requested": count, "opened": len(opened), "pongs": pongs, "failures": failures}
+
+
+def run_sockets(server: Server, database_url: str, count: int, seconds: float, workdir: Path) -> dict[str, Any]:
+    """Hold `count` concurrent sockets of one device with heartbeats; record the workers' RSS."""
+    token_file = workdir / "socket-tokens.json"
+    device = f"BENCH_SOCK_{uuid.uuid4().hex[:4]}"
+    _provision(database_url, [device], token_file)
+    token = json.loads(token_file.read_text())[device]
+    result = asyncio.run(_hold_sockets(server.url("/ws/sensors/").replace("http://", "ws://"), token, count, seconds))
+    assert server.process is not None
+    workers = psutil.Process(server.process.pid).children()
+    result["worker_rss_mb"] = [round(w.memory_info().rss / 2**20, 1) for w in workers]
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--devices", type=int, default=50)
+    parser.add_argument("--rate", type=float, default=1500, help="offered samples/s in total")
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--batch", type=int, default=50)
+    parser.add_argument("--sockets", type=int, default=1000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=600)
+    args = parser.parse_args()
+    with backing_services() as backing, tempfile.TemporaryDirectory() as tmp:
+        name = f"bench_ingest_{uuid.uuid4().hex[:6]}"
+        create_database(backing.database_url, name)
+        database_url = with_database(backing.database_url, name)
+        try:
+            env = {"GUNICORN_THREADS": str(args.threads), "WS_DEVICE_RATE_LIMIT": "1000000/minute"}
+            with Server(Backing(database_url, backing.redis_url), env, workers=args.workers) as server:
+                results = {
+                    "ingestion": run_ingestion(server, database_url, args, Path(tmp)),
+                    "sockets": run_sockets(server, database_url, args.sockets, 30, Path(tmp)),
+                }
+        finally:
+            drop_database(backing.database_url, name)
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -70,7 +70,8 @@ class SampleGenerator:
         self._pool: list[tuple[str, str]] = []
         self._device_json = json.dumps(device_id)
         self._clock: tuple[int, str, str] = (-1, "", "")
-        self.noise = noise if noise is not None else shared_table(None)
+        # Without a shared table, draw one from the device's rng so the generator stays deterministic for its seed.
+        self.noise = noise if noise is not None else GaussianTable(random.Random(rng.getrandbits(64)))
         env = profile.environment
         self._temperature = rng.gauss(*env.temperature_c)
         self._humidity = rng.gauss(*env.humidity_percent)

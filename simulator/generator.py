@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from simulator.fusion import fuse
-from simulator.noise import GaussianTable, shared_table
+from simulator.noise import GaussianTable
 from simulator.product import draw_condition
 from simulator.profile import Profile
 from simulator.spectral_analysis import analyse_spectrum

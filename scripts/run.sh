@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 export APP_ENV="${APP_ENV:-development}"
+# No load balancer in front of a development server: stop at once instead of draining.
+export SHUTDOWN_DRAIN_DELAY="${SHUTDOWN_DRAIN_DELAY:-0}"
 
 started=0
 if [ -z "${DATABASE_URL:-}" ] || [ -z "${REDIS_URL:-}" ]; then
@@ -18,7 +20,9 @@ cleanup() {
   trap - EXIT INT TERM
   if [ -n "$server" ] && kill -0 "$server" 2>/dev/null; then
     kill -TERM "$server" 2>/dev/null || true
-    wait "$server" 2>/dev/null || true
+    # Give in-flight requests a moment, but stop the embedded services even if gunicorn lingers:
+    # a supervisor that sends SIGKILL a few seconds after SIGTERM must not leave PostgreSQL running.
+    for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$server" 2>/dev/null || break; sleep 0.2; done
   fi
   if [ "$started" = 1 ]; then $PY -m scripts.devservices down || true; fi
 }

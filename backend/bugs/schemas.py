@@ -26,29 +26,24 @@ from pydantic.alias_generators import to_camel
 
 from backend.bugs import models
 from backend.bugs.enums import Category, Priority, Severity, Status
+from backend.core.validation import not_blank
 
 CAMEL = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 CAMEL_STRICT = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
-
-
-def _not_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be blank")
-    return value
 
 
 def _utc_z(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
-Title = Annotated[str, Field(min_length=1, max_length=models.TITLE_MAX), AfterValidator(_not_blank)]
+Title = Annotated[str, Field(min_length=1, max_length=models.TITLE_MAX), AfterValidator(not_blank)]
 Description = Annotated[str, Field(max_length=models.DESCRIPTION_MAX)]
 DeviceId = Annotated[
     str,
     Field(min_length=1, max_length=models.DEVICE_ID_MAX, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"),
 ]
-Person = Annotated[str, Field(min_length=1, max_length=models.PERSON_MAX), AfterValidator(_not_blank)]
-CommentText = Annotated[str, Field(min_length=1, max_length=models.COMMENT_MAX), AfterValidator(_not_blank)]
+Person = Annotated[str, Field(min_length=1, max_length=models.PERSON_MAX), AfterValidator(not_blank)]
+CommentText = Annotated[str, Field(min_length=1, max_length=models.COMMENT_MAX), AfterValidator(not_blank)]
 UtcDatetime = Annotated[dt.datetime, PlainSerializer(_utc_z, return_type=str, when_used="json")]
 
 EXAMPLE: dict[str, Any] = {

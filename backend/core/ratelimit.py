@@ -136,14 +136,6 @@ def hit(scope: str, key: str, limit: str, app: Flask | None = None) -> Decision:
     if not decision.allowed:
         rate_limit_exceeded.labels(scope).inc()
     return decision
-    try:
-        decision = breaker(REDIS, target).call(budgets.decide, budgets.strategy, items, scope, key)
-    except (pybreaker.CircuitBreakerError, redis.RedisError, StorageError) as exc:
-        budgets.degraded.warn("rate limit storage unavailable, counting in process memory", exc)
-        decision = budgets.decide(budgets.fallback, items, scope, key)
-    if not decision.allowed:
-        rate_limit_exceeded.labels(scope).inc()
-    return decision
 
 
 @lru_cache(maxsize=64)

@@ -7,15 +7,10 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from backend.core.validation import not_blank
 
-def _not_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be blank")
-    return value
-
-
-Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_not_blank)]
-Category = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_not_blank)]
+Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(not_blank)]
+Category = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(not_blank)]
 # strict: no "12" strings, no booleans; allow_inf_nan=False: no NaN/Infinity.
 Price = Annotated[float, Field(ge=0, strict=True, allow_inf_nan=False)]
 

@@ -183,3 +183,19 @@ def test_seed_is_idempotent(client: FlaskClient, app: Any) -> None:
         assert seed_sample_products() == len(SAMPLE_PRODUCTS)
         assert seed_sample_products() == 0
     assert client.get("/products").headers["X-Total-Count"] == str(len(SAMPLE_PRODUCTS))
+
+
+@pytest.mark.parametrize(
+    "body", ["[" * 100_000 + "]" * 100_000, '{"a":' * 3000 + "1" + "}" * 3000, "[" * 33 + "]" * 33]
+)
+def test_deeply_nested_json_is_refused_not_a_crash(client: FlaskClient, body: str) -> None:
+    response = client.post("/products", data=body, content_type="application/json")
+    error = assert_error(response, 400, "json_too_deep")
+    assert error["details"] == {"max_depth": 32}
+
+
+def test_responses_carry_security_headers(client: FlaskClient) -> None:
+    for response in (client.get("/products"), client.get("/nowhere"), client.post("/products", json={})):
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["X-Frame-Options"] == "DENY"
+        assert response.headers["Referrer-Policy"] == "no-referrer"

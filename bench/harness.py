@@ -15,8 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -24,49 +23,18 @@ from typing import Any
 
 import requests
 
-from scripts.devservices import REPO_ROOT, EmbeddedPostgres, EmbeddedRedis, free_port
+from scripts.devservices import REPO_ROOT, free_port
 
 GUNICORN = Path(sys.executable).with_name("gunicorn")
 BENCH_ROOT = REPO_ROOT / ".local" / "bench"
 
 
-@dataclass
-class Backing:
-    """PostgreSQL and Redis URLs the benchmark uses (the environment's, or embedded ones)."""
-
-    database_url: str
-    redis_url: str
-    stop: Callable[[], None] = lambda: None
-
-
-@contextmanager
-def backing_services() -> Iterator[Backing]:
-    """DATABASE_URL / REDIS_URL when set, else embedded services under .local/bench."""
-    started: list[EmbeddedPostgres | EmbeddedRedis] = []
-    database_url = os.environ.get("DATABASE_URL", "")
-    redis_url = os.environ.get("REDIS_URL", "")
-    try:
-        if not database_url:
-            pg = EmbeddedPostgres(BENCH_ROOT / "postgres", free_port())
-            pg.start()
-            pg.create_database("bench")
-            started.append(pg)
-            database_url = pg.url("bench")
-        if not redis_url:
-            redis = EmbeddedRedis(BENCH_ROOT / "redis", free_port())
-            redis.start()
-            started.append(redis)
-            redis_url = redis.url()
-        yield Backing(database_url, redis_url)
-    finally:
-        for service in reversed(started):
-            service.stop()
-
-
 class Server:
     """gunicorn -c gunicorn.conf.py in production mode with environment overrides."""
 
-    def __init__(self, backing: Backing, env: Mapping[str, str] | None = None, workers: int = 2) -> None:
+    def __init__(
+        self, database_url: str, redis_url: str, env: Mapping[str, str] | None = None, workers: int = 2
+    ) -> None:
         self.port = free_port()
         self.log = BENCH_ROOT / f"gunicorn-{self.port}.log"
         self.env = {
@@ -76,8 +44,8 @@ class Server:
             "HOST": "127.0.0.1",
             "PORT": str(self.port),
             "WEB_CONCURRENCY": str(workers),
-            "DATABASE_URL": backing.database_url,
-            "REDIS_URL": backing.redis_url,
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
             "RATE_LIMIT_ENABLED": "false",
             **(env or {}),
         }

@@ -5,7 +5,7 @@
 Reports samples/s stored, ack p50/p99 (from the simulator's summary), lost (acked but not stored, or generated but
 never acked) and duplicated rows, then how many concurrent idle sockets stayed open with every ping answered, and
 the workers' RSS. DATABASE_URL / REDIS_URL are used when set (a scratch database is created on that server),
-otherwise embedded services under .local/bench.
+otherwise embedded ones (as in the tests).
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ import psutil
 import psycopg2
 import websockets
 
-from bench.harness import Backing, Server, backing_services
+from bench.harness import Server
 from scripts.devservices import REPO_ROOT
-from tests.support.services import create_database, drop_database, with_database
+from tests.support.services import session_services
 
 
 def _migrate(database_url: str) -> None:
@@ -162,20 +162,16 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=600)
     args = parser.parse_args()
-    with backing_services() as backing, tempfile.TemporaryDirectory() as tmp:
-        name = f"bench_ingest_{uuid.uuid4().hex[:6]}"
-        create_database(backing.database_url, name)
-        database_url = with_database(backing.database_url, name)
-        try:
-            _migrate(database_url)
-            env = {"GUNICORN_THREADS": str(args.threads), "WS_DEVICE_RATE_LIMIT": "1000000/minute"}
-            with Server(Backing(database_url, backing.redis_url), env, workers=args.workers) as server:
-                results = {
-                    "ingestion": run_ingestion(server, database_url, args, Path(tmp)),
-                    "sockets": run_sockets(server, database_url, args.sockets, 30, Path(tmp)),
-                }
-        finally:
-            drop_database(backing.database_url, name)
+    # The same real services as the tests: a scratch database on DATABASE_URL's server (or an embedded one).
+    with session_services() as services, tempfile.TemporaryDirectory() as tmp:
+        database_url = services.database_url
+        _migrate(database_url)
+        env = {"GUNICORN_THREADS": str(args.threads), "WS_DEVICE_RATE_LIMIT": "1000000/minute"}
+        with Server(database_url, services.redis_url, env, workers=args.workers) as server:
+            results = {
+                "ingestion": run_ingestion(server, database_url, args, Path(tmp)),
+                "sockets": run_sockets(server, database_url, args.sockets, 30, Path(tmp)),
+            }
     print(json.dumps(results, indent=2))
     return 0
 

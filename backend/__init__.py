@@ -9,7 +9,7 @@ from apiflask import APIFlask
 from flask_cors import CORS
 
 from backend import observability
-from backend.core import auth, cache, database, health, ratelimit, resilience, shutdown
+from backend.core import auth, cache, database, docs, health, ratelimit, resilience, shutdown
 from backend.core import redis as redis_client
 from backend.core.config import Settings
 from backend.core.errors import register_error_handlers
@@ -63,6 +63,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> APIFlask:
 
     register_error_handlers(app)
     register_request_guards(app)
+    docs.init_app(app)  # /docs assets served locally, CSP on the page
     if settings.cors_origins:
         CORS(app, origins=list(settings.cors_origins), supports_credentials="*" not in settings.cors_origins)
 

@@ -18,6 +18,8 @@ from backend.extensions import db
 from tests.support.server import GunicornServer
 from tests.support.services import TestServices, session_services
 
+pytest_plugins = ["tests.support.browser"]  # the `browser` fixture (headless Chromium)
+
 
 @pytest.fixture(scope="session")
 def services() -> Iterator[TestServices]:

@@ -103,6 +103,15 @@ def test_auth_off_lets_writes_through(client: FlaskClient) -> None:
     assert response.status_code == 201
 
 
+def test_health_says_when_auth_is_off(client: FlaskClient, secured_app: APIFlask) -> None:
+    open_body = client.get("/health").get_json()
+    assert open_body["auth"] == "off"
+    assert open_body["warnings"] == [auth.AUTH_OFF_WARNING]
+    secured_body = secured_app.test_client().get("/health").get_json()
+    assert secured_body["auth"] == "apikey"
+    assert "warnings" not in secured_body
+
+
 def test_bug_writes_need_the_bugs_scope(secured_app: APIFlask) -> None:
     _, products_key = make_key(secured_app, "products:write")
     _, bugs_key = make_key(secured_app, "bugs:write")

@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 SCOPES = ("products:write", "bugs:write", "devices:admin", "read")
 KEY_PREFIX = "sqal_"
+AUTH_OFF_WARNING = "AUTH_MODE=off: every mutating route is open to anyone. Never run like this in production."
 SECURITY_SCHEMES = {
     "ApiKeyAuth": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
     "BearerAuth": {"type": "http", "scheme": "bearer"},
@@ -138,7 +139,7 @@ def init_app(app: APIFlask) -> None:
     app.cli.add_command(keys_cli)
     if app.config["SETTINGS"].auth_mode == "off":
         logger.warning(
-            "AUTH_MODE=off: every mutating route is open to anyone. Never run like this in production.",
+            AUTH_OFF_WARNING,
             extra={"event": "auth_disabled"},
         )
 

@@ -21,6 +21,7 @@ from flask import Flask, current_app
 
 from backend.core import database, shutdown
 from backend.core import redis as redis_module
+from backend.core.auth import AUTH_OFF_WARNING
 from backend.core.resilience import redis_call
 from backend.extensions import db
 
@@ -102,14 +103,18 @@ def readiness() -> tuple[str, dict[str, dict[str, Any]]]:
 @bp.get("/health")
 @bp.doc(summary="Service health (reference shape)", responses={200: "UP", 503: "DOWN"})
 def health() -> tuple[dict[str, Any], int]:
-    """UP with the database connected, DOWN (503) when PostgreSQL is unreachable."""
+    """UP with the database connected, DOWN (503) when PostgreSQL is unreachable; says when auth is off."""
+    settings = current_app.config["SETTINGS"]
     connected = check_database()["status"] == "up"
-    body = {
+    body: dict[str, Any] = {
         "status": "UP" if connected else "DOWN",
-        "service": current_app.config["SETTINGS"].service_name,
+        "service": settings.service_name,
         "database": "connected" if connected else "disconnected",
+        "auth": settings.auth_mode,
         "timestamp": _now(),
     }
+    if settings.auth_mode == "off":
+        body["warnings"] = [AUTH_OFF_WARNING]
     return body, 200 if connected else 503
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,28 +12,16 @@ from apiflask import APIFlask
 
 from backend.core.config import Settings
 from tests.sqal.helpers import make_device, sample_frame
-from tests.sqal_reads.browser import Browser, chromium_or_skip
 from tests.sqal_reads.conftest import start_reads_server
 from tests.sqal_reads.rows import insert_samples, sample_row
 from tests.sqal_reads.test_live import ingest
+from tests.support.browser import Browser
 from tests.support.server import GunicornServer
 from tests.support.services import TestServices
 
 pytestmark = pytest.mark.gunicorn
 
 STATE = "document.getElementById('connection')?.dataset.state"
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[Browser]:
-    binary = chromium_or_skip()
-    work_dir = tmp_path / "chromium"
-    work_dir.mkdir()
-    chromium = Browser(binary, work_dir)
-    try:
-        yield chromium
-    finally:
-        chromium.close()
 
 
 def row_text(sample_id: str) -> str:

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -152,3 +153,16 @@ class Browser:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Browser]:
+    """A headless Chromium for one test (skipped without it, except in CI)."""
+    binary = chromium_or_skip()
+    work_dir = tmp_path / "chromium"
+    work_dir.mkdir()
+    chromium = Browser(binary, work_dir)
+    try:
+        yield chromium
+    finally:
+        chromium.close()

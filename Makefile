@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: help install run test lint typecheck pytest audit openapi env-example bench-ingest bench-dashboard clean
+.PHONY: help install run test lint typecheck pytest audit fuzz openapi env-example bench-ingest bench-dashboard clean
 
 help:
 	@echo "make run    - venv, install, migrate, seed, serve on http://127.0.0.1:8000 (embedded PG/Redis if unset)"
@@ -34,6 +34,9 @@ typecheck: install
 
 pytest: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+fuzz: install
+	$(BIN)/python -m tests.fuzz.deep
 
 audit: install
 	$(BIN)/python -m scripts.audit

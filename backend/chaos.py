@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
-from backend.core.errors import GatewayTimeout
+from backend.core.errors import COMMON_ERRORS, GatewayTimeout
 from backend.extensions import db
 
 bp = APIBlueprint("chaos", __name__, tag="Chaos")
@@ -39,7 +39,7 @@ class ChaosError(RuntimeError):
 
 @bp.get("/slow")
 @bp.input(SlowQuery, location="query", arg_name="query")
-@bp.doc(summary="Answer after a delay (SLOW_ENDPOINT_DELAY, or ?delay= 0–30 s)")
+@bp.doc(summary="Answer after a delay (SLOW_ENDPOINT_DELAY, or ?delay= 0–30 s)", responses=[*COMMON_ERRORS])
 def slow(query: SlowQuery) -> dict[str, Any]:
     delay = current_app.config["SETTINGS"].slow_endpoint_delay if query.delay is None else query.delay
     started = time.perf_counter()
@@ -49,7 +49,10 @@ def slow(query: SlowQuery) -> dict[str, Any]:
 
 @bp.get("/error")
 @bp.input(ErrorQuery, location="query", arg_name="query")
-@bp.doc(summary="Fail with a real error (?probability= share of failing calls, ?kind= to choose)", responses=[500, 504])
+@bp.doc(
+    summary="Fail with a real error (?probability= share of failing calls, ?kind= to choose)",
+    responses=[500, 504, *COMMON_ERRORS],
+)
 def error(query: ErrorQuery) -> dict[str, Any]:
     if random.random() >= query.probability:
         return {"status": "ok", "failed": False}

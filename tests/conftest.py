@@ -12,7 +12,7 @@ from flask_migrate import upgrade
 from sqlalchemy import text
 
 from backend import create_app
-from backend.core import cache
+from backend.core import auth, cache
 from backend.core.config import Settings
 from backend.extensions import db
 from tests.support.server import GunicornServer
@@ -60,6 +60,23 @@ def truncate_all(application: APIFlask) -> None:
         # Truncation bypasses the cache invalidation that writes do, and ids restart: start from an empty cache.
         cache.clear(application)
         db.session.remove()
+
+
+@pytest.fixture
+def secured_app(settings: Settings, app: APIFlask) -> Iterator[APIFlask]:
+    """An app in AUTH_MODE=apikey on the (migrated, emptied) session database."""
+    truncate_all(app)
+    secured = create_app(Settings.from_env({}, database_url=settings.database_url, app_env="test", auth_mode="apikey"))
+    yield secured
+    with secured.app_context():
+        db.engine.dispose()
+
+
+def make_key(application: APIFlask, *scopes: str) -> tuple[int, str]:
+    """Create an API key with `scopes`: (id, plaintext key)."""
+    with application.app_context():
+        row, key = auth.create_key("test", list(scopes))
+        return row.id, key
 
 
 @pytest.fixture

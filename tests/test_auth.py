@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from apiflask import APIBlueprint, APIFlask
 from flask.testing import FlaskClient
-from flask_migrate import upgrade
 from sqlalchemy import select
 
-from backend import create_app
 from backend.core import auth
-from backend.core.config import Settings
 from backend.core.security import hash_token
 from backend.extensions import db
-from tests.conftest import truncate_all
+from tests.conftest import make_key
 
 
 @pytest.fixture
-def secured_app(settings: Settings, app: APIFlask) -> Iterator[APIFlask]:
-    """An app in AUTH_MODE=apikey with a protected test route (the session DB is already migrated)."""
-    del app
-    secured = create_app(Settings.from_env({}, database_url=settings.database_url, app_env="test", auth_mode="apikey"))
+def probed_app(secured_app: APIFlask) -> APIFlask:
+    """The secured app with a test route that needs `products:write`."""
     bp = APIBlueprint("auth_probe", __name__)
 
     @bp.post("/auth-probe")
@@ -30,19 +23,8 @@ def secured_app(settings: Settings, app: APIFlask) -> Iterator[APIFlask]:
     def probe() -> dict[str, bool]:
         return {"ok": True}
 
-    secured.register_blueprint(bp)
-    with secured.app_context():
-        upgrade()
-    truncate_all(secured)
-    yield secured
-    with secured.app_context():
-        db.engine.dispose()
-
-
-def make_key(app: APIFlask, *scopes: str) -> tuple[int, str]:
-    with app.app_context():
-        row, key = auth.create_key("test", list(scopes))
-        return row.id, key
+    secured_app.register_blueprint(bp)
+    return secured_app
 
 
 def test_keys_are_stored_hashed(secured_app: APIFlask) -> None:
@@ -54,10 +36,10 @@ def test_keys_are_stored_hashed(secured_app: APIFlask) -> None:
     assert key.startswith("sqal_")
 
 
-def test_missing_unknown_wrong_scope_and_revoked_keys(secured_app: APIFlask) -> None:
-    _, writer = make_key(secured_app, "products:write")
-    reader_id, reader = make_key(secured_app, "read")
-    client: FlaskClient = secured_app.test_client()
+def test_missing_unknown_wrong_scope_and_revoked_keys(probed_app: APIFlask) -> None:
+    _, writer = make_key(probed_app, "products:write")
+    reader_id, reader = make_key(probed_app, "read")
+    client: FlaskClient = probed_app.test_client()
 
     response = client.post("/auth-probe", json={})
     assert response.status_code == 401
@@ -70,8 +52,12 @@ def test_missing_unknown_wrong_scope_and_revoked_keys(secured_app: APIFlask) -> 
     assert reader not in forbidden.get_data(as_text=True)
     assert client.post("/auth-probe", json={}, headers={"Authorization": f"Bearer {writer}"}).status_code == 200
     assert client.post("/auth-probe", json={}, headers={"X-API-Key": writer}).status_code == 200
+    both = {"Authorization": f"Bearer {writer}", "X-API-Key": "sqal_other"}
+    assert client.post("/auth-probe", json={}, headers=both).status_code == 401  # never pick one silently
+    same = {"Authorization": f"Bearer {writer}", "X-API-Key": writer}
+    assert client.post("/auth-probe", json={}, headers=same).status_code == 200
 
-    with secured_app.app_context():
+    with probed_app.app_context():
         assert auth.revoke_key(reader_id) is True
         assert auth.revoke_key(reader_id) is False
     assert client.post("/auth-probe", json={}, headers={"X-API-Key": reader}).status_code == 401

@@ -21,6 +21,7 @@ from backend.bugs.schemas import (
 )
 from backend.core import cache
 from backend.core.auth import WRITE_SECURITY, require_scope
+from backend.core.errors import BODY_ERRORS, COMMON_ERRORS
 from backend.core.pagination import pagination_headers
 
 bp = APIBlueprint(
@@ -43,7 +44,7 @@ def _bug(bug: BugReport) -> BugOut:
 @bp.get("/")
 @bp.input(BugQuery, location="query", arg_name="query")
 @bp.output(list[BugOut])  # type: ignore[arg-type]
-@bp.doc(summary="List bugs (JSON array; X-Total-Count and Link headers)", responses=[422])
+@bp.doc(summary="List bugs (JSON array; X-Total-Count and Link headers)", responses=[*COMMON_ERRORS])
 def list_bugs(query: BugQuery) -> tuple[list[BugOut], int, dict[str, str]]:
     bugs, total = service.list_bugs(
         status=query.status,
@@ -63,7 +64,7 @@ def list_bugs(query: BugQuery) -> tuple[list[BugOut], int, dict[str, str]]:
 @require_scope("bugs:write")
 @bp.input(BugCreate, arg_name="body")
 @bp.output(BugOut, status_code=201)
-@bp.doc(summary="Report a bug (status open)", responses=[400, 401, 403, 415, 422], security=WRITE_SECURITY)
+@bp.doc(summary="Report a bug (status open)", responses=[*BODY_ERRORS], security=WRITE_SECURITY)
 def create_bug(body: BugCreate) -> tuple[BugOut, int, dict[str, str]]:
     bug = service.create_bug(body.model_dump(mode="json"))
     return _bug(bug), 201, {"Location": url_for("bugs.get_bug", bug_id=bug.id)}
@@ -71,7 +72,7 @@ def create_bug(body: BugCreate) -> tuple[BugOut, int, dict[str, str]]:
 
 @bp.get("/<int:bug_id>")
 @bp.output(BugDetail)
-@bp.doc(summary="Get a bug with its comments (oldest first)", responses=[404])
+@bp.doc(summary="Get a bug with its comments (oldest first)", responses=[404, *COMMON_ERRORS])
 def get_bug(bug_id: int) -> BugDetail:
     return BugDetail.model_validate(service.get_bug(bug_id))
 
@@ -85,7 +86,7 @@ def get_bug(bug_id: int) -> BugDetail:
     description="Allowed: open -> in_progress|resolved|closed|wont_fix; in_progress -> open|resolved|closed|"
     "wont_fix; resolved -> open|closed; closed -> open; wont_fix -> open|closed. Anything else is 409 with "
     "details.from/details.to. resolvedAt and closedAt are set and cleared by the workflow only.",
-    responses=[400, 401, 403, 404, 409, 415, 422],
+    responses=[404, 409, *BODY_ERRORS],
     security=WRITE_SECURITY,
 )
 def patch_bug(bug_id: int, body: BugPatch) -> BugOut:
@@ -96,7 +97,7 @@ def patch_bug(bug_id: int, body: BugPatch) -> BugOut:
 @require_scope("bugs:write")
 @bp.input(BugCommentIn, arg_name="body")
 @bp.output(BugCommentOut, status_code=201)
-@bp.doc(summary="Comment on a bug", responses=[400, 401, 403, 404, 415, 422], security=WRITE_SECURITY)
+@bp.doc(summary="Comment on a bug", responses=[404, *BODY_ERRORS], security=WRITE_SECURITY)
 def add_comment(bug_id: int, body: BugCommentIn) -> tuple[BugCommentOut, int]:
     comment: BugComment = service.add_comment(bug_id, body.comment, body.author)
     return BugCommentOut.model_validate(comment), 201
@@ -104,7 +105,9 @@ def add_comment(bug_id: int, body: BugCommentIn) -> tuple[BugCommentOut, int]:
 
 @bp.get("/metrics/summary")
 @bp.output(BugSummary)
-@bp.doc(summary="Bug statistics: totals, breakdowns, resolved today, resolution time (hours)")
+@bp.doc(
+    summary="Bug statistics: totals, breakdowns, resolved today, resolution time (hours)", responses=[*COMMON_ERRORS]
+)
 def metrics_summary() -> BugSummary:
     today = service.utcnow().date()
     data = cache.cached(
@@ -118,7 +121,10 @@ def metrics_summary() -> BugSummary:
 @bp.get("/metrics/trends")
 @bp.input(BugTrendsQuery, location="query", arg_name="query")
 @bp.output(BugTrends)
-@bp.doc(summary="Daily created / resolved / open-at-end-of-day counts for the last N days (1-365)", responses=[422])
+@bp.doc(
+    summary="Daily created / resolved / open-at-end-of-day counts for the last N days (1-365)",
+    responses=[*COMMON_ERRORS],
+)
 def metrics_trends(query: BugTrendsQuery) -> BugTrends:
     today = service.utcnow().date()
 

@@ -22,11 +22,19 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
+from pydantic.alias_generators import to_camel, to_snake
 
 from backend.bugs import models
 from backend.bugs.enums import Category, Priority, Severity, Status
-from backend.core.validation import not_blank
+from backend.core.validation import (
+    NO_NUL,
+    NOT_BLANK,
+    comma_list_pattern,
+    no_nul,
+    not_blank,
+    optional_not_null,
+    split_comma_list,
+)
 
 CAMEL = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 CAMEL_STRICT = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
@@ -36,14 +44,20 @@ def _utc_z(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
-Title = Annotated[str, Field(min_length=1, max_length=models.TITLE_MAX), AfterValidator(not_blank)]
-Description = Annotated[str, Field(max_length=models.DESCRIPTION_MAX)]
+Title = Annotated[
+    str, Field(min_length=1, max_length=models.TITLE_MAX, json_schema_extra=NOT_BLANK), AfterValidator(not_blank)
+]
+Description = Annotated[str, Field(max_length=models.DESCRIPTION_MAX, json_schema_extra=NO_NUL), AfterValidator(no_nul)]
 DeviceId = Annotated[
     str,
     Field(min_length=1, max_length=models.DEVICE_ID_MAX, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"),
 ]
-Person = Annotated[str, Field(min_length=1, max_length=models.PERSON_MAX), AfterValidator(not_blank)]
-CommentText = Annotated[str, Field(min_length=1, max_length=models.COMMENT_MAX), AfterValidator(not_blank)]
+Person = Annotated[
+    str, Field(min_length=1, max_length=models.PERSON_MAX, json_schema_extra=NOT_BLANK), AfterValidator(not_blank)
+]
+CommentText = Annotated[
+    str, Field(min_length=1, max_length=models.COMMENT_MAX, json_schema_extra=NOT_BLANK), AfterValidator(not_blank)
+]
 UtcDatetime = Annotated[dt.datetime, PlainSerializer(_utc_z, return_type=str, when_used="json")]
 
 EXAMPLE: dict[str, Any] = {
@@ -83,12 +97,13 @@ class BugPatch(BaseModel):
 
     model_config = ConfigDict(**CAMEL_STRICT, json_schema_extra={"minProperties": 1})
 
-    title: Title | None = None
-    description: Description | None = None
-    severity: Severity | None = None
-    priority: Priority | None = None
-    status: Status | None = None
-    category: Category | None = None
+    # Omitted means unchanged; null is refused for these, so the documented schema does not admit it.
+    title: Title | None = Field(None, json_schema_extra=optional_not_null)
+    description: Description | None = Field(None, json_schema_extra=optional_not_null)
+    severity: Severity | None = Field(None, json_schema_extra=optional_not_null)
+    priority: Priority | None = Field(None, json_schema_extra=optional_not_null)
+    status: Status | None = Field(None, json_schema_extra=optional_not_null)
+    category: Category | None = Field(None, json_schema_extra=optional_not_null)
     device_id: DeviceId | None = None
     reporter: Person | None = None
     assignee: Person | None = None
@@ -163,28 +178,31 @@ class BugDetail(BugOut):
 
 
 SORTABLE = ("id", "title", "severity", "priority", "status", "category", "createdAt", "updatedAt", "resolvedAt")
-
-
-def _split(value: object) -> object:
-    if isinstance(value, str):
-        return [item.strip() for item in value.split(",")]
-    return value
+# Each sort key by its camelCase name or its snake_case spelling, with or without the `-` of descending order.
+SORT_KEYS = {
+    f"{sign}{spelling}": f"{sign}{name}"
+    for name in SORTABLE
+    for spelling in (name, to_snake(name))
+    for sign in ("", "-")
+}
 
 
 def _sort_keys(value: list[str]) -> list[str]:
     keys = []
     for item in value:
-        descending = item.startswith("-")
-        name = to_camel(item.removeprefix("-"))
-        if name not in SORTABLE:
+        if item not in SORT_KEYS:
             raise ValueError(f"cannot sort on {item!r}; sortable: {', '.join(SORTABLE)} (prefix - for descending)")
-        keys.append(f"-{name}" if descending else name)
+        keys.append(SORT_KEYS[item])
     return keys
 
 
 def _comma_list(enum: type[Severity | Priority | Status | Category]) -> WithJsonSchema:
     return WithJsonSchema(
-        {"type": "string", "description": f"one value or a comma-separated list of: {', '.join(enum)}"}
+        {
+            "type": "string",
+            "pattern": comma_list_pattern(enum),
+            "description": f"one value or a comma-separated list of: {', '.join(enum)}",
+        }
     )
 
 
@@ -193,23 +211,31 @@ class BugQuery(BaseModel):
 
     model_config = CAMEL_STRICT
 
-    status: Annotated[list[Status], BeforeValidator(_split), _comma_list(Status)] | None = None
-    severity: Annotated[list[Severity], BeforeValidator(_split), _comma_list(Severity)] | None = None
-    category: Annotated[list[Category], BeforeValidator(_split), _comma_list(Category)] | None = None
+    status: Annotated[list[Status], BeforeValidator(split_comma_list), _comma_list(Status)] | None = None
+    severity: Annotated[list[Severity], BeforeValidator(split_comma_list), _comma_list(Severity)] | None = None
+    category: Annotated[list[Category], BeforeValidator(split_comma_list), _comma_list(Category)] | None = None
     device_id: DeviceId | None = None
-    q: Annotated[str, Field(min_length=1, max_length=200, description="case-insensitive search")] | None = None
+    q: (
+        Annotated[
+            str,
+            Field(min_length=1, max_length=200, description="case-insensitive search", json_schema_extra=NO_NUL),
+            AfterValidator(no_nul),
+        ]
+        | None
+    ) = None
     sort: Annotated[
         list[str],
-        BeforeValidator(_split),
+        BeforeValidator(split_comma_list),
         AfterValidator(_sort_keys),
         WithJsonSchema(
             {
                 "type": "string",
+                "pattern": comma_list_pattern(SORT_KEYS),
                 "default": "-createdAt",
                 "description": f"comma-separated keys among {', '.join(SORTABLE)}; prefix - for descending",
             }
         ),
-    ] = ["-createdAt"]
+    ] = Field(default_factory=lambda: ["-createdAt"])  # a factory: the documented default stays the string
     limit: Annotated[int, Field(ge=1, le=1000)] = 100
     offset: Annotated[int, Field(ge=0, le=2_147_483_647)] = 0
 

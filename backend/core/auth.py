@@ -37,6 +37,8 @@ SECURITY_SCHEMES = {
 }
 WRITE_SECURITY: list[str | dict[str, list[Any]]] = [{"ApiKeyAuth": []}, {"BearerAuth": []}]
 
+CHALLENGE = 'Bearer realm="sqal"'
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -96,9 +98,14 @@ def presented_key() -> str | None:
     """The key sent with the request, from `Authorization: Bearer` or `X-API-Key`."""
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
     api_key = request.headers.get("X-API-Key", "").strip()
+    if scheme.lower() == "bearer" and value.strip():
+        if api_key and api_key != value.strip():
+            # Two different credentials: refuse rather than silently pick one (a proxy may inject either).
+            raise Unauthorized(
+                "Authorization and X-API-Key carry different keys", headers={"WWW-Authenticate": CHALLENGE}
+            )
+        return value.strip()
     return api_key or None
 
 
@@ -121,7 +128,7 @@ def require_scope(scope: str) -> Callable[[F], F]:
 
 def _authorize(scope: str) -> int:
     key = presented_key()
-    challenge = {"WWW-Authenticate": 'Bearer realm="sqal"'}
+    challenge = {"WWW-Authenticate": CHALLENGE}
     if key is None:
         raise Unauthorized("An API key is required (Authorization: Bearer <key> or X-API-Key)", headers=challenge)
     row = find_active_key(key)

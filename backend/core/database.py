@@ -27,10 +27,12 @@ def engine_options(settings: Settings) -> dict[str, Any]:
         "connect_args": {
             "connect_timeout": settings.db_connect_timeout,
             "application_name": settings.service_name,
+            # Timestamps without a zone (now(), date_trunc) are UTC whatever the server's default is.
+            "options": "-c timezone=UTC",
         },
     }
     if settings.db_statement_timeout_ms:
-        options["connect_args"]["options"] = f"-c statement_timeout={settings.db_statement_timeout_ms}"
+        options["connect_args"]["options"] += f" -c statement_timeout={settings.db_statement_timeout_ms}"
     return options
 
 

@@ -35,6 +35,65 @@ STATUS_CODES = {
     504: "gateway_timeout",
 }
 
+# The error shape as documented in OpenAPI: APIFlask puts HTTP_ERROR_SCHEMA on every 4xx/5xx response a route
+# declares and VALIDATION_ERROR_SCHEMA on the 422 of every route with an input (see `register_error_handlers`).
+_ERROR_FIELDS = {
+    "code": {"type": "string", "description": "Stable machine-readable code, e.g. `not_found`, `malformed_json`"},
+    "message": {"type": "string", "description": "Human-readable explanation"},
+}
+HTTP_ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "additionalProperties": False,
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "details"],
+            "additionalProperties": False,
+            "properties": {**_ERROR_FIELDS, "details": {"description": "Context for the client (any JSON, or null)"}},
+        }
+    },
+}
+VALIDATION_ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "additionalProperties": False,
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "details"],
+            "additionalProperties": False,
+            "properties": {
+                **_ERROR_FIELDS,
+                "code": {"const": "validation_error"},
+                "details": {
+                    "type": "array",
+                    "description": "One entry per invalid field",
+                    "items": {
+                        "type": "object",
+                        "required": ["location", "field", "message"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "location": {"type": "string", "description": "json, query, path or headers"},
+                            "field": {"type": "string", "description": "dotted path; `_schema` for the whole input"},
+                            "message": {"type": "string"},
+                        },
+                    },
+                },
+            },
+        }
+    },
+}
+
+# Statuses to declare with `@bp.doc(responses=...)`, beyond the route's own (404, 409...). APIFlask adds the 422 of
+# an input and the 404 of a path parameter by itself.
+# Every API route: the per-client rate limit (429) and an unavailable database or a draining worker (503).
+COMMON_ERRORS = (429, 503)
+# Every route behind `require_scope`: the API key is missing or unknown (401) or lacks the scope (403).
+AUTH_ERRORS = (401, 403, *COMMON_ERRORS)
+# Every route with a JSON body, on top: the request guards (400 malformed or too deep, 413 too large, 415 not JSON).
+BODY_ERRORS = (400, 413, 415, *AUTH_ERRORS)
+
 
 class ApiError(Exception):
     """An error meant for the client. Subclasses fix the status and code."""
@@ -109,7 +168,9 @@ def _rollback_quietly() -> None:
 
 
 def register_error_handlers(app: APIFlask) -> None:
-    """Render every error as the JSON error shape."""
+    """Render every error as the JSON error shape, and document that shape in the OpenAPI document."""
+    app.config["HTTP_ERROR_SCHEMA"] = HTTP_ERROR_SCHEMA
+    app.config["VALIDATION_ERROR_SCHEMA"] = VALIDATION_ERROR_SCHEMA
 
     @app.error_processor
     def handle_apiflask_error(error: HTTPError) -> Response:

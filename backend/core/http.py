@@ -10,6 +10,7 @@ from flask import Response, request
 from backend.core.errors import error_response
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+NUL = "\x00"
 # No request body of this API nests deeper than a few levels; deeper input is hostile or broken.
 MAX_JSON_DEPTH = 32
 SECURITY_HEADERS = {
@@ -56,13 +57,50 @@ def _check_json_body() -> Response | None:
     return None
 
 
+def _has_body() -> bool:
+    return bool(request.content_length) or "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+
+
+def _takes_body(app: APIFlask, endpoint: str) -> bool:
+    """Whether the view declares a JSON body (`@bp.input(...)` in the json location)."""
+    spec = getattr(app.view_functions.get(endpoint), "_spec", None) or {}
+    return bool(spec.get("body"))
+
+
+def require_documented_bodies(spec: dict[Any, Any] | str) -> dict[Any, Any] | str:
+    """Mark every request body of the OpenAPI document required: the guard refuses a missing one (415)."""
+    if isinstance(spec, str):  # only with SPEC_PROCESSOR_PASS_OBJECT, which this app does not set
+        return spec
+    for path_item in spec.get("paths", {}).values():
+        for operation in path_item.values():
+            if isinstance(operation, dict) and "requestBody" in operation:
+                operation["requestBody"]["required"] = True
+    return spec
+
+
+def _refuse_nul_in_path() -> Response | None:
+    """404 for a NUL character in a path variable: no stored id can hold one (PostgreSQL text refuses NUL), and
+    asking the database would fail instead of answering. Bodies and query strings are checked by the schemas."""
+    fields = [name for name, value in (request.view_args or {}).items() if NUL in str(value)]
+    if not fields:
+        return None
+    return error_response(404, "not_found", "No resource has a NUL character in its id", {"fields": fields})
+
+
 def register_request_guards(app: APIFlask) -> None:
     """415 for a body that is not JSON, before validation runs (APIFlask parses any body as JSON)."""
+    previous = app.spec_callback
+    if previous is None:
+        app.spec_callback = require_documented_bodies
+    else:  # chained: APIFlask keeps a single spec processor
+        app.spec_callback = lambda spec: require_documented_bodies(previous(spec))
 
     @app.before_request
     def require_json_body() -> Response | None:
         if request.method not in BODY_METHODS or request.endpoint is None:
             return None
+        if not _has_body() and not _takes_body(app, request.endpoint):
+            return None  # e.g. POST /api/sqal/devices/<id>/token: an action without input
         if _is_json(request.mimetype):
             return _check_json_body()
         return error_response(
@@ -71,6 +109,12 @@ def register_request_guards(app: APIFlask) -> None:
             "Request body must be JSON (Content-Type: application/json)",
             {"content_type": request.mimetype or None},
         )
+
+    @app.before_request
+    def refuse_nul_in_path() -> Response | None:
+        if request.endpoint is None or request.headers.get("Upgrade", "").lower() == "websocket":
+            return None  # devices get the protocol's error frame and close code, never an HTTP error
+        return _refuse_nul_in_path()
 
     @app.after_request
     def add_security_headers(response: Response) -> Response:

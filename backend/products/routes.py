@@ -8,6 +8,7 @@ from apiflask import APIBlueprint
 from flask import request, url_for
 
 from backend.core.auth import WRITE_SECURITY, require_scope
+from backend.core.errors import AUTH_ERRORS, BODY_ERRORS, COMMON_ERRORS
 from backend.core.pagination import pagination_headers
 from backend.products import service
 from backend.products.schemas import ProductIn, ProductOut, ProductPatch, ProductQuery
@@ -23,7 +24,7 @@ def _dump(product: Any) -> ProductOut:
 @bp.get("")
 @bp.input(ProductQuery, location="query", arg_name="query")
 @bp.output(list[ProductOut])  # type: ignore[arg-type]
-@bp.doc(summary="List products (JSON array; X-Total-Count and Link headers)")
+@bp.doc(summary="List products (JSON array; X-Total-Count and Link headers)", responses=[*COMMON_ERRORS])
 def list_products(query: ProductQuery) -> tuple[list[ProductOut], int, dict[str, str]]:
     products, total = service.cached_page(query.category, query.limit, query.offset)
     headers = pagination_headers(request.path, query.model_dump(), total, query.limit, query.offset)
@@ -32,7 +33,7 @@ def list_products(query: ProductQuery) -> tuple[list[ProductOut], int, dict[str,
 
 @bp.get("/<int:product_id>")
 @bp.output(ProductOut)
-@bp.doc(summary="Get one product", responses=[404])
+@bp.doc(summary="Get one product", responses=[404, *COMMON_ERRORS])
 def get_product(product_id: int) -> ProductOut:
     return _dump(service.cached_product(product_id))
 
@@ -41,7 +42,7 @@ def get_product(product_id: int) -> ProductOut:
 @require_scope("products:write")
 @bp.input(ProductIn, arg_name="body")
 @bp.output(ProductOut, status_code=201)
-@bp.doc(summary="Create a product", responses=[400, 401, 403, 415, 422], security=WRITE_SECURITY)
+@bp.doc(summary="Create a product", responses=[*BODY_ERRORS], security=WRITE_SECURITY)
 def create_product(body: ProductIn) -> tuple[ProductOut, int, dict[str, str]]:
     product = service.create_product(body.model_dump())
     return _dump(product), 201, {"Location": url_for("products.get_product", product_id=product.id)}
@@ -51,7 +52,7 @@ def create_product(body: ProductIn) -> tuple[ProductOut, int, dict[str, str]]:
 @require_scope("products:write")
 @bp.input(ProductIn, arg_name="body")
 @bp.output(ProductOut)
-@bp.doc(summary="Replace a product", responses=[400, 401, 403, 404, 415, 422], security=WRITE_SECURITY)
+@bp.doc(summary="Replace a product", responses=[404, *BODY_ERRORS], security=WRITE_SECURITY)
 def replace_product(product_id: int, body: ProductIn) -> ProductOut:
     return _dump(service.update_product(product_id, body.model_dump()))
 
@@ -60,7 +61,7 @@ def replace_product(product_id: int, body: ProductIn) -> ProductOut:
 @require_scope("products:write")
 @bp.input(ProductPatch, arg_name="body")
 @bp.output(ProductOut)
-@bp.doc(summary="Update some fields of a product", responses=[400, 401, 403, 404, 415, 422], security=WRITE_SECURITY)
+@bp.doc(summary="Update some fields of a product", responses=[404, *BODY_ERRORS], security=WRITE_SECURITY)
 def patch_product(product_id: int, body: ProductPatch) -> ProductOut:
     return _dump(service.update_product(product_id, body.changes()))
 
@@ -68,7 +69,7 @@ def patch_product(product_id: int, body: ProductPatch) -> ProductOut:
 @bp.delete("/<int:product_id>")
 @require_scope("products:write")
 @bp.output({}, status_code=204)
-@bp.doc(summary="Delete a product", responses=[401, 403, 404], security=WRITE_SECURITY)
+@bp.doc(summary="Delete a product", responses=[404, *AUTH_ERRORS], security=WRITE_SECURITY)
 def delete_product(product_id: int) -> tuple[str, int]:
     service.delete_product(product_id)
     return "", 204

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, model_validator
 
-from backend.core.validation import not_blank
+from backend.core.validation import NO_NUL, NOT_BLANK, no_nul, not_blank, optional_not_null
 
-Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(not_blank)]
-Category = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(not_blank)]
+Name = Annotated[str, Field(min_length=1, max_length=200, json_schema_extra=NOT_BLANK), AfterValidator(not_blank)]
+Category = Annotated[str, Field(min_length=1, max_length=100, json_schema_extra=NOT_BLANK), AfterValidator(not_blank)]
 # strict: no "12" strings, no booleans; allow_inf_nan=False: no NaN/Infinity.
 Price = Annotated[float, Field(ge=0, strict=True, allow_inf_nan=False)]
+
+
+def _utc_z(value: datetime) -> str:
+    # The columns are `timestamp without time zone` filled by now() in the database's UTC session.
+    aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+# RFC 3339 with a zone, as `format: date-time` promises (a naive ISO string is not a date-time).
+UtcDatetime = Annotated[datetime, PlainSerializer(_utc_z, return_type=str, when_used="json")]
 
 
 class ProductIn(BaseModel):
@@ -33,9 +43,10 @@ class ProductPatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
 
-    name: Name | None = None
-    price: Price | None = None
-    category: Category | None = None
+    # Omitted means unchanged; an explicit null is refused, so the documented schema does not admit null.
+    name: Name | None = Field(None, json_schema_extra=optional_not_null)
+    price: Price | None = Field(None, json_schema_extra=optional_not_null)
+    category: Category | None = Field(None, json_schema_extra=optional_not_null)
 
     @model_validator(mode="after")
     def _at_least_one_non_null(self) -> ProductPatch:
@@ -60,8 +71,8 @@ class ProductOut(BaseModel):
     name: str
     price: float
     category: str
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
 
 
 class ProductQuery(BaseModel):
@@ -69,6 +80,8 @@ class ProductQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    category: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    category: (
+        Annotated[str, Field(min_length=1, max_length=100, json_schema_extra=NO_NUL), AfterValidator(no_nul)] | None
+    ) = None
     limit: Annotated[int, Field(ge=1, le=1000)] = 100
     offset: Annotated[int, Field(ge=0, le=2_147_483_647)] = 0

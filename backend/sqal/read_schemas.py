@@ -11,21 +11,26 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
+
+from backend.core.validation import comma_list_pattern, split_comma_list
 
 GRADES = ("A", "B", "C", "REJECT")
 Grade = Literal["A", "B", "C", "REJECT"]
@@ -47,16 +52,38 @@ def _utc_z(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _split(value: Any) -> Any:
-    return [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+# Query timestamps: RFC 3339 with a zone (what `format: date-time` documents; pydantic alone would also take Unix
+# times and naive values) in years 1970-2999, far enough from datetime's limits for any default range around them.
+QUERY_DATETIME_PATTERN = (
+    r"^(19[7-9][0-9]|2[0-9]{3})-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+)
 
 
+def _query_datetime(value: Any) -> Any:
+    if not isinstance(value, str) or not re.match(QUERY_DATETIME_PATTERN, value):
+        raise ValueError("expected an RFC 3339 date-time with a zone in years 1970-2999, e.g. 2025-01-01T00:00:00Z")
+    return value
+
+
+def _as_utc(value: datetime) -> datetime:
+    # Any RFC 3339 offset (up to ±23:59) is valid; PostgreSQL takes at most ±15:59, and UTC is what the rows hold.
+    return value.astimezone(UTC)
+
+
+QueryDatetime = Annotated[
+    AwareDatetime,
+    BeforeValidator(_query_datetime),
+    AfterValidator(_as_utc),
+    WithJsonSchema({"type": "string", "format": "date-time", "pattern": QUERY_DATETIME_PATTERN}),
+]
 UtcDatetime = Annotated[datetime, PlainSerializer(_utc_z, return_type=str, when_used="json")]
 DeviceId = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
 GradeList = Annotated[
     list[Grade],
-    BeforeValidator(_split),
-    Field(min_length=1, json_schema_extra={"type": "string", "description": "grade or comma-separated grades"}),
+    BeforeValidator(split_comma_list),
+    WithJsonSchema(
+        {"type": "string", "pattern": comma_list_pattern(GRADES), "description": "grade or comma-separated grades"}
+    ),
 ]
 
 
@@ -98,8 +125,8 @@ class SampleQuery(BaseModel):
 
     device_id: DeviceId | None = None
     grade: GradeList | None = None
-    from_: AwareDatetime | None = Field(None, alias="from", description="samples at or after (ISO 8601 with zone)")
-    to: AwareDatetime | None = Field(None, description="samples strictly before (ISO 8601 with zone)")
+    from_: QueryDatetime | None = Field(None, alias="from", description="samples at or after (ISO 8601 with zone)")
+    to: QueryDatetime | None = Field(None, description="samples strictly before (ISO 8601 with zone)")
     min_score: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
     limit: Annotated[int, Field(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT
     cursor: Annotated[str, Field(min_length=1, max_length=500)] | None = Field(
@@ -155,8 +182,8 @@ class TimeseriesQuery(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     bucket: Bucket = "1h"
-    from_: AwareDatetime | None = Field(None, alias="from", description="default: `to` minus the bucket's span")
-    to: AwareDatetime | None = Field(None, description="default: now")
+    from_: QueryDatetime | None = Field(None, alias="from", description="default: `to` minus the bucket's span")
+    to: QueryDatetime | None = Field(None, description="default: now")
     device_id: DeviceId | None = None
 
     @model_validator(mode="after")

@@ -16,6 +16,7 @@ from apiflask import APIBlueprint, APIFlask
 from flask import Flask, current_app, request
 
 from backend.core import cache
+from backend.core.errors import COMMON_ERRORS
 from backend.sqal import dashboard_page, live, queries
 from backend.sqal.read_schemas import (
     BUCKETS,
@@ -39,7 +40,10 @@ bp = APIBlueprint("sqal_reads", __name__, tag={"name": "SQAL reads", "descriptio
 @bp.get("/api/sqal/samples")
 @bp.input(SampleQuery, location="query", arg_name="query")
 @bp.output(SamplePage)
-@bp.doc(summary="List samples, newest first (keyset pages: next_cursor in the body and a Link header)", responses=[422])
+@bp.doc(
+    summary="List samples, newest first (keyset pages: next_cursor in the body and a Link header)",
+    responses=[*COMMON_ERRORS],
+)
 def list_samples(query: SampleQuery) -> tuple[SamplePage, int, dict[str, str]]:
     position = query.position()
     items, more = queries.list_samples(
@@ -67,7 +71,7 @@ def list_samples(query: SampleQuery) -> tuple[SamplePage, int, dict[str, str]]:
 @bp.doc(
     summary="One sample with its matrices and channels (by sample_id, or by id)",
     description="409 `ambiguous_sample_id` when several devices used this sample_id: add `?device_id=`.",
-    responses=[404, 409, 422],
+    responses=[404, 409, *COMMON_ERRORS],
 )
 def get_sample(sample_id: str, query: SampleLookupQuery) -> SampleDetail:
     return SampleDetail.model_validate(queries.get_sample(sample_id, query.device_id))
@@ -75,7 +79,9 @@ def get_sample(sample_id: str, query: SampleLookupQuery) -> SampleDetail:
 
 @bp.get("/api/sqal/devices")
 @bp.output(DeviceList)
-@bp.doc(summary="Devices with last_seen_at, online, firmware, samples today and latest grade")
+@bp.doc(
+    summary="Devices with last_seen_at, online, firmware, samples today and latest grade", responses=[*COMMON_ERRORS]
+)
 def list_devices() -> DeviceList:
     settings = current_app.config["SETTINGS"]
     rows = queries.list_devices(datetime.now(UTC), 2 * settings.sqal_generation_interval)
@@ -90,7 +96,7 @@ def list_devices() -> DeviceList:
     description="Buckets and widest range: "
     + ", ".join(f"{name} ≤ {widest.days} d" for name, (_w, _s, widest) in BUCKETS.items())
     + ". Buckets are aligned on 00:00 UTC; every bucket of [from, to) is listed, empty ones with count 0.",
-    responses=[422],
+    responses=[*COMMON_ERRORS],
 )
 def timeseries(query: TimeseriesQuery) -> Timeseries:
     assert query.from_ is not None
@@ -107,6 +113,7 @@ def timeseries(query: TimeseriesQuery) -> Timeseries:
 @bp.doc(
     summary="Dashboard figures (computed in SQL, cached ≤ 5 s: see generated_at)",
     tags=["Dashboard"],
+    responses=[*COMMON_ERRORS],
 )
 def dashboard_metrics() -> tuple[DashboardMetrics, int, dict[str, str]]:
     figures = metrics_snapshot(current_app._get_current_object())  # type: ignore[attr-defined]

@@ -184,3 +184,16 @@ def device_token_matches(device_id: str, token: str) -> bool:
     """True when `token` is the current token of the (enabled) device."""
     device = db.session.get(Device, device_id)
     return device is not None and device.enabled and security.verify_token(token, device.token_hash)
+
+
+def rotate_device_token(device_id: str) -> str:
+    """Give an existing device a new token and return it once; the old token is refused from then on."""
+    token = security.generate_token(TOKEN_PREFIX)
+    result = db.session.execute(
+        update(Device).where(Device.device_id == device_id).values(token_hash=security.hash_token(token))
+    )
+    if result.rowcount == 0:  # type: ignore[attr-defined]
+        db.session.rollback()
+        raise NotFound(f"Device {device_id} not found", {"device_id": device_id})
+    db.session.commit()
+    return token

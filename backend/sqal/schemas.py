@@ -1,8 +1,9 @@
 """Pydantic models of the sensor WebSocket frames (docs/protocol.md §3), validated from decoded JSON.
 
-Numbers are strict (no strings, no booleans; integers accepted where a number is expected) and finite. Unknown
-keys are ignored at every level. `SampleIn.model_validate(obj, context={"device_id": ...})` also checks that the
-frame's device_id is the authenticated one.
+Numbers are strict (no strings, no booleans; integers accepted where a number is expected) and finite; text holds
+no NUL and no lone surrogate (PostgreSQL could not store it). Unknown keys are ignored at every level.
+`SampleIn.model_validate(obj, context={"device_id": ...})` also checks that the frame's device_id is the
+authenticated one.
 """
 
 from __future__ import annotations
@@ -30,6 +31,19 @@ ATIME_STEP_US = 2.78
 Grade = Literal["A", "B", "C", "REJECT"]
 
 
+def _storable(value: str) -> str:
+    """Text that PostgreSQL can store: JSON can escape NUL and lone surrogates, text and JSONB columns refuse them
+    (the commit would fail on every resend), so they are a validation error like any other broken rule."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL (\\u0000) characters")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("must not contain lone UTF-16 surrogates") from None
+    return value
+
+
 def _finite(low: float, high: float) -> Any:
     return Field(strict=True, ge=low, le=high, allow_inf_nan=False)
 
@@ -45,9 +59,12 @@ DistanceMatrix = Annotated[list[Annotated[list[Millimetres], _EIGHT]], _EIGHT]
 ReflectanceMatrix = Annotated[list[Annotated[list[Reflectance], _EIGHT]], _EIGHT]
 AmplitudeMatrix = Annotated[list[Annotated[list[Amplitude], _EIGHT]], _EIGHT]
 StatusMatrix = Annotated[list[Annotated[list[TargetStatus], _EIGHT]], _EIGHT]
-Text = Annotated[str, Field(strict=True, min_length=1, max_length=100)]
+Storable = AfterValidator(_storable)
+Text = Annotated[str, Field(strict=True, min_length=1, max_length=100), Storable]
+FirmwareVersion = Annotated[str, Field(strict=True, min_length=1, max_length=32), Storable]
+DefectCode = Annotated[str, Field(strict=True, min_length=1, max_length=64), Storable]
+Defects = Annotated[list[DefectCode], Field(max_length=32)]
 SampleId = Annotated[str, Field(strict=True, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
-Defects = Annotated[list[Annotated[str, Field(strict=True, min_length=1, max_length=64)]], Field(max_length=32)]
 
 Detail = dict[str, Any]
 
@@ -168,7 +185,7 @@ class FusionIn(_Lenient):
 class MetaIn(_Lenient):
     """Device metadata."""
 
-    firmware_version: Annotated[str, Field(strict=True, min_length=1, max_length=32)]
+    firmware_version: FirmwareVersion
     temperature_c: Annotated[float, _finite(-40, 125)]
     humidity_percent: Annotated[float, _finite(0, 100)]
     config_profile: Text

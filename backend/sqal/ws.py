@@ -107,8 +107,13 @@ def device_token(authorization: str | None, query_token: str | None) -> str | No
     return query_token or None
 
 
-def _send(ws: Server, reply: dict[str, Any]) -> None:
-    ws.send(json.dumps(reply, separators=(",", ":"), allow_nan=False))
+def encode(reply: dict[str, Any]) -> str:
+    """A reply as the JSON text sent on the wire (strict JSON: NaN or Infinity raise ValueError)."""
+    return json.dumps(reply, separators=(",", ":"), allow_nan=False)
+
+
+def _send(ws: Server, reply: dict[str, Any], text: str | None = None) -> None:
+    ws.send(text if text is not None else encode(reply))
     metrics.websocket_messages_sent.labels(endpoint=ENDPOINT, type=reply["type"]).inc()
     if reply["type"] == "error":
         metrics.websocket_errors.labels(code=reply["code"]).inc()
@@ -186,18 +191,20 @@ def _serve(device_socket: DeviceSocket, handler: FrameHandler, connection_span: 
         if message is None or message is _WAKE:
             continue
         outcome = _handle(handler, message, connection_span)
-        _send(ws, outcome.reply)
+        _send(ws, outcome.reply, outcome.encoded)
         if outcome.close_code is not None:
             ws.close(reason=outcome.close_code, message=outcome.reply.get("message", "")[:120])
             return
 
 
 def _handle(handler: FrameHandler, message: str | bytes, connection_span: trace.SpanContext) -> Outcome:
+    """The outcome of one message, its reply encoded; a failure in either is one `internal_error` reply."""
     links = [trace.Link(connection_span)] if connection_span.is_valid else []
     with tracer.start_as_current_span("ws.sensors frame", context=otel_context.Context(), links=links) as span:
         span.set_attribute("sqal.device_id", handler.device_id)
         try:
             outcome = handler.handle(message)
+            outcome.encoded = encode(outcome.reply)  # here, so an unencodable reply is caught like any other bug
         except Exception as exc:  # a bug must cost one frame, not the connection or the worker
             span.record_exception(exc)
             logger.exception("frame handling failed", extra={"event": "ws_frame_error", "device_id": handler.device_id})

@@ -256,3 +256,16 @@ def test_an_unexpected_bug_costs_one_frame_not_the_connection(app: APIFlask, sto
         outcome = ws._handle(handler, json.dumps(sample_frame(DEVICE, 1)), trace.INVALID_SPAN_CONTEXT)
     assert outcome.reply["code"] == "internal_error"
     assert outcome.close_code is None
+
+
+def test_a_reply_that_cannot_be_encoded_costs_one_frame(app: APIFlask, handler: FrameHandler) -> None:
+    handler.handle = lambda message: Outcome("ping", {"type": "pong", "ts": math.nan})  # type: ignore[method-assign]
+    with app.app_context():
+        outcome = ws._handle(handler, "{}", trace.INVALID_SPAN_CONTEXT)
+    assert outcome.reply["code"] == "internal_error"
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e400"])
+def test_a_ping_ts_that_is_not_json_gets_invalid_json(handler: FrameHandler, literal: str) -> None:
+    outcome = handler.handle('{"type":"ping","ts":' + literal + "}")
+    assert (outcome.reply["code"], outcome.close_code) == ("invalid_json", None)

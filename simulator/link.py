@@ -53,6 +53,7 @@ class DeviceLink:
         self._on_rejected = on_rejected
         self._rng = rng or random.Random()
         self._unacked: dict[str, StoredSample] = {}
+        self._enqueued_at: dict[str, float] = {}  # sample_id -> when the link first got it (generation)
         self._queue: deque[tuple[StoredSample, float]] = deque()
         self._inflight: deque[Frame] = deque()
         self._sent_once: set[str] = set()
@@ -77,6 +78,7 @@ class DeviceLink:
         was_empty = not self._queue
         for sample in samples:
             self._unacked[sample.sample_id] = sample
+            self._enqueued_at.setdefault(sample.sample_id, now)
             self._queue.append((sample, now))
         # A partial batch waits for its linger deadline, which the sender already sleeps towards.
         if was_empty or self._batch_limit <= 1 or len(self._queue) >= self._batch_limit:
@@ -284,7 +286,10 @@ class DeviceLink:
 
     def _record_latency(self, frame: Frame | None) -> None:
         if frame is not None:
-            self.stats.latencies_s.append(time.monotonic() - frame.sent_at)
+            latency = time.monotonic() - frame.sent_at
+            self.stats.latencies_s.append(latency)
+            if frame.samples:
+                self.stats.ack_latencies_s.append(latency)
 
     def _acknowledge(self, sample_id: Any, status: Any) -> None:
         sample = self._unacked.pop(sample_id, None) if isinstance(sample_id, str) else None
@@ -294,6 +299,9 @@ class DeviceLink:
         self._healthy = True
         self._sent_once.discard(sample_id)
         self.stats.acked += 1
+        enqueued_at = self._enqueued_at.pop(sample_id, None)
+        if enqueued_at is not None:
+            self.stats.delivery_latencies_s.append(time.monotonic() - enqueued_at)
         if status == "duplicate":
             self.stats.duplicates += 1
         self._on_acked(sample, str(status))
@@ -302,6 +310,7 @@ class DeviceLink:
         if self._unacked.pop(sample.sample_id, None) is None:
             return
         self._sent_once.discard(sample.sample_id)
+        self._enqueued_at.pop(sample.sample_id, None)
         self.stats.rejected += 1
         log.warning("%s: sample %s rejected: %.300s", self.device_id, sample.sample_id, reason)
         self._on_rejected(sample, reason)

@@ -7,6 +7,8 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -64,6 +66,8 @@ class RunResult:
     failed_devices: dict[str, str] = field(default_factory=dict)
     last_errors: dict[str, str] = field(default_factory=dict)
     ack_latency_ms: dict[str, float] = field(default_factory=dict)
+    delivery_latency_ms: dict[str, float] = field(default_factory=dict)
+    frames: int = 0
     grades: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -78,12 +82,31 @@ def _percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, math.ceil(fraction * len(ordered)) - 1)]
 
 
+def _latency_summary(seconds: Iterable[float]) -> dict[str, float]:
+    values = [value * 1000.0 for value in seconds]
+    return {
+        "p50": round(_percentile(values, 0.5), 2),
+        "p99": round(_percentile(values, 0.99), 2),
+        "max": round(max(values, default=0.0), 2),
+    }
+
+
+def _log_failure(future: Future[None]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("outbox write failed", exc_info=future.exception())
+
+
 class Runner:
-    """Owns the outbox, one generator and one link per device, and the status line."""
+    """Owns the outbox, one generator and one link per device, and the status line.
+
+    Outbox writes run on one dedicated thread, in submission order: a commit (and now and then a WAL
+    checkpoint) would otherwise stall the event loop, and with it the reading of every device's acks.
+    """
 
     def __init__(self, config: RunConfig, status_stream: TextIO | None = None) -> None:
         self.config = config
         self.outbox = Outbox(config.outbox_path)
+        self._outbox_io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
         self._status_stream = status_stream if status_stream is not None else sys.stderr
         self._acked_keys: list[tuple[str, int]] = []
         self.generated = 0
@@ -111,11 +134,13 @@ class Runner:
         self._acked_keys.append((sample.device_id, sample.seq))
 
     def _rejected(self, sample: StoredSample, reason: str) -> None:
-        self.outbox.reject(sample.device_id, sample.seq, reason)
+        self._outbox_io.submit(self.outbox.reject, sample.device_id, sample.seq, reason).add_done_callback(_log_failure)
 
-    def _flush_acks(self) -> None:
+    async def _flush_acks(self) -> None:
         keys, self._acked_keys = self._acked_keys, []
-        self.outbox.remove(keys)
+        if keys:
+            # Shielded: once taken from the list, the keys are removed even if this task is being cancelled.
+            await asyncio.shield(asyncio.wrap_future(self._outbox_io.submit(self.outbox.remove, keys)))
 
     # -- tasks -------------------------------------------------------------------------------------------
     async def _generate(self, stop: asyncio.Event) -> None:
@@ -156,7 +181,7 @@ class Runner:
                     by_device[i].append(stored)
             turn += 1
             if new:
-                self.outbox.add(new)  # durable before it can be sent
+                await loop.run_in_executor(self._outbox_io, self.outbox.add, new)  # durable before it can be sent
                 self.generated += len(new)
                 for link, samples in zip(self.links, by_device, strict=True):
                     if samples:
@@ -172,7 +197,7 @@ class Runner:
     async def _flush_acks_periodically(self) -> None:
         while True:
             await asyncio.sleep(0.25)
-            self._flush_acks()
+            await self._flush_acks()
 
     async def _status(self) -> None:
         previous = (time.monotonic(), self._total("acked"), self.generated)
@@ -230,7 +255,7 @@ class Runner:
             for task in helpers:
                 task.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
-            self._flush_acks()
+            await self._flush_acks()
         self._print_status((started, 0, 0))
         return self._result(started, interrupted.is_set())
 
@@ -244,7 +269,6 @@ class Runner:
             code = EXIT_INCOMPLETE
         else:
             code = EXIT_OK
-        latencies = [v * 1000.0 for link in self.links for v in link.stats.latencies_s]
         return RunResult(
             exit_code=code,
             generated=self.generated,
@@ -260,14 +284,13 @@ class Runner:
             elapsed_s=round(time.monotonic() - started, 3),
             failed_devices=failed,
             last_errors={link.device_id: link.last_error for link in self.links if link.pending and link.last_error},
-            ack_latency_ms={
-                "p50": round(_percentile(latencies, 0.5), 2),
-                "p99": round(_percentile(latencies, 0.99), 2),
-                "max": round(max(latencies, default=0.0), 2),
-            },
+            ack_latency_ms=_latency_summary(v for link in self.links for v in link.stats.ack_latencies_s),
+            delivery_latency_ms=_latency_summary(v for link in self.links for v in link.stats.delivery_latencies_s),
+            frames=self._total("frames"),
             grades=dict(sorted(self.grades.items())),
         )
 
     def close(self) -> None:
-        """Close the outbox (its unacked samples stay on disk for the next run)."""
+        """Finish pending outbox writes and close it (its unacked samples stay on disk for the next run)."""
+        self._outbox_io.shutdown(wait=True)
         self.outbox.close()

@@ -44,7 +44,12 @@ class LinkStats:
     rate_limited: int = 0
     stray_acks: int = 0
     dropped: int = 0
+    # Every reply (pongs included), from the frame's send to its reply.
     latencies_s: deque[float] = field(default_factory=lambda: deque(maxlen=50_000))
+    # Sample frames only, from send to ack: the server's answer time plus the network, nothing client-side.
+    ack_latencies_s: deque[float] = field(default_factory=lambda: deque(maxlen=50_000))
+    # Each acked sample, from its generation to its ack: batching linger and queues in the simulator included.
+    delivery_latencies_s: deque[float] = field(default_factory=lambda: deque(maxlen=50_000))
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from apiflask import APIBlueprint
-from flask import request, url_for
+from flask import Response, current_app, request, url_for
 
 from backend.core.auth import WRITE_SECURITY, require_scope
 from backend.core.errors import AUTH_ERRORS, BODY_ERRORS, COMMON_ERRORS
@@ -34,8 +34,9 @@ def list_products(query: ProductQuery) -> tuple[list[ProductOut], int, dict[str,
 @bp.get("/<int:product_id>")
 @bp.output(ProductOut)
 @bp.doc(summary="Get one product", responses=[404, *COMMON_ERRORS])
-def get_product(product_id: int) -> ProductOut:
-    return _dump(service.cached_product(product_id))
+def get_product(product_id: int) -> Response:
+    # The cached bytes are ProductOut's JSON already: sent as they are, not decoded and serialised again.
+    return current_app.response_class(service.cached_product_json(product_id), mimetype="application/json")
 
 
 @bp.post("")

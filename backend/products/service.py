@@ -57,11 +57,12 @@ def cached_page(category: str | None, limit: int, offset: int) -> tuple[list[dic
     return page["items"], page["total"]
 
 
-def cached_product(product_id: int) -> dict[str, Any]:
-    """`get_product` as a JSON-ready dict, read through the cache (NotFound is not cached)."""
-    key = cache.make_key("item", product_id)
-    product: dict[str, Any] = cache.cached(CACHE, key, lambda: to_json(get_product(product_id)))
-    return product
+def cached_product_json(product_id: int) -> bytes:
+    """`get_product` as the response body (the API's JSON, UTF-8), read through the cache without decoding a hit.
+
+    The cached bytes are what `ProductOut` serialises to, so the route can send them as they are.
+    """
+    return cache.cached_json(CACHE, cache.make_key("item", product_id), lambda: to_json(get_product(product_id)))
 
 
 def get_product(product_id: int) -> Product:

@@ -12,14 +12,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from pydantic_core import to_json
+from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from backend.core import security
 from backend.core.errors import Conflict, NotFound, ServiceUnavailable
 from backend.extensions import db
-from backend.sqal.models import Device, SampleKey, SensorSample
+from backend.sqal.models import Device
 from backend.sqal.schemas import SampleIn
 
 TOKEN_PREFIX = "sqal_dev_"
@@ -70,12 +70,53 @@ def touch_device(device_id: str) -> None:
     db.session.commit()
 
 
-def sample_row(sample: SampleIn, received_at: datetime) -> dict[str, Any]:
-    """The `sensor_samples` row of a validated sample (docs/protocol.md §8)."""
+# The `sensor_samples` columns that come from a sample, with their SQL types for json_to_recordset.
+_SAMPLE_COLUMNS = (
+    ("timestamp", "timestamptz"),
+    ("sample_id", "text"),
+    ("seq", "bigint"),
+    ("vl53l8ch_distance_matrix", "jsonb"),
+    ("vl53l8ch_reflectance_matrix", "jsonb"),
+    ("vl53l8ch_amplitude_matrix", "jsonb"),
+    ("vl53l8ch_volume_mm3", "float8"),
+    ("vl53l8ch_avg_height_mm", "float8"),
+    ("vl53l8ch_surface_uniformity", "float8"),
+    ("vl53l8ch_quality_score", "float8"),
+    ("vl53l8ch_grade", "text"),
+    ("as7341_channels", "jsonb"),
+    ("as7341_integration_time", "integer"),
+    ("as7341_gain", "float8"),
+    ("as7341_color_score", "float8"),
+    ("as7341_freshness_score", "float8"),
+    ("as7341_quality_score", "float8"),
+    ("as7341_grade", "text"),
+    ("fusion_final_score", "float8"),
+    ("fusion_final_grade", "text"),
+    ("fusion_confidence", "float8"),
+    ("fusion_defects", "jsonb"),
+    ("processing_time_ms", "float8"),
+)
+_INSERT_KEYS = text(
+    "INSERT INTO sensor_sample_keys (device_id, sample_id) "
+    "SELECT :device_id, key FROM unnest(CAST(:sample_ids AS text[])) AS key "
+    "ON CONFLICT DO NOTHING RETURNING sample_id"
+)
+# The whole batch travels as one JSON parameter that PostgreSQL unpacks: no per-value bind parameters to
+# compile, adapt and JSON-encode one by one in Python (that cost more than the database work).
+_INSERT_SAMPLES = text(
+    "INSERT INTO sensor_samples (device_id, received_at, {names}) "
+    "SELECT :device_id, :received_at, {names} FROM json_to_recordset(CAST(:rows AS json)) AS r({typed})".format(
+        names=", ".join(f'"{name}"' for name, _ in _SAMPLE_COLUMNS),
+        typed=", ".join(f'"{name}" {kind}' for name, kind in _SAMPLE_COLUMNS),
+    )
+)
+
+
+def sample_row(sample: SampleIn) -> dict[str, Any]:
+    """The per-sample `sensor_samples` columns of a validated sample (docs/protocol.md §8), JSON-ready."""
     tof, spectral, fusion = sample.vl53l8ch, sample.as7341, sample.fusion
     return {
         "timestamp": sample.timestamp,
-        "device_id": sample.device_id,
         "sample_id": sample.sample_id,
         "seq": sample.seq,
         "vl53l8ch_distance_matrix": tof.distance_matrix,
@@ -98,7 +139,6 @@ def sample_row(sample: SampleIn, received_at: datetime) -> dict[str, Any]:
         "fusion_confidence": fusion.confidence,
         "fusion_defects": fusion.defects,
         "processing_time_ms": sample.meta.processing_time_ms,
-        "received_at": received_at,
     }
 
 
@@ -106,9 +146,9 @@ def store_samples(device_id: str, samples: Sequence[SampleIn], received_at: date
     """Store the samples exactly once and commit; return each one's status, in order.
 
     One transaction: the device row is updated first (last_seen_at, firmware; a disabled device is refused),
-    then the (device_id, sample_id) keys go into the ledger with one multi-row INSERT … ON CONFLICT DO NOTHING
-    RETURNING, and only the samples whose key came back are inserted, in one multi-row INSERT. A sample_id
-    repeated within `samples` is stored once; the later copies are duplicates.
+    then the (device_id, sample_id) keys go into the ledger with one INSERT … ON CONFLICT DO NOTHING RETURNING,
+    and only the samples whose key came back are inserted, in one INSERT … SELECT from a JSON array. A
+    sample_id repeated within `samples` is stored once; the later copies are duplicates.
     """
     if not samples:
         return []
@@ -118,7 +158,6 @@ def store_samples(device_id: str, samples: Sequence[SampleIn], received_at: date
     unique = [samples[index] for index in first_index.values()]
     meta = samples[-1].meta
     try:
-        # Core tables, not ORM entities: the ORM bulk path costs more than the statements themselves here.
         devices = Device.__table__
         enabled = db.session.execute(
             update(devices)
@@ -129,15 +168,16 @@ def store_samples(device_id: str, samples: Sequence[SampleIn], received_at: date
         if not enabled:
             db.session.rollback()
             raise DeviceRejected("device_disabled", "device is disabled")
-        keys = [{"device_id": device_id, "sample_id": sample.sample_id} for sample in unique]
-        ledger = SampleKey.__table__
         new_keys = db.session.execute(
-            pg_insert(ledger).values(keys).on_conflict_do_nothing().returning(ledger.c.sample_id)
+            _INSERT_KEYS, {"device_id": device_id, "sample_ids": [sample.sample_id for sample in unique]}
         )
         stored = set(new_keys.scalars())
-        rows = [sample_row(sample, received_at) for sample in unique if sample.sample_id in stored]
+        rows = [sample_row(sample) for sample in unique if sample.sample_id in stored]
         if rows:
-            db.session.execute(insert(SensorSample.__table__), rows)
+            db.session.execute(
+                _INSERT_SAMPLES,
+                {"device_id": device_id, "received_at": received_at, "rows": to_json(rows).decode()},
+            )
         db.session.commit()
     except (SQLAlchemyError, ServiceUnavailable) as exc:  # the latter: database breaker open / connection lost
         _rollback_quietly()

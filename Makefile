@@ -4,12 +4,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
-.PHONY: help install run test lint typecheck pytest audit fuzz openapi env-example bench-ingest bench-dashboard clean
+.PHONY: help install run test lint typecheck pytest audit fuzz openapi env-example bench clean
 
 help:
 	@echo "make run    - venv, install, migrate, seed, serve on http://127.0.0.1:8000 (embedded PG/Redis if unset)"
 	@echo "make test   - venv, install, ruff, mypy, pytest (real PostgreSQL and Redis)"
+	@echo "make bench  - the six benchmark scenarios (~10 min, needs wrk); regenerates docs/benchmarks.md"
+	@echo "make fuzz   - deep schemathesis run; make audit - known vulnerabilities in the pinned dependencies"
 	@echo "make openapi / env-example - regenerate docs/openapi.json / .env.example from the code"
 
 $(STAMP): requirements.txt requirements-dev.txt
@@ -48,11 +51,8 @@ env-example: install
 	$(BIN)/python -m scripts.env_example > .env.example
 	$(BIN)/python -m scripts.env_example --readme
 
-bench-ingest: install
-	$(BIN)/python -m bench.ingest
-
-bench-dashboard: install
-	$(BIN)/python -m bench.dashboard
+bench: install
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .local .pytest_cache .mypy_cache .ruff_cache

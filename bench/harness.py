@@ -6,6 +6,7 @@ median and spread of the ratios are reported — never an absolute time compared
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -15,18 +16,62 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import psutil
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
-from scripts.devservices import REPO_ROOT, free_port
+from scripts.devservices import REPO_ROOT, EmbeddedPostgres, free_port
+from tests.support.services import TestServices, session_services
 
 GUNICORN = Path(sys.executable).with_name("gunicorn")
 BENCH_ROOT = REPO_ROOT / ".local" / "bench"
+# Kept between runs (unlike the tests' embedded server) so a loaded benchmark database can be reused.
+BENCH_POSTGRES = BENCH_ROOT / "postgres"
+
+
+@contextmanager
+def bench_services() -> Iterator[TestServices]:
+    """The tests' services (DATABASE_URL / REDIS_URL, else embedded) with a scratch database, except that an
+    embedded PostgreSQL lives in .local/bench/postgres and survives the run (its data is a cache, see dashboard)."""
+    embedded: EmbeddedPostgres | None = None
+    saved = os.environ.get("DATABASE_URL")
+    if not saved:
+        embedded = EmbeddedPostgres(BENCH_POSTGRES, free_port())
+        running = embedded.running_port()
+        if running:
+            embedded.port = running
+        embedded.start()
+        os.environ["DATABASE_URL"] = embedded.url("postgres")
+    try:
+        with session_services() as services:
+            yield services
+    finally:
+        if embedded is not None:
+            os.environ.pop("DATABASE_URL", None)
+            embedded.stop()
+
+
+def dsn(url: str) -> str:
+    """A psycopg2 DSN from a service URL (SQLAlchemy driver suffix removed)."""
+    return url.replace("postgresql+psycopg2://", "postgresql://", 1)
+
+
+def migrate(database_url: str) -> None:
+    """Migrate to head and seed (init_db.py, in its own process as a deployment does)."""
+    env = {**os.environ, "DATABASE_URL": database_url, "APP_ENV": "test"}
+    subprocess.run([sys.executable, "init_db.py"], cwd=REPO_ROOT, env=env, check=True, capture_output=True)
+
+
+def load_average() -> list[float]:
+    """1, 5 and 15-minute load averages, rounded (the machine is shared: every figure is reported with it)."""
+    return [round(value, 2) for value in os.getloadavg()]
 
 
 class Server:
@@ -47,6 +92,7 @@ class Server:
             "DATABASE_URL": database_url,
             "REDIS_URL": redis_url,
             "RATE_LIMIT_ENABLED": "false",
+            "SHUTDOWN_DRAIN_DELAY": "0",
             **(env or {}),
         }
         self.process: subprocess.Popen[bytes] | None = None
@@ -91,6 +137,21 @@ class Server:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(5)
 
+    def worker_rss_mb(self) -> list[float]:
+        """Resident memory of each worker (MB)."""
+        assert self.process is not None
+        return [round(w.memory_info().rss / 2**20, 1) for w in psutil.Process(self.process.pid).children()]
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of the samples `name` (with these labels) on /metrics, all workers aggregated."""
+        text = requests.get(self.url("/metrics"), timeout=10).text
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+        )
+
     def __enter__(self) -> Server:
         self.start()
         return self
@@ -108,6 +169,13 @@ class LoadResult:
     requests: int
     errors: int
 
+    def as_run(self) -> dict[str, float]:
+        """Flat figures of one run, as `alternate` compares them."""
+        return {"rps": self.requests_per_second, **self.latency_ms, "requests": self.requests, "errors": self.errors}
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
 
 _UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
 
@@ -119,12 +187,30 @@ def _to_ms(text: str) -> float:
     return float(match.group(1)) * _UNITS_MS[match.group(2)]
 
 
-def wrk(url: str, seconds: float = 10, connections: int = 16, threads: int = 2) -> LoadResult:
-    """Drive `url` with wrk from a separate process; parse throughput, latency percentiles and errors."""
+def rotating_paths_script(paths: list[str]) -> Path:
+    """A wrk Lua script sending GETs to `paths` in turn (each wrk thread starts at a random one)."""
+    BENCH_ROOT.mkdir(parents=True, exist_ok=True)
+    script = BENCH_ROOT / f"paths-{hashlib.blake2s(repr(paths).encode(), digest_size=6).hexdigest()}.lua"
+    quoted = ", ".join('"' + path.replace('"', '\\"') + '"' for path in paths)
+    script.write_text(
+        f"local paths = {{{quoted}}}\n"
+        "local n = 0\n"
+        "function init(args) n = math.random(#paths) end\n"
+        "function request() n = n % #paths + 1; return wrk.format('GET', paths[n]) end\n"
+    )
+    return script
+
+
+def wrk(
+    url: str, seconds: float = 10, connections: int = 16, threads: int = 2, script: Path | None = None
+) -> LoadResult:
+    """Drive `url` with wrk from a separate process (optionally with a Lua `script`); parse throughput, latency
+    percentiles and errors."""
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is missing: apt-get install wrk")
+    extra = ["-s", str(script)] if script else []
     output = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url],
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", *extra, url],
         capture_output=True,
         text=True,
         check=True,

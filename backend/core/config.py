@@ -188,6 +188,9 @@ class Settings:
         "SQAL_GENERATION_INTERVAL", 5.0, _parse_float(0.1, 3600), "Expected device interval; online = seen in 2"
     )
     # Observability
+    metrics_enabled: bool = env(
+        "METRICS_ENABLED", True, _parse_bool, "Prometheus metrics on (off: /metrics is 404, no HTTP or SQL series)"
+    )
     prometheus_multiproc_dir: str = env(
         "PROMETHEUS_MULTIPROC_DIR", "", _parse_str, "Directory for multiprocess metrics (set by gunicorn.conf.py)"
     )

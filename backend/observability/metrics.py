@@ -5,6 +5,10 @@ worker writes its samples to memory-mapped files there and /metrics aggregates a
 answers. Without it (Flask test client, `flask shell`) the process-local default registry is served.
 
 Domains add series computed at scrape time with `register_scrape_collector(app, collector)`.
+
+`METRICS_ENABLED=false` (the baseline of the instrumentation-overhead benchmark): no /metrics route (a 404 like
+any unknown path), no per-request HTTP series, no statement counting. Domain counters that other modules update
+directly (cache hits, SQAL frames) still count in memory, but nothing serves them.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from apiflask import APIFlask
-from flask import Flask
+from flask import Flask, current_app
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
@@ -37,6 +41,7 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 METRICS_PATH = "/metrics"
 UNMATCHED_PATH = "<unmatched>"
 COLLECTORS_KEY = "observability.scrape_collectors"
+ENABLED_KEY = "observability.metrics_enabled"
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
 
 # 5 ms .. 10 s, with 0.3 s for the latency SLO and 7.5 s so /slow (5 s by default) lands in a finite bucket.
@@ -112,6 +117,8 @@ def observe_request(
 
     A WebSocket session is counted but not timed: its duration is the session's, not a response time.
     """
+    if not current_app.extensions.get(ENABLED_KEY, True):
+        return
     method = method_label(method)
     http_requests.labels(method, path, str(status)).inc()
     if websocket:
@@ -248,7 +255,11 @@ class _AppMetrics(PrometheusMetrics):
 
 
 def init_app(app: APIFlask, max_overflow: int, engine: Engine) -> None:
-    """Serve /metrics and instrument the app's engine."""
+    """Serve /metrics and instrument the app's engine (neither when METRICS_ENABLED is false)."""
     app.extensions.setdefault(COLLECTORS_KEY, [])
+    enabled = bool(app.config["SETTINGS"].metrics_enabled)
+    app.extensions[ENABLED_KEY] = enabled
+    if not enabled:
+        return
     _AppMetrics(app).register_endpoint(METRICS_PATH, app)
     instrument_engine(engine, max_overflow)

@@ -41,49 +41,48 @@ _ERROR_FIELDS = {
     "code": {"type": "string", "description": "Stable machine-readable code, e.g. `not_found`, `malformed_json`"},
     "message": {"type": "string", "description": "Human-readable explanation"},
 }
-HTTP_ERROR_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["error"],
-    "additionalProperties": False,
-    "properties": {
-        "error": {
-            "type": "object",
-            "required": ["code", "message", "details"],
-            "additionalProperties": False,
-            "properties": {**_ERROR_FIELDS, "details": {"description": "Context for the client (any JSON, or null)"}},
-        }
-    },
-}
-VALIDATION_ERROR_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["error"],
-    "additionalProperties": False,
-    "properties": {
-        "error": {
-            "type": "object",
-            "required": ["code", "message", "details"],
-            "additionalProperties": False,
-            "properties": {
-                **_ERROR_FIELDS,
-                "code": {"const": "validation_error"},
-                "details": {
-                    "type": "array",
-                    "description": "One entry per invalid field",
-                    "items": {
-                        "type": "object",
-                        "required": ["location", "field", "message"],
-                        "additionalProperties": False,
-                        "properties": {
-                            "location": {"type": "string", "description": "json, query, path or headers"},
-                            "field": {"type": "string", "description": "dotted path; `_schema` for the whole input"},
-                            "message": {"type": "string"},
-                        },
-                    },
+
+
+def _error_envelope(fields: dict[str, Any]) -> dict[str, Any]:
+    """`{"error": {code, message, details}}` with these field schemas, nothing else allowed."""
+    return {
+        "type": "object",
+        "required": ["error"],
+        "additionalProperties": False,
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message", "details"],
+                "additionalProperties": False,
+                "properties": fields,
+            }
+        },
+    }
+
+
+HTTP_ERROR_SCHEMA = _error_envelope(
+    {**_ERROR_FIELDS, "details": {"description": "Context for the client (any JSON, or null)"}}
+)
+VALIDATION_ERROR_SCHEMA = _error_envelope(
+    {
+        **_ERROR_FIELDS,
+        "code": {"const": "validation_error"},
+        "details": {
+            "type": "array",
+            "description": "One entry per invalid field",
+            "items": {
+                "type": "object",
+                "required": ["location", "field", "message"],
+                "additionalProperties": False,
+                "properties": {
+                    "location": {"type": "string", "description": "json, query, path or headers"},
+                    "field": {"type": "string", "description": "dotted path; `_schema` for the whole input"},
+                    "message": {"type": "string"},
                 },
             },
-        }
-    },
-}
+        },
+    }
+)
 
 # Statuses to declare with `@bp.doc(responses=...)`, beyond the route's own (404, 409...). APIFlask adds the 422 of
 # an input and the 404 of a path parameter by itself.

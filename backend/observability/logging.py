@@ -10,25 +10,54 @@ from __future__ import annotations
 
 import logging
 import sys
-from datetime import UTC, datetime
+import time
+from functools import lru_cache
 from typing import Any
 
-from pythonjsonlogger.core import RESERVED_ATTRS, merge_record_extra
+from pythonjsonlogger.core import RESERVED_ATTRS
+from pythonjsonlogger.json import JsonEncoder
 from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
 
 from backend.core.config import Settings
 from backend.observability.exceptions import exception_fields
 from backend.observability.ids import current_ids
-from backend.observability.redaction import REDACTED, is_sensitive_key, redact
+from backend.observability.redaction import REDACTED, is_sensitive_key, redact, redact_text
 
 logger = logging.getLogger(__name__)
 
 _RESERVED = frozenset({*RESERVED_ATTRS, "taskName", "message"})
 _TRUSTED_FIELDS = frozenset({"timestamp", "level", "service", "logger", "trace_id", "span_id", "pid"})
+# Values that redaction returns unchanged (it scrubs strings and recurses into containers only).
+_PLAIN_TYPES = (int, float, type(None))
+# Most string values repeat (methods, routes, paths, user agents): scrub each distinct short one once.
+_CACHED_TEXT_LENGTH = 512
+_redact_short_text = lru_cache(maxsize=4096)(redact_text)
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, str):
+        return _redact_short_text(value) if len(value) <= _CACHED_TEXT_LENGTH else redact_text(value)
+    if isinstance(value, _PLAIN_TYPES):
+        return value
+    return redact(value)
+
+
+_second_prefix: tuple[int, str] = (-1, "")
 
 
 def _timestamp(created: float) -> str:
-    return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """UTC ISO 8601 with milliseconds and Z (as datetime renders it); the part up to the second is computed once
+    per second."""
+    global _second_prefix
+    second = int(created)
+    micros = round((created - second) * 1e6)  # datetime.fromtimestamp rounds to the microsecond, then truncates
+    if micros >= 1_000_000:
+        second, micros = second + 1, micros - 1_000_000
+    cached_second, prefix = _second_prefix
+    if cached_second != second:
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _second_prefix = (second, prefix)
+    return f"{prefix}.{micros // 1000:03d}Z"
 
 
 class JsonFormatter(_BaseJsonFormatter):
@@ -37,6 +66,8 @@ class JsonFormatter(_BaseJsonFormatter):
     def __init__(self, service: str = "backend", **kwargs: Any) -> None:
         super().__init__(reserved_attrs=sorted(_RESERVED), json_ensure_ascii=True, **kwargs)
         self.service = service
+        # One encoder for every line (json.dumps(cls=...) would build one per call); encode() keeps no state.
+        self._encoder = JsonEncoder(ensure_ascii=True)
 
     def add_fields(self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]) -> None:
         """Base fields first (they win over a same-named event field), then the event fields."""
@@ -51,18 +82,23 @@ class JsonFormatter(_BaseJsonFormatter):
             span_id=span_id,
             pid=record.process,
         )
-        extras: dict[str, Any] = {}
-        merge_record_extra(record, extras, reserved=self._skip_fields)
-        for source in (message_dict, extras):
-            for key, value in source.items():
+        for key, value in message_dict.items():
+            log_data.setdefault(key, value)
+        skip = self._skip_fields
+        for key, value in record.__dict__.items():  # the `extra=` fields (as pythonjsonlogger's merge_record_extra)
+            if key not in skip and not key.startswith("_"):
                 log_data.setdefault(key, value)
 
     def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
         """Mask credentials in the message and every event field."""
         for key, value in log_data.items():
             if key not in _TRUSTED_FIELDS:
-                log_data[key] = REDACTED if is_sensitive_key(key) else redact(value)
+                log_data[key] = REDACTED if is_sensitive_key(key) else _redacted(value)
         return log_data
+
+    def jsonify_log_record(self, log_data: dict[str, Any]) -> str:
+        """The line as JSON (non-ASCII escaped, so a line can never be split)."""
+        return self._encoder.encode(log_data)
 
     def formatException(self, ei: Any) -> Any:  # noqa: N802 (logging.Formatter API)
         """The exception as one object: type, message and stack trace (database errors without values)."""

@@ -22,7 +22,6 @@ from apiflask.exceptions import HTTPError
 from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.instrumentation.flask import FlaskInstrumentor
 from opentelemetry.instrumentation.redis import RedisInstrumentor
 from opentelemetry.instrumentation.sqlalchemy import engine as otel_sqlalchemy
@@ -42,6 +41,7 @@ from backend.core.config import Settings
 from backend.core.errors import ApiError
 from backend.observability import metrics, sql
 from backend.observability.exceptions import driver_error, record_on_span
+from backend.observability.otlp_encoding import FastOTLPSpanExporter
 from backend.observability.sampling import build_sampler
 
 logger = logging.getLogger(__name__)
@@ -182,7 +182,7 @@ def _span_processor(endpoint: str) -> CountingBatchSpanProcessor:
         for old in [f for f in export_logger.filters if isinstance(f, _ExportLogFilter)]:
             export_logger.removeFilter(old)
         export_logger.addFilter(log_filter)
-    exporter = OTLPSpanExporter(endpoint=endpoint, timeout=_export_timeout())
+    exporter = FastOTLPSpanExporter(endpoint=endpoint, timeout=_export_timeout())
     return CountingBatchSpanProcessor(ReportingExporter(exporter, reporter), reporter)
 
 

@@ -25,11 +25,15 @@ from typing import Any
 
 import psutil
 import psycopg2
+import requests
 import websockets
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.harness import Server
 from scripts.devservices import REPO_ROOT
 from tests.support.services import session_services
+
+FRAME_TIME_METRIC = "sample_processing_duration_seconds"
 
 # 50 devices at 1,500 samples/s make 30 samples per device per second: a 1 s linger sends ~30 per frame. A frame
 # costs ~2 ms of server CPU before its first sample (span, rate-limit check, 3 statements, commit), so small frames
@@ -76,6 +80,32 @@ def _count_rows(database_url: str) -> tuple[int, int]:
     return int(rows), int(distinct)
 
 
+def _frame_time_buckets(server: Server) -> dict[float, float]:
+    """Cumulative buckets of the server's per-frame receive → commit histogram, all workers summed."""
+    buckets: dict[float, float] = {}
+    text = requests.get(server.url("/metrics"), timeout=10).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == f"{FRAME_TIME_METRIC}_bucket":
+                bound = float(sample.labels["le"])
+                buckets[bound] = buckets.get(bound, 0.0) + sample.value
+    return buckets
+
+
+def _server_frame_time_ms(before: dict[float, float], after: dict[float, float]) -> dict[str, float | None]:
+    """Upper bucket bounds (ms) under which 50 % and 99 % of this run's frames were processed by the server."""
+    counts = sorted((bound, after[bound] - before.get(bound, 0.0)) for bound in after)
+    total = counts[-1][1] if counts else 0.0
+
+    def bound_for(share: float) -> float | None:
+        for bound, count in counts:
+            if total and count >= share * total:
+                return None if bound == float("inf") else round(bound * 1000, 1)
+        return None
+
+    return {"p50_at_most": bound_for(0.5), "p99_at_most": bound_for(0.99), "frames": total}
+
+
 def run_ingestion(server: Server, database_url: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """Drive `args.devices` simulated devices for `args.seconds`; return throughput, latency, lost, duplicated."""
     prefix = f"BENCH_{uuid.uuid4().hex[:4]}_"
@@ -83,6 +113,7 @@ def run_ingestion(server: Server, database_url: str, args: argparse.Namespace, w
     token_file = workdir / "tokens.json"
     _provision(database_url, device_ids, token_file)
     summary_file = workdir / "summary.json"
+    frame_times_before = _frame_time_buckets(server)
     started = time.perf_counter()
     subprocess.run(
         [
@@ -114,6 +145,8 @@ def run_ingestion(server: Server, database_url: str, args: argparse.Namespace, w
         "ack_latency_ms": summary.get("ack_latency_ms"),
         # Per sample, generation -> ack: adds the batching linger and any queue in the simulator.
         "delivery_latency_ms": summary.get("delivery_latency_ms"),
+        # Per frame, the server's own receive -> commit time (histogram buckets): what the ack latency owes the server.
+        "server_frame_ms": _server_frame_time_ms(frame_times_before, _frame_time_buckets(server)),
         "duplicate_acks": summary.get("duplicates"),
         "lost": max(int(summary.get("generated", 0)) - rows, 0) + max(acked - rows, 0),
         "duplicated": rows - distinct,

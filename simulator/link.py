@@ -52,6 +52,9 @@ class DeviceLink:
         self._on_acked = on_acked
         self._on_rejected = on_rejected
         self._rng = rng or random.Random()
+        # Devices of a line boot at different moments, so their batches do not all leave in the same instant: the
+        # first batch lingers a random part of the linger delay, which sets this device's phase from then on.
+        self._linger_s = options.linger_s * self._rng.random()
         self._unacked: dict[str, StoredSample] = {}
         self._enqueued_at: dict[str, float] = {}  # sample_id -> when the link first got it (generation)
         self._queue: deque[tuple[StoredSample, float]] = deque()
@@ -220,7 +223,7 @@ class DeviceLink:
         if self._batch_limit <= 1 or self.flushing or len(self._queue) >= self._batch_limit:
             return None
         age = now - self._queue[0][1]
-        return None if age >= options.linger_s else options.linger_s - age
+        return None if age >= self._linger_s else self._linger_s - age
 
     def _take_frame(self, now: float) -> Frame | None:
         self._frame_counter += 1
@@ -248,6 +251,7 @@ class DeviceLink:
                 self._sent_once.add(sample.sample_id)
         self.stats.sent += len(samples)
         self.stats.frames += 1
+        self._linger_s = self.options.linger_s  # the phase is set: later batches linger the full delay
         if self._batch_limit <= 1:
             return Frame("sample", samples[0].sample_id, samples, now)
         return Frame("batch", f"{self.device_id}-{self._frame_counter:06d}", samples, now)

@@ -25,7 +25,15 @@ def server_tokens(ids: list[str]) -> dict[str, str]:
 
 def run_config(url: str, ids: list[str], outbox: Path, link: dict[str, Any] | None = None, **run: Any) -> RunConfig:
     """A configuration with quick reconnects, for runs against the in-test server."""
-    link_options: dict[str, Any] = {"url": url, "backoff_base_s": 0.01, "backoff_max_s": 0.1, "linger_s": 0.05}
+    # A reply lost on a connection that stays open costs reply_timeout_s before the link reconnects and resends; with
+    # the 30 s default it would use up the whole drain timeout (seen as a rare 30 s stall in CI).
+    link_options: dict[str, Any] = {
+        "url": url,
+        "backoff_base_s": 0.01,
+        "backoff_max_s": 0.1,
+        "linger_s": 0.05,
+        "reply_timeout_s": 3.0,
+    }
     link_options |= link or {}
     values: dict[str, Any] = {
         "interval_s": 0.0,

@@ -17,7 +17,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    PlainSerializer,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -29,6 +28,7 @@ from backend.bugs.enums import Category, Priority, Severity, Status
 from backend.core.validation import (
     NO_NUL,
     NOT_BLANK,
+    UtcDatetime,
     comma_list_pattern,
     no_nul,
     not_blank,
@@ -38,10 +38,6 @@ from backend.core.validation import (
 
 CAMEL = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 CAMEL_STRICT = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
-
-
-def _utc_z(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 Title = Annotated[
@@ -58,7 +54,6 @@ Person = Annotated[
 CommentText = Annotated[
     str, Field(min_length=1, max_length=models.COMMENT_MAX, json_schema_extra=NOT_BLANK), AfterValidator(not_blank)
 ]
-UtcDatetime = Annotated[dt.datetime, PlainSerializer(_utc_z, return_type=str, when_used="json")]
 
 EXAMPLE: dict[str, Any] = {
     "title": "Test sensor timeout",

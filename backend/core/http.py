@@ -8,9 +8,9 @@ from apiflask import APIFlask
 from flask import Response, request
 
 from backend.core.errors import error_response
+from backend.core.validation import NUL
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-NUL = "\x00"
 # No request body of this API nests deeper than a few levels; deeper input is hostile or broken.
 MAX_JSON_DEPTH = 32
 SECURITY_HEADERS = {

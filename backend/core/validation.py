@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import PlainSerializer
 
 # Every character str.isspace() (so str.strip()) treats as whitespace, written so that Python, ECMA-262 (OpenAPI
 # tools) and Rust (pydantic) regular expressions read the class the same way.
@@ -16,9 +19,12 @@ NO_NUL: dict[str, Any] = {"pattern": r"^[^\x00]*$"}
 NOT_BLANK: dict[str, Any] = {"pattern": rf"^[^\x00]*[^\x00{_WHITESPACE}][^\x00]*$"}
 
 
+NUL = "\x00"
+
+
 def no_nul(value: str) -> str:
     """Reject strings holding a NUL character (PostgreSQL cannot store it)."""
-    if "\x00" in value:
+    if NUL in value:
         raise ValueError("must not contain NUL characters")
     return value
 
@@ -64,3 +70,13 @@ def comma_list_pattern(choices: Iterable[str]) -> str:
         raise ValueError(f"comma-list choices must be plain words: {words}")
     item = " *(?:" + "|".join(words) + ") *"
     return f"^{item}(?:,{item})*$"
+
+
+def utc_z(value: datetime) -> str:
+    """RFC 3339 in UTC with a `Z`; a naive value is UTC (database sessions run in UTC)."""
+    aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+# A response timestamp: RFC 3339 with a zone, as `format: date-time` promises (a naive ISO string is not one).
+UtcDatetime = Annotated[datetime, PlainSerializer(utc_z, return_type=str, when_used="json")]

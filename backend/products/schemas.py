@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from backend.core.validation import NO_NUL, NOT_BLANK, no_nul, not_blank, optional_not_null
+from backend.core.validation import NO_NUL, NOT_BLANK, UtcDatetime, no_nul, not_blank, optional_not_null
 
 Name = Annotated[str, Field(min_length=1, max_length=200, json_schema_extra=NOT_BLANK), AfterValidator(not_blank)]
 Category = Annotated[str, Field(min_length=1, max_length=100, json_schema_extra=NOT_BLANK), AfterValidator(not_blank)]
 # strict: no "12" strings, no booleans; allow_inf_nan=False: no NaN/Infinity.
 Price = Annotated[float, Field(ge=0, strict=True, allow_inf_nan=False)]
-
-
-def _utc_z(value: datetime) -> str:
-    # The columns are `timestamp without time zone` filled by now() in the database's UTC session.
-    aware = value if value.tzinfo else value.replace(tzinfo=UTC)
-    return aware.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-# RFC 3339 with a zone, as `format: date-time` promises (a naive ISO string is not a date-time).
-UtcDatetime = Annotated[datetime, PlainSerializer(_utc_z, return_type=str, when_used="json")]
 
 
 class ProductIn(BaseModel):

@@ -24,13 +24,12 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    PlainSerializer,
     WithJsonSchema,
     field_validator,
     model_validator,
 )
 
-from backend.core.validation import comma_list_pattern, split_comma_list
+from backend.core.validation import UtcDatetime, comma_list_pattern, split_comma_list
 
 GRADES = ("A", "B", "C", "REJECT")
 Grade = Literal["A", "B", "C", "REJECT"]
@@ -46,10 +45,6 @@ BUCKETS: dict[str, tuple[timedelta, timedelta, timedelta]] = {
     "1d": (timedelta(days=1), timedelta(days=30), timedelta(days=366)),
 }
 Bucket = Literal["1m", "5m", "15m", "1h", "1d"]
-
-
-def _utc_z(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 # Query timestamps: RFC 3339 with a zone (what `format: date-time` documents; pydantic alone would also take Unix
@@ -76,7 +71,6 @@ QueryDatetime = Annotated[
     AfterValidator(_as_utc),
     WithJsonSchema({"type": "string", "format": "date-time", "pattern": QUERY_DATETIME_PATTERN}),
 ]
-UtcDatetime = Annotated[datetime, PlainSerializer(_utc_z, return_type=str, when_used="json")]
 DeviceId = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
 GradeList = Annotated[
     list[Grade],

@@ -22,6 +22,8 @@ from pydantic import (
     model_validator,
 )
 
+from backend.core.validation import no_nul
+
 MAX_BATCH_SAMPLES = 500
 MAX_FUTURE = timedelta(minutes=5)
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
@@ -34,8 +36,7 @@ Grade = Literal["A", "B", "C", "REJECT"]
 def _storable(value: str) -> str:
     """Text that PostgreSQL can store: JSON can escape NUL and lone surrogates, text and JSONB columns refuse them
     (the commit would fail on every resend), so they are a validation error like any other broken rule."""
-    if "\x00" in value:
-        raise ValueError("must not contain NUL (\\u0000) characters")
+    no_nul(value)
     if not value.isascii():
         try:
             value.encode("utf-8")

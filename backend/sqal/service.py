@@ -14,12 +14,13 @@ from typing import Any, Literal
 
 from pydantic_core import to_json
 from sqlalchemy import func, select, text, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import SQLAlchemyError
 
 from backend.core import security
 from backend.core.errors import Conflict, NotFound, ServiceUnavailable
 from backend.extensions import db
-from backend.sqal.models import Device
+from backend.sqal.models import Device, SensorSample
 from backend.sqal.schemas import SampleIn
 
 TOKEN_PREFIX = "sqal_dev_"
@@ -70,31 +71,13 @@ def touch_device(device_id: str) -> None:
     db.session.commit()
 
 
-# The `sensor_samples` columns that come from a sample, with their SQL types for json_to_recordset.
-_SAMPLE_COLUMNS = (
-    ("timestamp", "timestamptz"),
-    ("sample_id", "text"),
-    ("seq", "bigint"),
-    ("vl53l8ch_distance_matrix", "jsonb"),
-    ("vl53l8ch_reflectance_matrix", "jsonb"),
-    ("vl53l8ch_amplitude_matrix", "jsonb"),
-    ("vl53l8ch_volume_mm3", "float8"),
-    ("vl53l8ch_avg_height_mm", "float8"),
-    ("vl53l8ch_surface_uniformity", "float8"),
-    ("vl53l8ch_quality_score", "float8"),
-    ("vl53l8ch_grade", "text"),
-    ("as7341_channels", "jsonb"),
-    ("as7341_integration_time", "integer"),
-    ("as7341_gain", "float8"),
-    ("as7341_color_score", "float8"),
-    ("as7341_freshness_score", "float8"),
-    ("as7341_quality_score", "float8"),
-    ("as7341_grade", "text"),
-    ("fusion_final_score", "float8"),
-    ("fusion_final_grade", "text"),
-    ("fusion_confidence", "float8"),
-    ("fusion_defects", "jsonb"),
-    ("processing_time_ms", "float8"),
+# Bound once per frame; the other `sensor_samples` columns without a server default come from each sample.
+_FRAME_COLUMNS = frozenset({"device_id", "received_at"})
+# (name, SQL type) of the per-sample columns, from the model: the column list of json_to_recordset.
+_SAMPLE_COLUMNS = tuple(
+    (column.name, column.type.compile(dialect=postgresql.dialect()))
+    for column in SensorSample.__table__.columns
+    if column.server_default is None and column.name not in _FRAME_COLUMNS
 )
 _INSERT_KEYS = text(
     "INSERT INTO sensor_sample_keys (device_id, sample_id) "
@@ -211,13 +194,18 @@ def create_device(
     return token
 
 
-def set_device_enabled(device_id: str, enabled: bool) -> None:
-    """Enable or disable a device; a disabled device's connections are refused at their next frame."""
-    result = db.session.execute(update(Device).where(Device.device_id == device_id).values(enabled=enabled))
+def _update_device(device_id: str, **values: Any) -> None:
+    """Set `values` on an existing device and commit; NotFound when there is no such device."""
+    result = db.session.execute(update(Device).where(Device.device_id == device_id).values(**values))
     if result.rowcount == 0:  # type: ignore[attr-defined]
         db.session.rollback()
         raise NotFound(f"Device {device_id} not found", {"device_id": device_id})
     db.session.commit()
+
+
+def set_device_enabled(device_id: str, enabled: bool) -> None:
+    """Enable or disable a device; a disabled device's connections are refused at their next frame."""
+    _update_device(device_id, enabled=enabled)
 
 
 def device_token_matches(device_id: str, token: str) -> bool:
@@ -229,11 +217,5 @@ def device_token_matches(device_id: str, token: str) -> bool:
 def rotate_device_token(device_id: str) -> str:
     """Give an existing device a new token and return it once; the old token is refused from then on."""
     token = security.generate_token(TOKEN_PREFIX)
-    result = db.session.execute(
-        update(Device).where(Device.device_id == device_id).values(token_hash=security.hash_token(token))
-    )
-    if result.rowcount == 0:  # type: ignore[attr-defined]
-        db.session.rollback()
-        raise NotFound(f"Device {device_id} not found", {"device_id": device_id})
-    db.session.commit()
+    _update_device(device_id, token_hash=security.hash_token(token))
     return token

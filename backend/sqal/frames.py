@@ -74,13 +74,9 @@ def message_size(message: str | bytes) -> int:
     return len(message.encode("utf-8")) if not message.isascii() else len(message)
 
 
-def is_json(value: Any) -> bool:
-    """True when `value` can be sent as JSON: no NaN/Infinity, not nested beyond the encoder's recursion limit."""
-    try:
-        json.dumps(value, allow_nan=False)
-    except (ValueError, RecursionError):
-        return False
-    return True
+def encode(reply: dict[str, Any]) -> str:
+    """A reply as the JSON text sent on the wire (strict JSON: NaN or Infinity raise ValueError)."""
+    return json.dumps(reply, separators=(",", ":"), allow_nan=False)
 
 
 def _readable(obj: Any, key: str, kind: type) -> Any:
@@ -145,10 +141,14 @@ class FrameHandler:
             return Outcome(frame_type, error(exc.code, exc.message), CLOSE_POLICY_VIOLATION)
         if frame_type == "ping":
             pong = {"type": "pong", "ts": frame.get("ts"), "server_time": received_at.isoformat()}
-            if not is_json(pong):  # NaN, Infinity, 1e400: Python's parser reads them, JSON cannot say them
+            try:
+                return Outcome("ping", pong, encoded=encode(pong))
+            except (
+                ValueError,
+                RecursionError,
+            ):  # NaN, Infinity, 1e400: Python's parser reads them, JSON cannot say them
                 message = "ping ts cannot be echoed: NaN, Infinity or nested too deeply"
                 return Outcome("ping", error("invalid_json", message))
-            return Outcome("ping", pong)
         return Outcome("unknown", error("unknown_type", "type must be sensor_data, sensor_batch or ping"))
 
     def _validate(self, obj: Any) -> SampleIn:

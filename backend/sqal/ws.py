@@ -10,7 +10,6 @@ thread, which sends the 1001 close itself, since simple-websocket is not safe fo
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import threading
 from collections.abc import Iterator
@@ -28,7 +27,7 @@ from backend.core.errors import ServiceUnavailable
 from backend.core.resilience import redis_call
 from backend.extensions import db, sock
 from backend.sqal import metrics, service
-from backend.sqal.frames import CLOSE_POLICY_VIOLATION, FrameHandler, Outcome, error
+from backend.sqal.frames import CLOSE_POLICY_VIOLATION, FrameHandler, Outcome, encode, error
 from backend.sqal.publisher import SamplePublisher, channel_for
 
 logger = logging.getLogger(__name__)
@@ -105,11 +104,6 @@ def device_token(authorization: str | None, query_token: str | None) -> str | No
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
     return query_token or None
-
-
-def encode(reply: dict[str, Any]) -> str:
-    """A reply as the JSON text sent on the wire (strict JSON: NaN or Infinity raise ValueError)."""
-    return json.dumps(reply, separators=(",", ":"), allow_nan=False)
 
 
 def _send(ws: Server, reply: dict[str, Any], text: str | None = None) -> None:
@@ -204,7 +198,8 @@ def _handle(handler: FrameHandler, message: str | bytes, connection_span: trace.
         span.set_attribute("sqal.device_id", handler.device_id)
         try:
             outcome = handler.handle(message)
-            outcome.encoded = encode(outcome.reply)  # here, so an unencodable reply is caught like any other bug
+            if outcome.encoded is None:  # here, so an unencodable reply is caught like any other bug
+                outcome.encoded = encode(outcome.reply)
         except Exception as exc:  # a bug must cost one frame, not the connection or the worker
             span.record_exception(exc)
             logger.exception("frame handling failed", extra={"event": "ws_frame_error", "device_id": handler.device_id})

@@ -27,10 +27,9 @@ from typing import Any
 
 import psycopg2
 import requests
-from psycopg2 import sql
 
 from bench.harness import Server, bench_services, dsn, migrate
-from tests.support.services import admin_dsn, with_database
+from tests.support.services import admin_dsn, create_database, drop_database, with_database
 
 DATABASE = "sqal_bench_dashboard"
 DATASET_VERSION = 2  # bump when the generated data changes: the cached database is then reloaded
@@ -96,16 +95,6 @@ CREATE TABLE IF NOT EXISTS bench_dataset (
 """
 
 
-def _admin(server_url: str, statement: sql.Composable) -> None:
-    connection = psycopg2.connect(admin_dsn(server_url))
-    connection.autocommit = True
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(statement)
-    finally:
-        connection.close()
-
-
 def _exists(server_url: str) -> bool:
     connection = psycopg2.connect(admin_dsn(server_url))
     try:
@@ -117,13 +106,13 @@ def _exists(server_url: str) -> bool:
 
 
 def _recreate(server_url: str) -> None:
-    _admin(server_url, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DATABASE)))
-    _admin(server_url, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
+    drop_database(server_url, DATABASE)
+    create_database(server_url, DATABASE)
 
 
 def drop(server_url: str) -> None:
     """Remove the benchmark database (and with it the cached data)."""
-    _admin(server_url, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DATABASE)))
+    drop_database(server_url, DATABASE)
 
 
 def _marker(cursor: Any) -> dict[str, Any] | None:

@@ -26,6 +26,7 @@ from typing import Any
 import psutil
 import requests
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from scripts.devservices import REPO_ROOT, EmbeddedPostgres, free_port
 from tests.support.services import TestServices, session_services
@@ -67,6 +68,11 @@ def migrate(database_url: str) -> None:
     """Migrate to head and seed (init_db.py, in its own process as a deployment does)."""
     env = {**os.environ, "DATABASE_URL": database_url, "APP_ENV": "test"}
     subprocess.run([sys.executable, "init_db.py"], cwd=REPO_ROOT, env=env, check=True, capture_output=True)
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """Median, min and max of a list of measurements."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 def load_average() -> list[float]:
@@ -142,14 +148,22 @@ class Server:
         assert self.process is not None
         return [round(w.memory_info().rss / 2**20, 1) for w in psutil.Process(self.process.pid).children()]
 
-    def metric(self, name: str, **labels: str) -> float:
-        """Sum of the samples `name` (with these labels) on /metrics, all workers aggregated."""
+    def metric_samples(self, name: str) -> list[Sample]:
+        """The samples named `name` on /metrics (all workers aggregated), with their labels."""
         text = requests.get(self.url("/metrics"), timeout=10).text
-        return sum(
-            sample.value
+        return [
+            sample
             for family in text_string_to_metric_families(text)
             for sample in family.samples
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+            if sample.name == name
+        ]
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of the samples `name` (with these labels) on /metrics, all workers aggregated."""
+        return sum(
+            sample.value
+            for sample in self.metric_samples(name)
+            if all(sample.labels.get(k) == v for k, v in labels.items())
         )
 
     def __enter__(self) -> Server:
@@ -240,11 +254,8 @@ class Comparison:
         return [b[metric] / a[metric] for a, b in zip(self.a, self.b, strict=True) if a[metric]]
 
     def summary(self, metric: str) -> dict[str, float]:
-        ratios = self.ratios(metric)
         return {
-            "median": statistics.median(ratios),
-            "min": min(ratios),
-            "max": max(ratios),
+            **spread(self.ratios(metric)),
             "a_median": statistics.median(run[metric] for run in self.a),
             "b_median": statistics.median(run[metric] for run in self.b),
         }

@@ -25,11 +25,9 @@ from typing import Any
 
 import psutil
 import psycopg2
-import requests
 import websockets
-from prometheus_client.parser import text_string_to_metric_families
 
-from bench.harness import Server
+from bench.harness import Server, dsn, migrate
 from scripts.devservices import REPO_ROOT
 from tests.support.services import session_services
 
@@ -39,12 +37,6 @@ FRAME_TIME_METRIC = "sample_processing_duration_seconds"
 # costs ~2 ms of server CPU before its first sample (span, rate-limit check, 3 statements, commit), so small frames
 # spend the cores on overhead; the ack latency target is per frame (send -> ack), so the linger does not count.
 LINGER = 1.0
-
-
-def _migrate(database_url: str) -> None:
-    """Bring the scratch database to head (the server is only ready once it is)."""
-    env = {**os.environ, "DATABASE_URL": database_url, "APP_ENV": "test"}
-    subprocess.run([sys.executable, "init_db.py"], cwd=REPO_ROOT, env=env, check=True, capture_output=True)
 
 
 def _provision(database_url: str, device_ids: list[str], token_file: Path) -> None:
@@ -70,7 +62,7 @@ def _provision(database_url: str, device_ids: list[str], token_file: Path) -> No
 
 def _count_rows(database_url: str) -> tuple[int, int]:
     """(rows, distinct (device_id, sample_id)) in sensor_samples."""
-    conn = psycopg2.connect(database_url.replace("postgresql+psycopg2://", "postgresql://", 1))
+    conn = psycopg2.connect(dsn(database_url))
     try:
         with conn.cursor() as cursor:
             cursor.execute("SELECT count(*), count(DISTINCT (device_id, sample_id)) FROM sensor_samples")
@@ -83,12 +75,9 @@ def _count_rows(database_url: str) -> tuple[int, int]:
 def _frame_time_buckets(server: Server) -> dict[float, float]:
     """Cumulative buckets of the server's per-frame receive → commit histogram, all workers summed."""
     buckets: dict[float, float] = {}
-    text = requests.get(server.url("/metrics"), timeout=10).text
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == f"{FRAME_TIME_METRIC}_bucket":
-                bound = float(sample.labels["le"])
-                buckets[bound] = buckets.get(bound, 0.0) + sample.value
+    for sample in server.metric_samples(f"{FRAME_TIME_METRIC}_bucket"):
+        bound = float(sample.labels["le"])
+        buckets[bound] = buckets.get(bound, 0.0) + sample.value
     return buckets
 
 
@@ -209,7 +198,7 @@ def main() -> int:
     # The same real services as the tests: a scratch database on DATABASE_URL's server (or an embedded one).
     with session_services() as services, tempfile.TemporaryDirectory() as tmp:
         database_url = services.database_url
-        _migrate(database_url)
+        migrate(database_url)
         env = {"GUNICORN_THREADS": str(args.threads), "WS_DEVICE_RATE_LIMIT": "1000000/minute"}
         with Server(database_url, services.redis_url, env, workers=args.workers) as server:
             results = {

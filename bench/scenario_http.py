@@ -6,12 +6,11 @@ Scenarios 1 and 2 start both arms side by side (same database, same Redis) and a
 
 from __future__ import annotations
 
-import statistics
 from typing import Any
 
 import requests
 
-from bench.harness import Comparison, OtlpSink, Server, alternate, rotating_paths_script, wrk
+from bench.harness import Comparison, OtlpSink, Server, alternate, rotating_paths_script, spread, wrk
 from tests.support.services import TestServices
 
 PRODUCT_PATHS = [f"/products/{n}" for n in range(1, 11)]  # the 10 seeded products
@@ -31,11 +30,6 @@ def traced_env(sink: OtlpSink) -> dict[str, str]:
 
 # Access lines are written at INFO (backend.observability.http): WARNING removes them, errors would still log.
 UNINSTRUMENTED_ENV = {"OTEL_SDK_DISABLED": "true", "LOG_LEVEL": "WARNING", "METRICS_ENABLED": "false"}
-
-
-def spread(values: list[float]) -> dict[str, float]:
-    """Median, min and max of a list of measurements."""
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 def _summaries(comparison: Comparison, metrics: tuple[str, ...]) -> dict[str, Any]:

@@ -7,14 +7,13 @@ uses bench/dashboard.py's cached data set.
 from __future__ import annotations
 
 import argparse
-import statistics
 from pathlib import Path
 from typing import Any
 
 import psycopg2
 
 from bench import dashboard
-from bench.harness import Server, dsn
+from bench.harness import Server, dsn, spread
 from bench.ingest import LINGER, run_ingestion, run_sockets
 from tests.support.services import TestServices
 
@@ -30,10 +29,6 @@ def _empty_samples(database_url: str) -> None:
             cursor.execute("TRUNCATE sensor_samples, sensor_sample_keys")
     finally:
         connection.close()
-
-
-def _median(values: list[float]) -> float:
-    return round(statistics.median(values), 2)
 
 
 def ingestion(
@@ -75,9 +70,9 @@ def ingestion(
         },
         "runs": results,
         "capacity_run": capacity[0],
-        "samples_per_second": {"median": _median(rates), "min": min(rates), "max": max(rates)},
+        "samples_per_second": spread(rates),
         "capacity_samples_per_second": capacity[0]["samples_per_second"],
-        "ack_p99_ms": {"median": _median(p99s), "min": min(p99s), "max": max(p99s)},
+        "ack_p99_ms": spread(p99s),
         "lost": sum(int(run["lost"]) for run in every),
         "duplicated": sum(int(run["duplicated"]) for run in every),
     }
@@ -115,6 +110,6 @@ def dashboard_query(
         "load": {"requests": requests_count, "concurrency": concurrency, "runs": runs, "server": dashboard.SERVER_ENV},
         "sequential": measured["sequential"],
         "concurrent": measured["concurrent"],
-        "p99_ms_1_client": {"median": _median(sequential), "min": min(sequential), "max": max(sequential)},
-        "p99_ms_concurrent": {"median": _median(concurrent), "min": min(concurrent), "max": max(concurrent)},
+        "p99_ms_1_client": spread(sequential),
+        "p99_ms_concurrent": spread(concurrent),
     }

@@ -6,6 +6,7 @@ median and spread of the ratios are reported — never an absolute time compared
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
 import re
@@ -25,6 +26,7 @@ from typing import Any
 
 import psutil
 import requests
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
@@ -80,14 +82,29 @@ def load_average() -> list[float]:
     return [round(value, 2) for value in os.getloadavg()]
 
 
+APP_CONFIG = REPO_ROOT / "gunicorn.conf.py"
+PEER_CONFIG = REPO_ROOT / "bench" / "peer" / "gunicorn_conf.py"
+
+
 class Server:
-    """gunicorn -c gunicorn.conf.py in production mode with environment overrides."""
+    """gunicorn -c gunicorn.conf.py (or another `config`, e.g. the peer's) in production mode with environment
+    overrides; its output goes to `log_dir`."""
 
     def __init__(
-        self, database_url: str, redis_url: str, env: Mapping[str, str] | None = None, workers: int = 2
+        self,
+        database_url: str,
+        redis_url: str,
+        env: Mapping[str, str] | None = None,
+        workers: int = 2,
+        config: Path = APP_CONFIG,
+        log_dir: Path = BENCH_ROOT,
+        ready_path: str = "/health/ready",
     ) -> None:
         self.port = free_port()
-        self.log = BENCH_ROOT / f"gunicorn-{self.port}.log"
+        self.config = config
+        self.ready_path = ready_path
+        self.overrides = dict(env or {})
+        self.log = log_dir / f"gunicorn-{self.port}.log"
         self.env = {
             **os.environ,
             "APP_ENV": "production",
@@ -107,13 +124,13 @@ class Server:
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
-    def start(self, ready_path: str = "/health/ready", timeout: float = 60) -> float:
+    def start(self, timeout: float = 60) -> float:
         """Start and wait until `ready_path` is 200; return seconds from spawn to ready."""
-        BENCH_ROOT.mkdir(parents=True, exist_ok=True)
+        self.log.parent.mkdir(parents=True, exist_ok=True)
         self.started_at = time.perf_counter()
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [str(GUNICORN), "-c", str(REPO_ROOT / "gunicorn.conf.py")],
+                [str(GUNICORN), "-c", str(self.config)],
                 cwd=REPO_ROOT,
                 env=self.env,
                 stdout=out,
@@ -125,7 +142,7 @@ class Server:
             if self.process.poll() is not None:
                 raise RuntimeError(f"gunicorn exited early, see {self.log}")
             try:
-                if requests.get(self.url(ready_path), timeout=0.5).status_code == 200:
+                if requests.get(self.url(self.ready_path), timeout=0.5).status_code == 200:
                     return time.perf_counter() - self.started_at
             except requests.RequestException:
                 pass
@@ -261,32 +278,48 @@ class Comparison:
         }
 
 
+Runs = list[dict[str, float]]
+
+
+def alternate_arms(rounds: int, runners: Mapping[str, Callable[[], dict[str, float]]]) -> dict[str, Runs]:
+    """Run every arm once per round, in the given order then reversed on the next round (A B C, C B A, …) to cancel
+    drift; returns arm → its runs, round by round (compare two arms with `Comparison(name, runs[x], runs[y])`)."""
+    runs: dict[str, Runs] = {name: [] for name in runners}
+    order = list(runners)
+    for index in range(rounds):
+        for name in order if index % 2 == 0 else reversed(order):
+            runs[name].append(runners[name]())
+    return runs
+
+
 def alternate(
     name: str, runs: int, run_a: Callable[[], dict[str, float]], run_b: Callable[[], dict[str, float]]
 ) -> Comparison:
     """Run A then B `runs` times, alternating the order each round to cancel drift."""
-    comparison = Comparison(name)
-    for index in range(runs):
-        order = ((run_a, comparison.a), (run_b, comparison.b))
-        for runner, sink in order if index % 2 == 0 else reversed(order):
-            sink.append(runner())
-    return comparison
+    arms = alternate_arms(runs, {"a": run_a, "b": run_b})
+    return Comparison(name, arms["a"], arms["b"])
 
 
 class OtlpSink:
-    """A local OTLP/HTTP endpoint that accepts and counts trace exports (so 100 % sampling really exports)."""
+    """A local OTLP/HTTP endpoint that accepts and counts trace exports (so 100 % sampling really exports).
 
-    def __init__(self) -> None:
+    With `keep=True` it also keeps the bodies, so `spans()` can count the spans after the measurement (decoding
+    them while the arms run would take CPU from the servers)."""
+
+    def __init__(self, keep: bool = False) -> None:
         self.requests = 0
         self.bytes = 0
+        self.bodies: list[tuple[str, bytes]] = []
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
-                self.rfile.read(length)
+                body = self.rfile.read(length)
                 sink.requests += 1
                 sink.bytes += length
+                if keep:
+                    sink.bodies.append((self.headers.get("Content-Encoding", ""), body))
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")
                 self.send_header("Content-Length", "0")
@@ -298,6 +331,14 @@ class OtlpSink:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def spans(self) -> int:
+        """Spans received so far (needs `keep=True`)."""
+        count = 0
+        for encoding, body in self.bodies:
+            decoded = ExportTraceServiceRequest.FromString(gzip.decompress(body) if encoding == "gzip" else body)
+            count += sum(len(scope.spans) for resource in decoded.resource_spans for scope in resource.scope_spans)
+        return count
 
     def __enter__(self) -> OtlpSink:
         self.thread.start()

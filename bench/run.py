@@ -67,7 +67,7 @@ def _scenarios(
 ) -> dict[str, Callable[[], dict[str, Any]]]:
     return {
         "5": lambda: scenario_http.cold_start(services, sink, plan["cold_runs"]),
-        "1": lambda: scenario_http.instrumentation_overhead(services, sink, plan["http_rounds"], plan["http_seconds"]),
+        "1": lambda: scenario_http.instrumentation_overhead(services, plan["http_rounds"], plan["http_seconds"]),
         "2": lambda: scenario_http.cache(services, sink, plan["http_rounds"], plan["http_seconds"]),
         "3": lambda: scenario_sqal.ingestion(services, workdir, plan["ingest_runs"], plan["ingest_seconds"]),
         "4": lambda: scenario_sqal.sockets(

@@ -71,7 +71,8 @@ def create_app() -> Flask:
 
 
 def _instrument(app: Flask) -> None:
-    """What the libraries' docs suggest; the tracer provider itself is set per worker (gunicorn_conf.post_fork)."""
+    """What the libraries' docs suggest; the tracer provider itself is set per worker (gunicorn_conf.post_fork).
+    Imported here so the uninstrumented arm loads none of it."""
     from opentelemetry import metrics, trace
     from opentelemetry.instrumentation.flask import FlaskInstrumentor
     from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer

@@ -64,9 +64,7 @@ def test_every_target_shows_met_or_not_with_its_median() -> None:
         ("app_uncached", (380, 380), 12.0, "no cache vs peer on no (0.95)"),
     ],
 )
-def test_a_ratio_past_its_bound_is_not_met(
-    arm: str, values: tuple[float, float], p99_on: float, expected: str
-) -> None:
+def test_a_ratio_past_its_bound_is_not_met(arm: str, values: tuple[float, float], p99_on: float, expected: str) -> None:
     _, _, met = report_overhead.evaluate(_result({**RPS, arm: values}, p99_on))
     assert expected in met.split("; ")
 

@@ -65,7 +65,7 @@ FROM runtime AS backend
 # Code is owned by root and read-only for appuser: a compromised worker cannot rewrite the service.
 COPY --chown=root:root backend/ /app/backend/
 COPY --chown=root:root migrations/ /app/migrations/
-COPY --chown=root:root gunicorn.conf.py init_db.py /app/
+COPY --chown=root:root gunicorn.conf.py init_db.py app.py /app/
 
 # PROMETHEUS_MULTIPROC_DIR is left unset: gunicorn.conf.py then uses a fresh private directory under /tmp per
 # master, so a restarted container never inherits a dead worker's metric files.

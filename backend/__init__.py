@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import click
 from apiflask import APIFlask
 from flask_cors import CORS
 
 from backend import observability
 from backend.core import auth, cache, database, docs, health, ratelimit, resilience, shutdown
 from backend.core import redis as redis_client
-from backend.core.config import Settings
+from backend.core.config import ConfigError, Settings
 from backend.core.errors import register_error_handlers
 from backend.core.http import register_request_guards
 from backend.extensions import db, migrate, sock
@@ -22,7 +23,13 @@ __version__ = "1.0.0"
 def _settings_from(config: Settings | Mapping[str, Any] | None) -> Settings:
     if isinstance(config, Settings):
         return config
-    return Settings.from_env(**dict(config or {}))
+    try:
+        return Settings.from_env(**dict(config or {}))
+    except ConfigError as exc:
+        if config is None and click.get_current_context(silent=True) is not None:
+            # `flask --app backend …`: one line and exit 1, as gunicorn.conf.py does, instead of Flask's traceback.
+            raise SystemExit(f"config error: {exc}") from None
+        raise
 
 
 def create_app(config: Settings | Mapping[str, Any] | None = None) -> APIFlask:

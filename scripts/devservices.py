@@ -379,7 +379,7 @@ def _say(message: str) -> None:
 
 
 def up(root: Path) -> list[tuple[str, str]]:
-    """Start what DATABASE_URL / REDIS_URL do not already provide; return the variables to export."""
+    """Start what DATABASE_URL / REDIS_URL (or REDIS_HOST) do not already provide; return the variables to export."""
     pg, redis = services(root)
     exports: list[tuple[str, str]] = []
     if not os.environ.get("DATABASE_URL"):
@@ -387,7 +387,7 @@ def up(root: Path) -> list[tuple[str, str]]:
         pg.create_database(DEV_DATABASE)
         _say(f"PostgreSQL on {pg.host}:{pg.port} (data {pg.pgdata}, log {pg.log_file})")
         exports.append(("DATABASE_URL", pg.url(DEV_DATABASE)))
-    if not os.environ.get("REDIS_URL"):
+    if not os.environ.get("REDIS_URL") and not os.environ.get("REDIS_HOST"):
         redis.start()
         _say(f"Redis on {redis.host}:{redis.port} (log {redis.log_file})")
         exports.append(("REDIS_URL", redis.url()))

@@ -8,8 +8,8 @@ from backend.core.config import documented_variables
 
 HEADER = """\
 # Every variable the service reads, with its default. Copy to .env (never commit .env) and adjust.
-# Secrets (DATABASE_URL with a password, REDIS_URL with a password) come from the environment only.
-# `make run` / `make test` start embedded PostgreSQL and Redis when DATABASE_URL / REDIS_URL are unset.
+# Secrets (DATABASE_URL with a password, REDIS_URL with a password, REDIS_PASSWORD) come from the environment only.
+# `make run` / `make test` start embedded PostgreSQL and Redis when DATABASE_URL / REDIS_URL (and REDIS_HOST) are unset.
 """
 
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make run`: start embedded PostgreSQL/Redis when DATABASE_URL/REDIS_URL are unset, migrate, seed, serve.
+# `make run`: start embedded PostgreSQL/Redis for what DATABASE_URL / REDIS_URL (or REDIS_HOST) leave unset,
+# migrate, seed, serve.
 # Ctrl-C stops gunicorn gracefully, then the embedded services (their data stays in .local/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,7 +10,7 @@ export APP_ENV="${APP_ENV:-development}"
 export SHUTDOWN_DRAIN_DELAY="${SHUTDOWN_DRAIN_DELAY:-0}"
 
 started=0
-if [ -z "${DATABASE_URL:-}" ] || [ -z "${REDIS_URL:-}" ]; then
+if [ -z "${DATABASE_URL:-}" ] || [ -z "${REDIS_URL:-}${REDIS_HOST:-}" ]; then
   exports=$($PY -m scripts.devservices up)
   eval "$exports"
   started=1

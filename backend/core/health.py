@@ -22,6 +22,7 @@ from flask import Flask, current_app
 from backend.core import database, shutdown
 from backend.core import redis as redis_module
 from backend.core.auth import AUTH_OFF_WARNING
+from backend.core.config import redis_location
 from backend.core.resilience import redis_call
 from backend.extensions import db
 
@@ -71,16 +72,21 @@ def check_migrations() -> dict[str, Any]:
 
 
 def check_redis() -> dict[str, Any]:
-    """Probe Redis (PING); `disabled` when REDIS_URL is unset; never raises."""
-    required = bool(current_app.config["SETTINGS"].redis_required)
-    if not current_app.config["SETTINGS"].redis_url:
+    """Probe Redis (PING); `disabled` when neither REDIS_URL nor REDIS_HOST is set; never raises.
+
+    `target` names the Redis (host:port/db, no credentials) so an unreachable one is identified, not just "down".
+    """
+    settings = current_app.config["SETTINGS"]
+    required = bool(settings.redis_required)
+    if not settings.redis_url:
         return {"status": "disabled", "required": required}
+    target = redis_location(settings.redis_url)
     started = time.perf_counter()
     try:
         redis_call(lambda client: client.ping())
     except Exception as exc:  # RedisUnavailable, or any Redis error: the probe reports it
-        return {**_failure(exc, started), "required": required}
-    return {"status": "up", "required": required, "latency_ms": _elapsed_ms(started)}
+        return {**_failure(exc, started), "required": required, "target": target}
+    return {"status": "up", "required": required, "target": target, "latency_ms": _elapsed_ms(started)}
 
 
 def readiness() -> tuple[str, dict[str, dict[str, Any]]]:
@@ -166,7 +172,11 @@ def announce_startup(app: Flask) -> None:
     if client is not None:
         client.connection_pool.disconnect()
     app.extensions.setdefault(STARTUP_KEY, {"factory": False, "completed": False})["factory"] = True
-    down = sorted(name for name, check in dependencies.items() if check["status"] not in ("up", "disabled"))
+    down = sorted(
+        f"{name} at {check['target']}" if "target" in check else name
+        for name, check in dependencies.items()
+        if check["status"] not in ("up", "disabled")
+    )
     logger.log(
         logging.WARNING if down else logging.INFO,
         "startup complete" + (f", waiting for: {', '.join(down)}" if down else ""),

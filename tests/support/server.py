@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import requests
@@ -20,8 +20,17 @@ GUNICORN = Path(sys.executable).with_name("gunicorn")
 class GunicornServer:
     """A gunicorn master with its workers, stdout/stderr captured to files in `log_dir`."""
 
-    def __init__(self, env: Mapping[str, str], log_dir: Path, workers: int = 2, port: int | None = None) -> None:
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        log_dir: Path,
+        workers: int = 2,
+        port: int | None = None,
+        args: Sequence[str] | None = None,
+    ) -> None:
         self.port = port or free_port()
+        # Command-line arguments after `gunicorn`; default: this repository's configuration file.
+        self.args = list(args) if args is not None else ["-c", str(REPO_ROOT / "gunicorn.conf.py")]
         self.log_dir = log_dir
         self.stdout_path = log_dir / f"gunicorn-{self.port}.out"
         self.stderr_path = log_dir / f"gunicorn-{self.port}.err"
@@ -47,7 +56,7 @@ class GunicornServer:
         # The child keeps its own descriptors; ours are closed as soon as it has started.
         with self.stdout_path.open("ab") as out, self.stderr_path.open("ab") as err:
             self.process = subprocess.Popen(
-                [str(GUNICORN), "-c", str(REPO_ROOT / "gunicorn.conf.py")],
+                [str(GUNICORN), *self.args],
                 cwd=REPO_ROOT,
                 env=self.env,
                 stdout=out,

@@ -5,6 +5,10 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +19,14 @@ from sqlalchemy import text
 from backend.extensions import db
 from backend.sqal import service
 from backend.sqal.schemas import SampleV2, protocol_version, validate_sample
-from tests.sqal.helpers import reference_frame, reference_frame_text, stored_sample_ids
+from scripts.devservices import REPO_ROOT
+from tests.sqal.helpers import (
+    make_device,
+    reference_frame,
+    reference_frame_text,
+    stored_sample_ids,
+    unique_device_id,
+)
 from tests.sqal.test_ws import exchange, open_socket
 
 pytestmark = pytest.mark.gunicorn
@@ -170,3 +181,34 @@ def test_bad_version_1_frames_keep_their_documented_errors(app: APIFlask, sqal_s
         (1, ["vl53l8ch", "distance_matrix"])
     ]
     assert sorted(stored_sample_ids(app, DEVICE)) == [REFERENCE["sample_id"], second["sample_id"]]
+
+
+def test_the_simulator_runs_on_the_reference_configuration(app: APIFlask, sqal_server: str, tmp_path: Path) -> None:
+    """`CONFIG_PATH=config_foiegras.yaml` as in the reference guide, from a directory without that file."""
+    device_id, token = make_device(app, unique_device_id("ESP32_REF") + "_01")  # the simulator's 1st device: PREFIX01
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO_ROOT),
+        "CONFIG_PATH": "config_foiegras.yaml",
+        "BACKEND_WS_URL": sqal_server,
+        "GENERATION_INTERVAL": "0",
+        "DEVICE_TOKEN": token,
+    }
+    command = [sys.executable, "-m", "simulator", "--device-prefix", device_id[:-2], "--count", "5"]
+    command += ["--seed", "3", "--outbox", str(tmp_path / "outbox.sqlite3"), "--drain-timeout", "20"]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    with app.app_context():
+        rows = db.session.execute(
+            text(
+                "SELECT seq, as7341_integration_time, as7341_gain, fusion_confidence IS NOT NULL FROM sensor_samples "
+                "WHERE device_id = :d ORDER BY seq"
+            ),
+            {"d": device_id},
+        ).all()
+        profile = db.session.execute(text("SELECT profile FROM devices WHERE device_id = :d"), {"d": device_id})
+        profile_name = profile.scalar()
+        db.session.remove()
+    # sensor_as7341 of the shipped file: 100 ms (ATIME 59, ASTEP 599) at gain 4; version-2 frames.
+    assert [tuple(row) for row in rows] == [(seq, 100, 4.0, True) for seq in range(1, 6)]
+    assert profile_name == "foiegras_standard_barquette"

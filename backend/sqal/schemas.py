@@ -227,16 +227,22 @@ class SampleIn(_Lenient):
 
 
 class Vl53l8chV2(Vl53l8chIn):
+    """Version 2: target statuses and mounting height required."""
+
     target_status_matrix: StatusMatrix
     sensor_height_mm: SensorHeight
 
 
 class As7341V2(As7341In):
+    """Version 2: the ATIME/ASTEP registers required."""
+
     atime: Atime
     astep: Astep
 
 
 class FusionV2(FusionIn):
+    """Version 2: confidence required."""
+
     confidence: Score
 
 

@@ -8,6 +8,8 @@ from typing import Any
 
 import yaml
 
+from simulator.reference_config import ReferenceConfigError, is_reference_config, native_profile
+
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 DEFAULT_PROFILE = "foiegras_standard_barquette"
 
@@ -212,10 +214,14 @@ def resolve_profile_path(name_or_path: str) -> Path:
 
 
 def load_profile(name_or_path: str = DEFAULT_PROFILE) -> Profile:
-    """Load a bundled profile by name, or a YAML file by path."""
+    """Load a bundled profile by name, or a YAML file by path; either may be a reference `config_foiegras.yaml`
+    (its `default_profile` is loaded, see simulator/reference_config.py)."""
     path = resolve_profile_path(name_or_path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+        if is_reference_config(data):
+            data = native_profile(data, PROFILES_DIR / f"{DEFAULT_PROFILE}.yaml")
+            return parse_profile(data, data["name"])
+    except (OSError, yaml.YAMLError, ReferenceConfigError) as exc:
         raise ProfileError(f"profile {path}: {exc}") from exc
     return parse_profile(data, path.stem)

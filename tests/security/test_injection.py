@@ -194,7 +194,7 @@ def auth_headers(app: APIFlask) -> dict[str, str]:
     if settings.auth_mode != "apikey":
         return {}
     with app.app_context():
-        _, key = auth.create_key("injection-sweep", list(auth.SCOPES))
+        _, key = auth.create_key("injection-sweep", list(auth.scopes()))
     return {"X-API-Key": key}
 
 

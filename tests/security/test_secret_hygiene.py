@@ -82,7 +82,7 @@ def make_secrets(app: APIFlask) -> dict[str, str]:
     with app.app_context():
         _, writer = auth.create_key("hygiene-writer", ["products:write", "bugs:write"])
         _, reader = auth.create_key("hygiene-reader", ["read"])
-        revoked_row, revoked = auth.create_key("hygiene-revoked", list(auth.SCOPES))
+        revoked_row, revoked = auth.create_key("hygiene-revoked", list(auth.scopes()))
         assert auth.revoke_key(revoked_row.id)
     device_id, device_token = make_device(app)
     return {

@@ -11,7 +11,7 @@ from typing import Any
 import requests
 
 from bench.harness import Comparison, OtlpSink, Server, alternate, rotating_paths_script, spread, wrk
-from tests.support.services import TestServices
+from scripts.services import TestServices
 
 PRODUCT_PATHS = [f"/products/{n}" for n in range(1, 11)]  # the 10 seeded products
 WARM_UP_SECONDS = 3

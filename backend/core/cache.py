@@ -101,8 +101,7 @@ def invalidate(name: str) -> None:
 
 def register_namespace(app: Flask, name: str, *, ttl: int) -> None:
     """Declare namespace `name` and its TTL (s): each domain registers its own from its `init_app`."""
-    cache: RedisCache = app.extensions[EXTENSION_KEY]
-    cache.ttls[name] = int(ttl)
+    app.extensions[EXTENSION_KEY].ttls[name] = int(ttl)
 
 
 def clear(app: Flask) -> None:

@@ -29,7 +29,7 @@ import psycopg2
 import requests
 
 from bench.harness import Server, bench_services, dsn, migrate
-from tests.support.services import admin_dsn, create_database, drop_database, with_database
+from scripts.services import admin_dsn, create_database, drop_database, with_database
 
 DATABASE = "sqal_bench_dashboard"
 DATASET_VERSION = 2  # bump when the generated data changes: the cached database is then reloaded

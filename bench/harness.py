@@ -31,7 +31,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from scripts.devservices import REPO_ROOT, EmbeddedPostgres, free_port
-from tests.support.services import TestServices, session_services
+from scripts.services import TestServices, session_services
 
 GUNICORN = Path(sys.executable).with_name("gunicorn")
 BENCH_ROOT = REPO_ROOT / ".local" / "bench"

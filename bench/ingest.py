@@ -29,7 +29,7 @@ import websockets
 
 from bench.harness import Server, dsn, migrate
 from scripts.devservices import REPO_ROOT
-from tests.support.services import session_services
+from scripts.services import session_services
 
 FRAME_TIME_METRIC = "sample_processing_duration_seconds"
 

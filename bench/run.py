@@ -29,7 +29,7 @@ from typing import Any
 from bench import report, scenario_http, scenario_sqal
 from bench.harness import BENCH_ROOT, OtlpSink, bench_services, load_average, migrate
 from scripts.devservices import REPO_ROOT
-from tests.support.services import TestServices
+from scripts.services import TestServices
 
 RESULTS = BENCH_ROOT / "results.json"
 TITLES = report.SECTION_TITLES

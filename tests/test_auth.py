@@ -130,3 +130,17 @@ def test_product_writes_need_the_products_scope(secured_app: APIFlask) -> None:
     assert client.patch(url, json={"price": 12}, headers={"X-API-Key": products_key}).status_code == 200
     assert client.get(url).get_json()["price"] == 12.0  # reads stay public
     assert client.delete(url, headers={"X-API-Key": products_key}).status_code == 204
+
+
+def test_each_domain_declares_its_scopes(secured_app: APIFlask) -> None:
+    assert set(auth.scopes()) == {"read", "products:write", "bugs:write", "devices:admin"}
+    auth.register_scopes("products:write")  # idempotent
+    assert len(auth.scopes()) == 4
+
+
+def test_cli_refuses_an_undeclared_scope_and_names_the_declared_ones(secured_app: APIFlask) -> None:
+    refused = secured_app.test_cli_runner().invoke(args=["keys", "create", "--name", "ci", "--scope", "root"])
+    assert refused.exit_code == 2
+    assert "'root' is not one of" in refused.output
+    for scope in auth.scopes():
+        assert scope in refused.output

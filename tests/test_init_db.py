@@ -10,7 +10,7 @@ import uuid
 import psycopg2
 
 from scripts.devservices import REPO_ROOT
-from tests.support.services import TestServices, admin_dsn, create_database, drop_database, with_database
+from scripts.services import TestServices, admin_dsn, create_database, drop_database, with_database
 
 
 def test_init_db_is_idempotent(services: TestServices) -> None:

@@ -16,7 +16,7 @@ from backend import create_app
 from backend.core import database
 from backend.core.config import Settings
 from backend.extensions import db
-from tests.support.services import TestServices, create_database, drop_database, with_database
+from scripts.services import TestServices, create_database, drop_database, with_database
 
 
 @pytest.fixture

@@ -18,11 +18,16 @@ from __future__ import annotations
 
 from apiflask import APIFlask
 
+from backend.core import auth, cache
+
+auth.register_scopes("bugs:write")  # before the routes' `require_scope` decorators run
+
 
 def init_app(app: APIFlask) -> None:
-    """Register the /api/bugs/ routes and the scrape-time bug gauges on the app's /metrics."""
-    from backend.bugs import metrics, routes
+    """Register the cache namespace, the /api/bugs/ routes and the scrape-time bug gauges on the app's /metrics."""
+    from backend.bugs import metrics, routes, service
     from backend.observability.metrics import register_scrape_collector
 
+    cache.register_namespace(app, service.CACHE_NAME, ttl=app.config["SETTINGS"].cache_ttl_bugs)
     app.register_blueprint(routes.bp)
     register_scrape_collector(app, metrics.make_collector(app))

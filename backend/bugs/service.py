@@ -17,7 +17,8 @@ from backend.bugs import workflow
 from backend.bugs.enums import Priority, Severity, Status, values
 from backend.bugs.models import BugComment, BugReport
 from backend.core import cache
-from backend.core.errors import Conflict, NotFound
+from backend.core.database import get_or_404
+from backend.core.errors import Conflict
 from backend.extensions import db
 
 
@@ -108,12 +109,7 @@ def list_bugs(
 
 def get_bug(bug_id: int) -> BugReport:
     """The bug with its comments loaded (oldest first), or NotFound."""
-    bug = db.session.execute(
-        select(BugReport).where(BugReport.id == bug_id).options(selectinload(BugReport.comments))
-    ).scalar_one_or_none()
-    if bug is None:
-        raise NotFound(f"Bug {bug_id} not found", {"id": bug_id})
-    return bug
+    return get_or_404(BugReport, bug_id, "Bug", options=[selectinload(BugReport.comments)])
 
 
 def create_bug(fields: Mapping[str, Any], now: datetime | None = None) -> BugReport:
@@ -133,11 +129,7 @@ def update_bug(bug_id: int, fields: Mapping[str, Any], now: datetime | None = No
     runs on the real current status and no update is lost. NotFound for an unknown id, Conflict for an illegal
     status change (nothing is written then).
     """
-    bug = db.session.execute(
-        select(BugReport).where(BugReport.id == bug_id).with_for_update().execution_options(populate_existing=True)
-    ).scalar_one_or_none()
-    if bug is None:
-        raise NotFound(f"Bug {bug_id} not found", {"id": bug_id})
+    bug = get_or_404(BugReport, bug_id, "Bug", for_update=True)
     at = now or utcnow()
     changes = dict(fields)
     target = changes.pop("status", None)
@@ -158,8 +150,7 @@ def update_bug(bug_id: int, fields: Mapping[str, Any], now: datetime | None = No
 
 def add_comment(bug_id: int, comment: str, author: str, now: datetime | None = None) -> BugComment:
     """Append a comment to an existing bug and commit; NotFound if the bug does not exist."""
-    if db.session.get(BugReport, bug_id) is None:
-        raise NotFound(f"Bug {bug_id} not found", {"id": bug_id})
+    get_or_404(BugReport, bug_id, "Bug")
     entry = BugComment(bug_id=bug_id, comment=comment, author=author, created_at=now or utcnow())
     db.session.add(entry)
     _commit_detached(entry)

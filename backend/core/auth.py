@@ -2,9 +2,12 @@
 
 Keys are random tokens (see `backend.core.security`), stored as SHA-256 digests, sent as `Authorization: Bearer <key>`
 or `X-API-Key: <key>`. With `AUTH_MODE=apikey` (the default in production) a route decorated with
-`require_scope("products:write")` answers 401 without a valid key and 403 when the key lacks the scope. With
+`require_scope("orders:write")` answers 401 without a valid key and 403 when the key lacks the scope. With
 `AUTH_MODE=off` (development default) the decorator lets every call through and startup logs a loud warning.
 Keys are created and revoked with `flask keys create|revoke|list`; the key itself is printed once, never stored.
+
+Scopes: `read` is built in; each domain declares its own with `register_scopes` when its package is imported,
+so before its routes' decorators run (which refuse an undeclared scope) and before `flask keys create` parses.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from backend.extensions import db
 
 logger = logging.getLogger(__name__)
 
-SCOPES = ("products:write", "bugs:write", "devices:admin", "read")
+READ_SCOPE = "read"
+_scopes: list[str] = [READ_SCOPE]
 KEY_PREFIX = "sqal_"
 AUTH_OFF_WARNING = "AUTH_MODE=off: every mutating route is open to anyone. Never run like this in production."
 SECURITY_SCHEMES = {
@@ -56,6 +60,18 @@ class ApiKey(db.Model):  # type: ignore[name-defined]
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+def register_scopes(*names: str) -> None:
+    """Declare the scopes a domain's routes require (idempotent)."""
+    for name in names:
+        if name not in _scopes:
+            _scopes.append(name)
+
+
+def scopes() -> tuple[str, ...]:
+    """Every declared scope, in declaration order."""
+    return tuple(_scopes)
+
+
 class Unauthorized(ApiError):
     status, code = 401, "unauthorized"
 
@@ -64,15 +80,15 @@ class Forbidden(ApiError):
     status, code = 403, "forbidden"
 
 
-def create_key(name: str, scopes: list[str]) -> tuple[ApiKey, str]:
+def create_key(name: str, granted: list[str]) -> tuple[ApiKey, str]:
     """Store a new key; return the row and the plaintext key (shown once)."""
-    unknown = sorted(set(scopes) - set(SCOPES))
-    if unknown or not scopes:
+    unknown = sorted(set(granted) - set(_scopes))
+    if unknown or not granted:
         raise ValueError(
-            f"unknown or missing scopes: {', '.join(unknown) or '(none)'}; choose from {', '.join(SCOPES)}"
+            f"unknown or missing scopes: {', '.join(unknown) or '(none)'}; choose from {', '.join(_scopes)}"
         )
     key = generate_token(KEY_PREFIX)
-    row = ApiKey(name=name, key_hash=hash_token(key), scopes=sorted(set(scopes)))
+    row = ApiKey(name=name, key_hash=hash_token(key), scopes=sorted(set(granted)))
     db.session.add(row)
     db.session.commit()
     return row, key
@@ -111,8 +127,8 @@ def presented_key() -> str | None:
 
 def require_scope(scope: str) -> Callable[[F], F]:
     """Decorate a view so that, with AUTH_MODE=apikey, it needs a key granting `scope`."""
-    if scope not in SCOPES:
-        raise ValueError(f"unknown scope {scope!r}")
+    if scope not in _scopes:
+        raise ValueError(f"unknown scope {scope!r} (declare it with register_scopes)")
 
     def decorator(view: F) -> F:
         @functools.wraps(view)
@@ -154,9 +170,24 @@ def init_app(app: APIFlask) -> None:
 keys_cli = AppGroup("keys", help="Create, list and revoke API keys.")
 
 
+class _ScopeChoice(click.Choice):
+    """click.Choice over the scopes declared when the command parses (domains declare theirs at import)."""
+
+    def __init__(self) -> None:
+        super().__init__(())
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return scopes()
+
+    @choices.setter
+    def choices(self, _value: object) -> None:
+        pass  # the declared scopes are the only source
+
+
 @keys_cli.command("create")
 @click.option("--name", required=True, help="Who or what uses the key")
-@click.option("--scope", "scopes", multiple=True, required=True, type=click.Choice(SCOPES), help="Repeatable")
+@click.option("--scope", "scopes", multiple=True, required=True, type=_ScopeChoice(), help="Repeatable")
 def create_command(name: str, scopes: tuple[str, ...]) -> None:
     """Create a key and print it once."""
     row, key = create_key(name, list(scopes))

@@ -1,7 +1,8 @@
 """Redis read-through cache: a TTL per namespace, versioned keys, single flight per key, fail-open.
 
-    cached("products", make_key("item", 42), lambda: load_product(42))   # read through
-    invalidate("products")                                               # after a write committed
+    register_namespace(app, "orders", ttl=60)                        # once, from the domain's init_app
+    cached("orders", make_key("item", 42), lambda: load_order(42))   # read through
+    invalidate("orders")                                             # after a write committed
 
 Keys are `{prefix}cache:{name}:v{version}:{key}`. `invalidate(name)` increments the namespace's version, so every
 entry of the namespace (items and lists alike) stops being read at once, in every worker; old entries expire on
@@ -39,12 +40,11 @@ from prometheus_client import Counter, Histogram
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from backend.core.resilience import RedisUnavailable, ThrottledWarning, key_prefix, redis_call
+from backend.observability.metrics import register_scrape_collector
 
 logger = logging.getLogger(__name__)
 
 EXTENSION_KEY = "cache"
-# Namespace → setting holding its TTL (seconds).
-TTL_SETTINGS = {"products": "cache_ttl_products", "bugs": "cache_ttl_bugs", "dashboard": "cache_ttl_dashboard"}
 FLIGHT_WAIT = 2.0  # how long a thread waits for another thread of its process loading the same key
 LOCK_TTL_MS = 5000  # cross-process fill lock (a crashed loader releases it by expiry)
 LOCK_WAIT = 0.5  # how long a process polls for another process's fill before loading itself
@@ -99,6 +99,11 @@ def invalidate(name: str) -> None:
     _cache().invalidate(name)
 
 
+def register_namespace(app: Flask, name: str, *, ttl: int) -> None:
+    """Declare namespace `name` and its TTL (s): each domain registers its own from its `init_app`."""
+    app.extensions[EXTENSION_KEY].ttls[name] = int(ttl)
+
+
 def clear(app: Flask) -> None:
     """Invalidate every namespace (tests that empty tables behind the application's back)."""
     cache: RedisCache = app.extensions[EXTENSION_KEY]
@@ -107,9 +112,7 @@ def clear(app: Flask) -> None:
 
 
 def init_app(app: Flask) -> None:
-    """Attach the app's cache and serve its Redis-side metrics on /metrics."""
-    from backend.observability.metrics import register_scrape_collector
-
+    """Attach the app's cache (no namespace yet) and serve its Redis-side metrics on /metrics."""
     cache = RedisCache(app)
     app.extensions[EXTENSION_KEY] = cache
     register_scrape_collector(app, CacheCollector(cache))
@@ -148,7 +151,7 @@ class RedisCache:
         self.app = app
         self.enabled: bool = settings.cache_enabled and bool(settings.redis_url)
         self.prefix = key_prefix(settings) + "cache:"
-        self.ttls = {name: int(getattr(settings, attribute)) for name, attribute in TTL_SETTINGS.items()}
+        self.ttls: dict[str, int] = {}  # namespace → TTL (s), filled by `register_namespace`
         self._flights: dict[str, _Flight] = {}
         self._lock = threading.Lock()
         self._pending: set[str] = set()  # namespaces whose invalidation has not reached Redis yet
@@ -192,7 +195,7 @@ class RedisCache:
             return loader(), None
         ttl_s = ttl if ttl is not None else self.ttls.get(name)
         if ttl_s is None:
-            raise ValueError(f"cache namespace {name!r} has no TTL: pass ttl= or add it to TTL_SETTINGS")
+            raise ValueError(f"cache namespace {name!r} has no TTL: pass ttl= or call register_namespace")
         started = time.perf_counter()
         try:
             version, payload = self._lookup(name, key)

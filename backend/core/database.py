@@ -1,17 +1,23 @@
-"""Database engine options and the checks the health probes use."""
+"""Database engine options, the checks the health probes use, and `get_or_404`."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic.config import Config as AlembicConfig
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm.interfaces import ORMOption
 
 from backend.core.config import Settings
+from backend.core.errors import NotFound
+from backend.extensions import db
+
+M = TypeVar("M")
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
@@ -59,3 +65,25 @@ def ping(engine: Engine, timeout_ms: int = 1500) -> float:
         connection.execute(text(f"SET LOCAL statement_timeout = {int(timeout_ms)}"))
         connection.execute(text("SELECT 1"))
     return (time.perf_counter() - started) * 1000
+
+
+def get_or_404(
+    model: type[M],
+    key: Any,
+    what: str,
+    *,
+    field: str = "id",
+    for_update: bool = False,
+    options: Sequence[ORMOption] = (),
+) -> M:
+    """The `model` row with primary key `key`, or NotFound("<what> <key> not found", {field: key}).
+
+    `for_update` locks the row (`SELECT ... FOR UPDATE`) and reloads it even when the session already holds it;
+    `options` are loader options (e.g. `selectinload`).
+    """
+    row = db.session.get(
+        model, key, options=list(options) or None, with_for_update=for_update or None, populate_existing=for_update
+    )
+    if row is None:
+        raise NotFound(f"{what} {key} not found", {field: key})
+    return row

@@ -100,7 +100,7 @@ def register_request_guards(app: APIFlask) -> None:
         if request.method not in BODY_METHODS or request.endpoint is None:
             return None
         if not _has_body() and not _takes_body(app, request.endpoint):
-            return None  # e.g. POST /api/sqal/devices/<id>/token: an action without input
+            return None  # an action route without input (a POST that only names its target)
         if _is_json(request.mimetype):
             return _check_json_body()
         return error_response(
@@ -113,7 +113,7 @@ def register_request_guards(app: APIFlask) -> None:
     @app.before_request
     def refuse_nul_in_path() -> Response | None:
         if request.endpoint is None or request.headers.get("Upgrade", "").lower() == "websocket":
-            return None  # devices get the protocol's error frame and close code, never an HTTP error
+            return None  # WebSocket clients get their protocol's error frame and close code, never an HTTP error
         return _refuse_nul_in_path()
 
     @app.after_request

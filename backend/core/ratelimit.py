@@ -1,4 +1,4 @@
-"""Rate limits: HTTP routes through flask-limiter, other event budgets (a device's WebSocket frames) through `hit()`,
+"""Rate limits: HTTP routes through flask-limiter, other event budgets (a WebSocket client's frames) through `hit()`,
 both on the same storage (the service's Redis), strategy (sliding-window counter, the O(1) approximation of a
 token bucket) and key prefix.
 
@@ -28,9 +28,8 @@ from limits.errors import StorageError
 from limits.storage import MemoryStorage
 from limits.strategies import SlidingWindowCounterRateLimiter
 from prometheus_client import Counter
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
+from backend.core import redis as redis_module
 from backend.core.config import Settings
 from backend.core.errors import error_response
 from backend.core.resilience import REDIS, ThrottledWarning, breaker, key_prefix
@@ -151,11 +150,7 @@ def _storage_options(settings: Settings) -> dict[str, object]:
     if not settings.redis_url:
         return {}
     # Fail fast like the app's client: a request must not wait on redis-py's retries for the limiter.
-    return {
-        "socket_timeout": settings.redis_socket_timeout,
-        "socket_connect_timeout": settings.redis_socket_timeout,
-        "retry": Retry(NoBackoff(), 1),
-    }
+    return redis_module.fail_fast_options(settings)
 
 
 def _is_exempt() -> bool:

@@ -29,8 +29,6 @@ import pybreaker
 import redis
 from flask import Flask, current_app
 from prometheus_client import Gauge
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 from sqlalchemy import event
 from sqlalchemy.engine import Dialect, Engine, ExceptionContext
 
@@ -231,27 +229,11 @@ def breaker(name: str, app: Flask | None = None) -> Breaker:
     return found
 
 
-_retry_lock = threading.Lock()
-FAIL_FAST_KEY = "redis_fail_fast"
-
-
-def redis_client(app: Flask) -> redis.Redis | None:
-    """The app's Redis client, set to fail fast: one immediate retry (a connection that went stale when Redis
-    restarted), no backoff. redis-py's default (10 retries, backoff up to 1 s) would hold each request for
-    seconds during an outage; the breaker and the callers' fallbacks handle outages instead."""
-    client = redis_module.get_client(app)
-    if client is not None and app.extensions.get(FAIL_FAST_KEY) is not client:
-        with _retry_lock:
-            client.set_retry(Retry(NoBackoff(), 1))
-            app.extensions[FAIL_FAST_KEY] = client
-    return client
-
-
 def redis_call(fn: Callable[[redis.Redis], T], app: Flask | None = None) -> T:
     """`fn(client)` through the Redis breaker. RedisUnavailable when unset, open, or on a connection failure;
     other Redis errors (a bad command) propagate unchanged."""
     target = app if app is not None else current_app._get_current_object()  # type: ignore[attr-defined]
-    client = redis_client(target)
+    client = redis_module.get_client(target)  # fails fast (see `fail_fast_options`)
     if client is None:
         raise RedisUnavailable("REDIS_URL is not set")
     try:

@@ -1,4 +1,4 @@
-"""Secret tokens (device tokens, API keys): generation, storage digest and verification.
+"""Secret tokens (API keys, client credentials): generation, storage digest and verification.
 
 Tokens are 256-bit random strings, so a plain SHA-256 digest is enough to store them: there is nothing to
 brute-force and no need for a slow password hash. Only the digest is stored; lookups go through the digest
@@ -16,7 +16,7 @@ DIGEST_LENGTH = 64  # hex SHA-256
 
 
 def generate_token(prefix: str = "") -> str:
-    """A new URL-safe random token (256 bits), optionally prefixed (e.g. `sqal_dev_`) for secret scanners."""
+    """A new URL-safe random token (256 bits), optionally prefixed (e.g. `sqal_`) for secret scanners."""
     return f"{prefix}{secrets.token_urlsafe(TOKEN_BYTES)}"
 
 

@@ -4,7 +4,7 @@ SIGTERM to the master (Kubernetes stopping the pod) reaches every worker, which 
   1. at once: phase `draining`, `/health/ready` answers 503, requests are still served while the load balancer
      takes the instance out (SHUTDOWN_DRAIN_DELAY);
   2. after the drain delay: phase `refusing`, new HTTP requests get 503 JSON with `Connection: close` (probes
-     excepted) and WebSockets registered with `track_websocket` are closed with 1001 so devices reconnect elsewhere;
+     excepted) and WebSockets registered with `track_websocket` are closed with 1001 so clients reconnect elsewhere;
   3. once no HTTP request is in flight (at most SHUTDOWN_TIMEOUT - HANDOVER_MARGIN s after SIGTERM), gunicorn's
      own graceful exit runs: stop accepting, close kept-alive connections, exit 0 (its `worker_exit` hook flushes
      the trace exporter).

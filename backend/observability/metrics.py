@@ -8,7 +8,7 @@ Domains add series computed at scrape time with `register_scrape_collector(app, 
 
 `METRICS_ENABLED=false` (the baseline of the instrumentation-overhead benchmark): no /metrics route (a 404 like
 any unknown path), no per-request HTTP series, no statement counting. Domain counters that other modules update
-directly (cache hits, SQAL frames) still count in memory, but nothing serves them.
+directly (cache hits, WebSocket frames) still count in memory, but nothing serves them.
 """
 
 from __future__ import annotations

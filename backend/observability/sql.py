@@ -53,7 +53,7 @@ _SQL_KEYWORDS = frozenset({"SELECT", "LATERAL", "VALUES"})
 
 @lru_cache(maxsize=1024)
 def classify(statement: str) -> tuple[str, str]:
-    """(operation, table): e.g. ("SELECT", "products"); table is "none" when there is none."""
+    """(operation, table): e.g. ("SELECT", "orders"); table is "none" when there is none."""
     body = _LEADING_COMMENTS.sub("", statement, count=1)
     first = _FIRST_WORD.match(body)
     operation = first.group(0).upper() if first else OTHER_OPERATION

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from backend.core import cache
-from backend.core.errors import NotFound
+from backend.core.database import get_or_404
 from backend.extensions import db
 from backend.products.models import Product
 from backend.products.schemas import ProductOut
@@ -67,10 +67,7 @@ def cached_product_json(product_id: int) -> bytes:
 
 def get_product(product_id: int) -> Product:
     """The product, or NotFound."""
-    product = db.session.get(Product, product_id)
-    if product is None:
-        raise NotFound(f"Product {product_id} not found", {"id": product_id})
-    return product
+    return get_or_404(Product, product_id, "Product")
 
 
 def create_product(fields: Mapping[str, Any]) -> Product:
@@ -84,9 +81,7 @@ def create_product(fields: Mapping[str, Any]) -> Product:
 
 def update_product(product_id: int, fields: Mapping[str, Any]) -> Product:
     """Apply `fields` to the product (locked for the update) and commit."""
-    product = db.session.execute(select(Product).where(Product.id == product_id).with_for_update()).scalar_one_or_none()
-    if product is None:
-        raise NotFound(f"Product {product_id} not found", {"id": product_id})
+    product = get_or_404(Product, product_id, "Product", for_update=True)
     for name, value in fields.items():
         setattr(product, name, value)
     db.session.commit()

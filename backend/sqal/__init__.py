@@ -8,7 +8,11 @@ from typing import Any
 
 from apiflask import APIFlask
 
+from backend.core import auth
+
 logger = logging.getLogger(__name__)
+
+auth.register_scopes("devices:admin")  # before the routes' `require_scope` decorators run
 
 # simple-websocket closes with 1009 by itself (no error frame possible) above this multiple of
 # WS_MAX_MESSAGE_BYTES; between the two the handler answers `message_too_large` then closes with 1009.

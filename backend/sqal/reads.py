@@ -32,6 +32,7 @@ from backend.sqal.read_schemas import (
 )
 
 REGISTERED_KEY = "sqal_reads"
+CACHE_NAME = "dashboard"
 METRICS_CACHE_KEY = "metrics"
 
 bp = APIBlueprint("sqal_reads", __name__, tag={"name": "SQAL reads", "description": "Samples, devices, statistics"})
@@ -130,7 +131,7 @@ def compute_metrics(app: Flask) -> dict[str, Any]:
 def metrics_snapshot(app: Flask) -> dict[str, Any]:
     """The figures through the `dashboard` cache (TTL CACHE_TTL_DASHBOARD, single flight across workers)."""
     with app.app_context():
-        figures: dict[str, Any] = cache.cached("dashboard", METRICS_CACHE_KEY, lambda: compute_metrics(app))
+        figures: dict[str, Any] = cache.cached(CACHE_NAME, METRICS_CACHE_KEY, lambda: compute_metrics(app))
         return figures
 
 
@@ -139,6 +140,7 @@ def register_reads(app: APIFlask) -> None:
     if app.extensions.get(REGISTERED_KEY):
         return
     app.extensions[REGISTERED_KEY] = True
+    cache.register_namespace(app, CACHE_NAME, ttl=app.config["SETTINGS"].cache_ttl_dashboard)
     app.register_blueprint(bp)
     live.init_hub(app, lambda: metrics_snapshot(app))
     app.register_blueprint(dashboard_page.bp)

@@ -18,7 +18,8 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import SQLAlchemyError
 
 from backend.core import security
-from backend.core.errors import Conflict, NotFound, ServiceUnavailable
+from backend.core.database import get_or_404
+from backend.core.errors import Conflict, ServiceUnavailable
 from backend.extensions import db
 from backend.sqal.models import Device, SensorSample
 from backend.sqal.schemas import SampleIn
@@ -196,10 +197,9 @@ def create_device(
 
 def _update_device(device_id: str, **values: Any) -> None:
     """Set `values` on an existing device and commit; NotFound when there is no such device."""
-    result = db.session.execute(update(Device).where(Device.device_id == device_id).values(**values))
-    if result.rowcount == 0:  # type: ignore[attr-defined]
-        db.session.rollback()
-        raise NotFound(f"Device {device_id} not found", {"device_id": device_id})
+    device = get_or_404(Device, device_id, "Device", field="device_id")
+    for name, value in values.items():
+        setattr(device, name, value)
     db.session.commit()
 
 

@@ -15,9 +15,9 @@ from apiflask import APIFlask
 from backend.products import service
 from bench.scenario_http import peer_env, peer_server
 from scripts.devservices import REPO_ROOT
+from scripts.services import TestServices
 from tests.conftest import truncate_all
 from tests.observability.receiver import SPAN_KIND_CLIENT, SPAN_KIND_SERVER, OtlpReceiver
-from tests.support.services import TestServices
 
 pytestmark = pytest.mark.gunicorn
 

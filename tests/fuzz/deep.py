@@ -19,11 +19,11 @@ from backend import create_app
 from backend.core.config import Settings
 from backend.extensions import db
 from scripts.devservices import REPO_ROOT
+from scripts.services import session_services
 from tests.conftest import truncate_all
 from tests.fuzz import runner
 from tests.fuzz.conftest import FUZZ_SERVER_ENV
 from tests.support.server import GunicornServer
-from tests.support.services import session_services
 
 REPORT_ROOT = REPO_ROOT / ".local" / "fuzz"
 

@@ -50,7 +50,7 @@ PROFILES = {profile.name: profile for profile in (QUICK, DEEP)}
 def create_fuzz_key(app: APIFlask) -> str:
     """A fresh API key holding every scope, so that writes are exercised rather than refused."""
     with app.app_context():
-        _row, key = auth.create_key("schemathesis", list(auth.SCOPES))
+        _row, key = auth.create_key("schemathesis", list(auth.scopes()))
         return key
 
 

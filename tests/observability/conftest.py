@@ -15,10 +15,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from scripts.devservices import free_port
+from scripts.services import TestServices
 from tests.conftest import truncate_all
 from tests.observability.receiver import OtlpReceiver
 from tests.support.server import GunicornServer
-from tests.support.services import TestServices
 
 SERVICE_NAME = "sqal-backend-under-test"
 

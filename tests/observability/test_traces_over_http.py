@@ -13,10 +13,10 @@ import pytest
 import requests
 from apiflask import APIFlask
 
+from scripts.services import TestServices
 from tests.observability.conftest import SERVICE_NAME, access_lines, json_lines, server_env
 from tests.observability.receiver import SPAN_KIND_CLIENT, SPAN_KIND_SERVER, STATUS_ERROR, OtlpReceiver, ReceivedSpan
 from tests.support.server import GunicornServer
-from tests.support.services import TestServices
 
 pytestmark = [pytest.mark.gunicorn]
 

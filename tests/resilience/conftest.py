@@ -20,8 +20,8 @@ from backend.core.config import Settings
 from backend.extensions import db
 from backend.products.service import SAMPLE_PRODUCTS, seed_sample_products
 from scripts.devservices import EmbeddedPostgres, EmbeddedRedis, free_port
+from scripts.services import TEST_ROOT
 from tests.support.server import GunicornServer
-from tests.support.services import TEST_ROOT
 
 DATABASE = "resilience"
 

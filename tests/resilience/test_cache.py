@@ -200,3 +200,11 @@ def test_redis_killed_reads_fail_open_and_recover(
         reads = [client.get("/products/4").get_json()["price"] for _ in range(5)]
         assert reads == [99.0] * 5
         assert counter("cache_hits_total") - hits >= 3
+
+
+def test_each_domain_registers_its_namespace_with_its_ttl(make_app: Callable[..., APIFlask]) -> None:
+    app = make_app(cache_ttl_products=11, cache_ttl_bugs=12, cache_ttl_dashboard=3)
+    registered: cache.RedisCache = app.extensions[cache.EXTENSION_KEY]
+    assert registered.ttls == {"products": 11, "bugs": 12, "dashboard": 3}
+    with app.app_context(), pytest.raises(ValueError, match="no TTL"):
+        cache.cached("unregistered", "k", lambda: 1)

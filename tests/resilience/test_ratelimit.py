@@ -9,8 +9,10 @@ from collections.abc import Callable
 import redis
 from apiflask import APIFlask
 from prometheus_client import REGISTRY
+from redis.backoff import NoBackoff
 
 from backend.core import ratelimit
+from backend.core import redis as redis_module
 from scripts.devservices import EmbeddedRedis
 
 
@@ -107,3 +109,16 @@ def test_disabled_limits_allow_everything(make_app: Callable[..., APIFlask]) -> 
     with app.test_client() as client:
         assert {client.get("/products/1").status_code for _ in range(3)} == {200}
     assert all(ratelimit.hit("ws-device", "dev-1", "1/minute", app).allowed for _ in range(3))
+
+
+def test_the_app_client_and_the_limiter_storage_fail_fast(make_app: Callable[..., APIFlask]) -> None:
+    """Both Redis clients retry once, at once: redis-py's default backoff would hold requests during an outage."""
+    app = make_app()
+    budgets: ratelimit.Budgets = app.extensions[ratelimit.EXTENSION_KEY]
+    clients = {"app": redis_module.get_client(app), "limiter": budgets.limiter.storage.storage}
+    for name, client in clients.items():
+        assert client is not None, name
+        retry = client.connection_pool.connection_kwargs["retry"]
+        assert retry.get_retries() == 1, name
+        assert isinstance(retry._backoff, NoBackoff), name
+        assert client.connection_pool.connection_kwargs["socket_timeout"] == app.config["SETTINGS"].redis_socket_timeout

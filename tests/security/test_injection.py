@@ -25,10 +25,10 @@ from werkzeug.test import TestResponse
 
 from backend.core import auth, cache
 from backend.core.config import Settings
+from scripts.services import TestServices
 from tests.security.openapi_walk import Input, Operation, base_body, operations
 from tests.security.payloads import BODY_ONLY_PAYLOADS, SQL_PAYLOADS
 from tests.sqal_reads.rows import device_row, insert_devices, insert_samples, sample_row
-from tests.support.services import TestServices
 
 WRITE_METHODS = frozenset({"post", "put", "patch"})
 # Inputs the sweep must find in the document: a walker that silently finds nothing cannot pass.
@@ -194,7 +194,7 @@ def auth_headers(app: APIFlask) -> dict[str, str]:
     if settings.auth_mode != "apikey":
         return {}
     with app.app_context():
-        _, key = auth.create_key("injection-sweep", list(auth.SCOPES))
+        _, key = auth.create_key("injection-sweep", list(auth.scopes()))
     return {"X-API-Key": key}
 
 

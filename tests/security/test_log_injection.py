@@ -19,10 +19,10 @@ from urllib.parse import quote
 import pytest
 from apiflask import APIFlask
 
+from scripts.services import TestServices
 from tests.conftest import truncate_all
 from tests.observability.conftest import json_lines
 from tests.support.server import GunicornServer
-from tests.support.services import TestServices
 
 pytestmark = [pytest.mark.gunicorn]
 

@@ -28,11 +28,11 @@ from backend.core import auth
 from backend.core.security import generate_token, hash_token
 from backend.sqal.service import TOKEN_PREFIX
 from scripts.devservices import REPO_ROOT
+from scripts.services import TestServices
 from tests.conftest import truncate_all
 from tests.observability.receiver import OtlpReceiver, ReceivedSpan
 from tests.sqal.helpers import WS_PATH, make_device, sample_frame
 from tests.support.server import GunicornServer
-from tests.support.services import TestServices
 
 pytestmark = [pytest.mark.gunicorn]
 
@@ -82,7 +82,7 @@ def make_secrets(app: APIFlask) -> dict[str, str]:
     with app.app_context():
         _, writer = auth.create_key("hygiene-writer", ["products:write", "bugs:write"])
         _, reader = auth.create_key("hygiene-reader", ["read"])
-        revoked_row, revoked = auth.create_key("hygiene-revoked", list(auth.SCOPES))
+        revoked_row, revoked = auth.create_key("hygiene-revoked", list(auth.scopes()))
         assert auth.revoke_key(revoked_row.id)
     device_id, device_token = make_device(app)
     return {

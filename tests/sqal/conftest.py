@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 from apiflask import APIFlask
 
+from scripts.services import TestServices
 from tests.sqal.helpers import WS_PATH, make_device, start_server
-from tests.support.services import TestServices
 
 
 @pytest.fixture

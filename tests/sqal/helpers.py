@@ -16,8 +16,8 @@ from sqlalchemy import text
 from backend.extensions import db
 from backend.sqal import service
 from scripts.devservices import REPO_ROOT
+from scripts.services import TestServices
 from tests.support.server import GunicornServer
-from tests.support.services import TestServices
 
 PROTOCOL_DOC = REPO_ROOT / "docs" / "protocol.md"
 WS_PATH = "/ws/sensors/"

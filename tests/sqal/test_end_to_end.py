@@ -20,10 +20,10 @@ from sqlalchemy import text
 from backend.extensions import db
 from backend.sqal import provisioning
 from scripts.devservices import REPO_ROOT
+from scripts.services import TestServices
 from tests.sqal.chaos_proxy import ChaosProxy
 from tests.sqal.helpers import start_server
 from tests.support.server import GunicornServer
-from tests.support.services import TestServices
 
 pytestmark = [pytest.mark.gunicorn, pytest.mark.slow]
 

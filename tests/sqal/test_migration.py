@@ -15,7 +15,7 @@ from sqlalchemy import inspect, text
 from backend import create_app
 from backend.core import database
 from backend.extensions import db
-from tests.support.services import TestServices, create_database, drop_database, with_database
+from scripts.services import TestServices, create_database, drop_database, with_database
 
 SQAL_TABLES = {"devices", "sensor_samples", "sensor_sample_keys"}
 EXPECTED_INDEXES = {

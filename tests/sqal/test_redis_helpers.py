@@ -13,8 +13,8 @@ from backend import create_app
 from backend.sqal.publisher import SamplePublisher
 from backend.sqal.ws import SqalRuntime
 from scripts.devservices import free_port
+from scripts.services import TestServices
 from tests.sqal.helpers import unique_device_id
-from tests.support.services import TestServices
 
 
 def dead_redis() -> tuple[str, redis.Redis]:

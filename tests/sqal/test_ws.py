@@ -20,8 +20,8 @@ from websockets.sync.client import ClientConnection, connect
 from backend.extensions import db
 from backend.sqal import service
 from backend.sqal.publisher import channel_for
+from scripts.services import TestServices
 from tests.sqal.helpers import SERVER_MAX_MESSAGE_BYTES, make_device, sample_frame, start_server, stored_sample_ids
-from tests.support.services import TestServices
 
 pytestmark = pytest.mark.gunicorn
 

@@ -12,9 +12,9 @@ from flask.testing import FlaskClient
 from backend import create_app
 from backend.core import cache
 from backend.core.config import Settings
+from scripts.services import TestServices
 from tests.conftest import truncate_all
 from tests.support.server import GunicornServer
-from tests.support.services import TestServices
 
 
 @pytest.fixture(scope="session")

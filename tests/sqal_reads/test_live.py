@@ -19,9 +19,9 @@ from backend import create_app
 from backend.core.config import Settings
 from backend.sqal.live import DashboardClient, DashboardHub
 from backend.sqal.reads import register_reads
+from scripts.services import TestServices
 from tests.sqal.helpers import make_device, sample_frame
 from tests.support.server import GunicornServer
-from tests.support.services import TestServices
 
 FIGURES = {"samples_today": 0}
 

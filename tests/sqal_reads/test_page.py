@@ -11,13 +11,13 @@ import requests
 from apiflask import APIFlask
 
 from backend.core.config import Settings
+from scripts.services import TestServices
 from tests.sqal.helpers import make_device, sample_frame
 from tests.sqal_reads.conftest import start_reads_server
 from tests.sqal_reads.rows import insert_samples, sample_row
 from tests.sqal_reads.test_live import ingest
 from tests.support.browser import Browser
 from tests.support.server import GunicornServer
-from tests.support.services import TestServices
 
 pytestmark = pytest.mark.gunicorn
 

@@ -18,12 +18,12 @@ from apiflask import APIFlask
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.sync.client import connect
 
+from scripts.services import TestServices
 from tests.conftest import truncate_all
 from tests.sqal.helpers import make_device, sample_frame
 from tests.stack.prometheus_server import PrometheusServer
 from tests.stack.stackfiles import load_contract, require_tool
 from tests.support.server import GunicornServer
-from tests.support.services import TestServices
 
 # The reference document's PromQL examples (sqal-backend-api-integration.md, products-service-observability.md);
 # `avg(sample_quality_score)` is replaced by the gauge, since sample_quality_score is a histogram.

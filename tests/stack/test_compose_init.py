@@ -16,9 +16,9 @@ from pathlib import Path
 import psycopg2
 import pytest
 
+from scripts.services import TestServices, create_database, drop_database, with_database
 from simulator.cli import read_token_file
 from tests.stack.stackfiles import REPO, compose_services, image_environment, with_defaults
-from tests.support.services import TestServices, create_database, drop_database, with_database
 
 CONTAINER_TOKEN_FILE = "/var/lib/sqal/tokens.json"
 

@@ -1,4 +1,5 @@
-"""Real PostgreSQL and Redis for the test session: the ones in DATABASE_URL / REDIS_URL, else embedded ones."""
+"""Real PostgreSQL and Redis for a test or benchmark session: the ones in DATABASE_URL / REDIS_URL, else embedded
+ones (`scripts.devservices`), with a private database created for the session and dropped after it."""
 
 from __future__ import annotations
 

@@ -1,0 +1,191 @@
+"""The layout rules of CONTRIBUTING.md, checked on the source: who may import whom, and how long a module may be.
+
+Every import counts, at module level or inside a function. Layers of `backend/`, lowest first:
+  base           backend.extensions, backend.core.config, backend.core.errors: import only each other
+  observability  backend.observability.*: base and itself
+  core           the rest of backend.core.*: base, observability and core
+  domains        every other top-level package or module under backend/ (products, sqal, bugs, chaos...): the
+                 layers below and their own modules, never another domain nor the factory. A sub-package of a
+                 domain (backend/sqal/reads/) may import the domain's top-level modules (its shared vocabulary)
+                 but a sibling sub-package only where SIBLING_IMPORTS allows it.
+  factory        backend/__init__.py: anything.
+Outside: simulator/ imports nothing from backend/; backend/, scripts/ and bench/ import nothing from tests/; backend/
+imports nothing from scripts/, bench/ or simulator/. Modules outside tests/ stay within MAX_LINES lines.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHECKED = ("backend", "simulator", "scripts", "bench")
+MAX_LINES = 400
+BASE = frozenset({"backend.extensions", "backend.core.config", "backend.core.errors"})
+LOWER = ("base", "observability", "core")
+# Allowed imports between sub-packages of one domain: "sqal.live": {"sqal.reads"} lets backend/sqal/live/ import
+# backend/sqal/reads/. Empty: sub-packages share only their domain's top-level modules.
+SIBLING_IMPORTS: dict[str, frozenset[str]] = {}
+# Top-level directories whose code must not depend on each of these (besides backend's layers above).
+FORBIDDEN = {
+    "backend": ("tests", "bench", "scripts", "simulator"),
+    "simulator": ("backend", "tests"),
+    "scripts": ("tests", "bench"),
+    "bench": ("tests",),
+}
+
+
+def module_name(root: Path, path: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def is_module(root: Path, name: str) -> bool:
+    path = root.joinpath(*name.split("."))
+    return path.with_suffix(".py").is_file() or (path.is_dir() and any(path.glob("*.py")))
+
+
+@functools.lru_cache(maxsize=1024)
+def _statements(source: str) -> tuple[tuple[int, int, str, tuple[str, ...]], ...]:
+    """(line, level, module, names) of every import statement; `import a.b` is (line, 0, "a.b", ())."""
+    found: list[tuple[int, int, str, tuple[str, ...]]] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.extend((node.lineno, 0, alias.name, ()) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            found.append((node.lineno, node.level, node.module or "", tuple(alias.name for alias in node.names)))
+    return tuple(found)
+
+
+def imported(root: Path, path: Path) -> list[tuple[int, str]]:
+    """(line, absolute module name) of every import in the file; `from pkg import mod` names pkg.mod."""
+    name = module_name(root, path)
+    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    found: list[tuple[int, str]] = []
+    for line, level, module, names in _statements(path.read_text()):
+        anchor = package[: len(package) - level + 1] if level else []
+        base = ".".join([*anchor, *(module.split(".") if module else [])])
+        if not names:
+            found.append((line, base))
+        for alias in names:
+            candidate = f"{base}.{alias}"
+            found.append((line, candidate if is_module(root, candidate) else base))
+    return found
+
+
+def domain_packages(root: Path) -> dict[str, set[str]]:
+    """Domain name → names of its sub-packages (directories holding Python modules)."""
+    domains: dict[str, set[str]] = {}
+    for entry in sorted((root / "backend").iterdir()):
+        name = entry.stem
+        if name in {"core", "observability", "extensions", "__init__", "__pycache__"}:
+            continue
+        if entry.suffix == ".py":
+            domains[name] = set()
+        elif entry.is_dir() and any(entry.rglob("*.py")):
+            domains[name] = {sub.name for sub in entry.iterdir() if sub.is_dir() and any(sub.glob("*.py"))}
+    return domains
+
+
+def layer(name: str, domains: dict[str, set[str]]) -> str:
+    parts = name.split(".")
+    if name == "backend":
+        return "factory"
+    if name in BASE:
+        return "base"
+    if parts[1] in {"observability", "core"}:
+        return parts[1]
+    return "domain" if parts[1] in domains else "factory"
+
+
+def backend_violation(importer: str, target: str, domains: dict[str, set[str]]) -> str | None:
+    """Why `importer` may not import `target` (both under backend), or None."""
+    mine, theirs = layer(importer, domains), layer(target, domains)
+    if mine == "factory":
+        return None
+    if mine in LOWER:
+        allowed = LOWER[: LOWER.index(mine) + 1]
+        return None if theirs in allowed else f"{mine} may import only {', '.join(allowed)}"
+    if theirs in LOWER:
+        return None
+    if theirs == "factory":
+        return "a domain never imports the factory"
+    own, other = importer.split(".")[1:], target.split(".")[1:]
+    if own[0] != other[0]:
+        return "domains never import each other"
+    subs = domains[own[0]]
+    mine_sub = own[1] if len(own) > 1 and own[1] in subs else None
+    their_sub = other[1] if len(other) > 1 and other[1] in subs else None
+    if mine_sub and their_sub and mine_sub != their_sub:
+        allowed_subs = SIBLING_IMPORTS.get(f"{own[0]}.{mine_sub}", frozenset())
+        if f"{own[0]}.{their_sub}" not in allowed_subs:
+            return "sub-packages of a domain share only its top-level modules (see SIBLING_IMPORTS)"
+    return None
+
+
+def violations(root: Path) -> list[str]:
+    """Every broken rule under `root`, one line each."""
+    domains = domain_packages(root)
+    found: list[str] = []
+    for top in CHECKED:
+        for path in sorted((root / top).rglob("*.py")):
+            where = path.relative_to(root)
+            lines = len(path.read_text().splitlines())
+            if lines > MAX_LINES:
+                found.append(f"{where}: {lines} lines (at most {MAX_LINES})")
+            importer = module_name(root, path)
+            for line, target in imported(root, path):
+                head = target.split(".")[0]
+                if head in FORBIDDEN[top]:
+                    found.append(f"{where}:{line}: {importer} imports {target} ({top}/ never imports {head}/)")
+                elif top == "backend" and head == "backend":
+                    reason = backend_violation(importer, target, domains)
+                    if reason:
+                        found.append(f"{where}:{line}: {importer} imports {target} ({reason})")
+    return found
+
+
+def test_the_code_follows_the_layout_rules() -> None:
+    assert violations(ROOT) == []
+
+
+def _plant(root: Path, relative: str, text: str) -> None:
+    path = root / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(path.read_text() + text if path.exists() else text)
+
+
+@pytest.mark.parametrize(
+    ("relative", "text", "expected"),
+    [
+        ("backend/products/plant.py", "from backend.bugs import service\n", "domains never import each other"),
+        ("backend/core/plant.py", "def f():\n    from backend import sqal\n", "core may import only"),
+        ("backend/core/plant.py", "import backend\n", "core may import only"),
+        ("backend/observability/plant.py", "from backend.core import cache\n", "observability may import only"),
+        ("backend/core/config.py", "from backend.observability import metrics\n", "base may import only"),
+        ("backend/chaos.py", "from backend.products import service\n", "domains never import each other"),
+        ("backend/bugs/plant.py", "from backend import create_app\n", "a domain never imports the factory"),
+        ("backend/sqal/alpha/__init__.py", "from ..beta import thing\n", "sub-packages of a domain share only"),
+        ("backend/core/plant.py", "import scripts.devservices\n", "backend/ never imports scripts/"),
+        ("simulator/plant.py", "import backend.core.errors\n", "simulator/ never imports backend/"),
+        ("bench/plant.py", "from tests.conftest import make_key\n", "bench/ never imports tests/"),
+        ("scripts/plant.py", "from tests.support import server\n", "scripts/ never imports tests/"),
+        ("scripts/plant.py", "x = 1\n" * (MAX_LINES + 1), f"{MAX_LINES + 1} lines (at most {MAX_LINES})"),
+    ],
+)
+def test_a_planted_violation_is_reported(tmp_path: Path, relative: str, text: str, expected: str) -> None:
+    for top in CHECKED:
+        shutil.copytree(ROOT / top, tmp_path / top, ignore=shutil.ignore_patterns("__pycache__", "static"))
+    (tmp_path / "backend/sqal/beta").mkdir()
+    (tmp_path / "backend/sqal/beta/__init__.py").write_text("thing = 1\n")
+    (tmp_path / "backend/sqal/gamma.py").write_text("from backend.sqal.beta import thing\n")  # vocabulary: fine
+    assert violations(tmp_path) == []
+    _plant(tmp_path, relative, text)
+    found = violations(tmp_path)
+    assert len(found) == 1, found
+    assert expected in found[0]
+    assert found[0].startswith(relative), found

@@ -15,6 +15,7 @@ not configured, failing or its breaker is open; callers (cache, rate limits) fai
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import math
@@ -35,6 +36,7 @@ from sqlalchemy.engine import Dialect, Engine, ExceptionContext
 from backend.core import redis as redis_module
 from backend.core.config import ConfigError, Settings
 from backend.core.errors import ServiceUnavailable
+from backend.core.internals import report_fallback
 from backend.extensions import db
 
 logger = logging.getLogger(__name__)
@@ -73,12 +75,48 @@ class RedisUnavailable(Exception):
     """Redis is not configured, not answering, or its breaker is open (callers fail open)."""
 
 
+def lock_free_call_problem() -> str | None:
+    """Why `Breaker.call` cannot drive pybreaker's state machine from outside its lock (it uses the private
+    `_lock` and `state._handle_success` / `_handle_error`); None when they behave as expected."""
+    try:
+        probe = pybreaker.CircuitBreaker(fail_max=2, reset_timeout=60, exclude=[ValueError])
+        lock = probe._lock
+        with lock:  # _admit holds it while half_open() takes it again
+            if not lock.acquire(blocking=False):
+                return "_lock is not reentrant"
+            lock.release()
+            probe.state._handle_error(ValueError("excluded"), reraise=False)
+            probe.state._handle_error(OSError("counted"), reraise=False)
+            counted = probe.fail_counter
+            probe.state._handle_success()
+            reset = probe.fail_counter
+            probe.state._handle_error(OSError("1"), reraise=False)
+            with contextlib.suppress(pybreaker.CircuitBreakerError):
+                probe.state._handle_error(OSError("2"), reraise=False)
+        if (counted, reset, probe.current_state) != (1, 0, pybreaker.STATE_OPEN):
+            return f"state machine answered {(counted, reset, probe.current_state)}, expected (1, 0, 'open')"
+    except Exception as exc:  # a renamed attribute, a signature without `reraise`, ...
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+@functools.cache
+def lock_free_calls() -> bool:
+    """The switch: True when `Breaker.call` may run calls outside pybreaker's lock, else (logged once) False and
+    `pybreaker.CircuitBreaker.call` is used, which serialises the calls of a breaker."""
+    problem = lock_free_call_problem()
+    if problem is not None:
+        report_fallback("pybreaker", "Breaker lock-free call", "pybreaker.CircuitBreaker.call", problem)
+    return problem is None
+
+
 class Breaker(pybreaker.CircuitBreaker):
     """pybreaker's state machine (failure counter, listeners, half-open trial), the guarded call outside its lock.
 
     `pybreaker.CircuitBreaker.call` holds one lock for the whole call, which would serialise every connection
     attempt of the process behind a slow one (danielfm/pybreaker#3). Here the lock only covers state changes; while
-    half-open a single trial call runs and the other callers fail fast.
+    half-open a single trial call runs and the other callers fail fast. That drives pybreaker's private state
+    methods: `lock_free_calls()` checks them at startup and otherwise falls back to pybreaker's own `call`.
     """
 
     def __init__(self, name: str, fail_max: int, reset_timeout: float, is_failure: Callable[[Any], bool]) -> None:
@@ -91,6 +129,7 @@ class Breaker(pybreaker.CircuitBreaker):
         )
         self._opened_at = 0.0
         self._trial_running = False
+        self._lock_free = lock_free_calls()
         circuit_breaker_state.labels(name).set(0)
 
     @property
@@ -109,6 +148,8 @@ class Breaker(pybreaker.CircuitBreaker):
 
     def call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run `func` unless the breaker is open; record the outcome. Raises CircuitBreakerError when refused."""
+        if not self._lock_free:
+            return super().call(func, *args, **kwargs)
         trial = self._admit()
         try:
             result = func(*args, **kwargs)

@@ -26,10 +26,17 @@ logger = logging.getLogger(__name__)
 
 class JsonLogger(GunicornLogger):
     """Gunicorn's logger with its access log off unless asked for explicitly (`--access-logfile`): the app writes
-    the access-log line itself, with trace ids. A `logconfig_dict` would otherwise switch it on."""
+    the access-log line itself, with trace ids. A `logconfig_dict` would otherwise switch it on. Only the public
+    logger interface is overridden: `access` (every gunicorn version) and `access_log_enabled` (read by the ASGI
+    workers to skip building the line)."""
 
-    def _compute_access_log_enabled(self) -> bool:
+    @property
+    def access_log_enabled(self) -> bool:
         return bool(self.cfg.accesslog)
+
+    def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
+        if self.cfg.accesslog:
+            super().access(resp, req, environ, request_time)
 
 
 def validate(settings: Settings) -> None:

@@ -68,6 +68,7 @@ class JsonFormatter(_BaseJsonFormatter):
         self.service = service
         # One encoder for every line (json.dumps(cls=...) would build one per call); encode() keeps no state.
         self._encoder = JsonEncoder(ensure_ascii=True)
+        self._skip = frozenset(self.reserved_attrs)
 
     def add_fields(self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]) -> None:
         """Base fields first (they win over a same-named event field), then the event fields."""
@@ -84,7 +85,7 @@ class JsonFormatter(_BaseJsonFormatter):
         )
         for key, value in message_dict.items():
             log_data.setdefault(key, value)
-        skip = self._skip_fields
+        skip = self._skip
         for key, value in record.__dict__.items():  # the `extra=` fields (as pythonjsonlogger's merge_record_extra)
             if key not in skip and not key.startswith("_"):
                 log_data.setdefault(key, value)

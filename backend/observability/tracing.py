@@ -13,6 +13,7 @@ import os
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -39,9 +40,10 @@ from werkzeug.exceptions import HTTPException
 
 from backend.core.config import Settings
 from backend.core.errors import ApiError
+from backend.core.internals import report_fallback
 from backend.observability import metrics, sql
 from backend.observability.exceptions import driver_error, record_on_span
-from backend.observability.otlp_encoding import FastOTLPSpanExporter
+from backend.observability.otlp_encoding import exporter_class
 from backend.observability.sampling import build_sampler
 
 logger = logging.getLogger(__name__)
@@ -154,17 +156,35 @@ class ReportingExporter(SpanExporter):
 
 
 class CountingBatchSpanProcessor(BatchSpanProcessor):
-    """BatchSpanProcessor that reports the spans its full queue discards."""
+    """BatchSpanProcessor that reports the spans its full queue discards.
+
+    The SDK has no public queue length: the count reads its private bounded deque, found at construction. With
+    another SDK layout the processor runs unchanged without counting (the SDK logs "Queue full" itself).
+    """
 
     def __init__(self, exporter: SpanExporter, reporter: DropReporter, **kwargs: Any) -> None:
         super().__init__(exporter, **kwargs)
         self._reporter = reporter
+        self._counted_queue = self._sdk_queue()
+
+    def _sdk_queue(self) -> deque[Any] | None:
+        """The SDK's span queue when it is the bounded deque this class expects; None (logged once) otherwise."""
+        queue = getattr(getattr(self, "_batch_processor", None), "_queue", None)
+        if isinstance(queue, deque) and queue.maxlen is not None and queue.maxlen > 0:
+            return queue
+        report_fallback(
+            "opentelemetry-sdk",
+            "queue_full span counting",
+            "BatchSpanProcessor without counting (the SDK logs queue-full drops)",
+            f"BatchSpanProcessor._batch_processor._queue is {type(queue).__name__}, not a bounded deque",
+        )
+        return None
 
     def on_end(self, span: ReadableSpan) -> None:
-        if span.context is not None and span.context.trace_flags.sampled:
-            queue = getattr(self._batch_processor, "_queue", None)
-            if queue is not None and queue.maxlen is not None and len(queue) >= queue.maxlen:
-                self._reporter.dropped(1, "queue_full")
+        queue = self._counted_queue
+        sampled = span.context is not None and span.context.trace_flags.sampled
+        if sampled and queue is not None and len(queue) >= (queue.maxlen or 0):
+            self._reporter.dropped(1, "queue_full")
         super().on_end(span)
 
 
@@ -182,7 +202,7 @@ def _span_processor(endpoint: str) -> CountingBatchSpanProcessor:
         for old in [f for f in export_logger.filters if isinstance(f, _ExportLogFilter)]:
             export_logger.removeFilter(old)
         export_logger.addFilter(log_filter)
-    exporter = FastOTLPSpanExporter(endpoint=endpoint, timeout=_export_timeout())
+    exporter = exporter_class()(endpoint=endpoint, timeout=_export_timeout())
     return CountingBatchSpanProcessor(ReportingExporter(exporter, reporter), reporter)
 
 
@@ -291,6 +311,13 @@ def instrument_engine(engine: Engine) -> None:
     copying_handler = getattr(otel_sqlalchemy, "_handle_error", None)
     if copying_handler is not None and event.contains(engine, "handle_error", copying_handler):
         event.remove(engine, "handle_error", copying_handler)
+    else:
+        report_fallback(
+            "opentelemetry-instrumentation-sqlalchemy",
+            "SQL error statuses without driver messages",
+            "the instrumentation's own error handler",
+            "no _handle_error listener registered by EngineTracer",
+        )
     event.listen(engine, "handle_error", _end_sql_span_on_error)
 
 

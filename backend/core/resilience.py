@@ -36,8 +36,8 @@ from sqlalchemy.engine import Dialect, Engine, ExceptionContext
 from backend.core import redis as redis_module
 from backend.core.config import ConfigError, Settings
 from backend.core.errors import ServiceUnavailable
-from backend.core.internals import report_fallback
 from backend.extensions import db
+from backend.observability.internals import report_fallback
 
 logger = logging.getLogger(__name__)
 

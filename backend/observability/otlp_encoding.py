@@ -28,7 +28,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.span import TraceState
 
-from backend.core.internals import report_fallback
+from backend.observability.internals import report_fallback
 
 # Distinct key/value pairs kept encoded; cleared when full (paths and user agents are unbounded).
 MAX_CACHED_ATTRIBUTES = 8192

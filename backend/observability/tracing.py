@@ -40,9 +40,9 @@ from werkzeug.exceptions import HTTPException
 
 from backend.core.config import Settings
 from backend.core.errors import ApiError
-from backend.core.internals import report_fallback
 from backend.observability import metrics, sql
 from backend.observability.exceptions import driver_error, record_on_span
+from backend.observability.internals import report_fallback
 from backend.observability.otlp_encoding import exporter_class
 from backend.observability.sampling import build_sampler
 

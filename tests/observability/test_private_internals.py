@@ -24,8 +24,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from sqlalchemy import create_engine
 
-from backend.core import internals
-from backend.observability import otlp_encoding, tracing
+from backend.observability import internals, otlp_encoding, tracing
 from backend.observability.logging import JsonFormatter
 from tests.observability.receiver import OtlpReceiver
 

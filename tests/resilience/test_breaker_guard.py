@@ -14,9 +14,10 @@ import pybreaker
 import pytest
 
 from backend import create_app
-from backend.core import internals, resilience
+from backend.core import resilience
 from backend.core.config import Settings
 from backend.core.resilience import Breaker
+from backend.observability import internals
 
 
 @pytest.fixture(autouse=True)

@@ -45,24 +45,23 @@ class TestServices:
         return with_database(self.server_url, self.database_name)
 
 
-def create_database(server_url: str, name: str) -> None:
+def _administer(server_url: str, statement: sql.Composable) -> None:
+    """Run one statement outside a transaction (CREATE/DROP DATABASE) in the server's `postgres` database."""
     conn = psycopg2.connect(admin_dsn(server_url))
     conn.autocommit = True
     try:
         with conn.cursor() as cursor:
-            cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            cursor.execute(statement)
     finally:
         conn.close()
+
+
+def create_database(server_url: str, name: str) -> None:
+    _administer(server_url, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
 def drop_database(server_url: str, name: str) -> None:
-    conn = psycopg2.connect(admin_dsn(server_url))
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cursor:
-            cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-    finally:
-        conn.close()
+    _administer(server_url, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @contextmanager

@@ -108,11 +108,13 @@ def clear(app: Flask) -> None:
 
 def init_app(app: Flask) -> None:
     """Attach the app's cache and serve its Redis-side metrics on /metrics."""
-    from backend.observability.metrics import register_scrape_collector
+    from backend.observability.metrics import register_scrape_collector, zero_series
 
     cache = RedisCache(app)
     app.extensions[EXTENSION_KEY] = cache
     register_scrape_collector(app, CacheCollector(cache))
+    for metric in (cache_hits, cache_misses, cache_latency):
+        zero_series(metric, TTL_SETTINGS)
 
 
 def _serialised(value: Any) -> tuple[Any, str]:

@@ -13,9 +13,12 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 APP_ENVS = ("development", "production", "test")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+DEFAULT_SERVICE_NAME = "backend"
+OTLP_PROTOCOL = "http/protobuf"
 AUTH_MODES = ("off", "apikey")
 
 
@@ -82,6 +85,33 @@ def _parse_list(raw: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
+def _parse_otlp_protocol(raw: str) -> str:
+    value = raw.strip().lower() or OTLP_PROTOCOL
+    if value != OTLP_PROTOCOL:
+        raise ValueError(
+            f"only {OTLP_PROTOCOL} is supported: point the endpoint at the collector's OTLP/HTTP port 4318"
+        )
+    return value
+
+
+def parse_resource_attributes(raw: str) -> dict[str, str]:
+    """`key=value,key=value` (values percent-decoded), as OTEL_RESOURCE_ATTRIBUTES is written."""
+    attributes: dict[str, str] = {}
+    for item in raw.split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError("expected key=value pairs separated by commas")
+        attributes[key.strip()] = unquote(value.strip())
+    return attributes
+
+
+def _parse_resource_attributes(raw: str) -> str:
+    parse_resource_attributes(raw)
+    return raw.strip()
+
+
 def _parse_database_url(raw: str) -> str:
     value = raw.strip()
     # Heroku-style URLs use the deprecated "postgres" scheme that SQLAlchemy 2 rejects.
@@ -128,7 +158,9 @@ class Settings:
     threads: int = env(
         "GUNICORN_THREADS", 256, _parse_int(1, 4096), "Threads per worker (gthread); each WebSocket holds one"
     )
-    service_name: str = env("SERVICE_NAME", "backend", _parse_str, "`service` field of logs and metrics")
+    service_name: str = env(
+        "SERVICE_NAME", "", _parse_str, "`service` of logs, `app_info` of metrics (default: OTEL_SERVICE_NAME/backend)"
+    )
     log_level: str = env("LOG_LEVEL", "INFO", _parse_choice(*LOG_LEVELS, upper=True), "Root log level")
     # Database
     database_url: str = env(
@@ -198,13 +230,27 @@ class Settings:
     otel_exporter_otlp_endpoint: str = env(
         "OTEL_EXPORTER_OTLP_ENDPOINT", "", _parse_str, "OTLP/HTTP base URL (e.g. http://jaeger:4318)"
     )
-    otel_service_name: str = env("OTEL_SERVICE_NAME", "", _parse_str, "Trace service name (wins over JAEGER_*)")
-    otel_traces_sampler: str = env("OTEL_TRACES_SAMPLER", "", _parse_str, "OTel sampler name")
+    otel_exporter_otlp_protocol: str = env(
+        "OTEL_EXPORTER_OTLP_PROTOCOL", OTLP_PROTOCOL, _parse_otlp_protocol, "OTLP protocol (only http/protobuf)"
+    )
+    otel_exporter_otlp_traces_protocol: str = env(
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", OTLP_PROTOCOL, _parse_otlp_protocol, "Same, for traces only"
+    )
+    otel_service_name: str = env(
+        "OTEL_SERVICE_NAME", "", _parse_str, "Service name of traces, logs and metrics (default: backend)"
+    )
+    otel_resource_attributes: str = env(
+        "OTEL_RESOURCE_ATTRIBUTES", "", _parse_resource_attributes, "Trace resource attributes (k=v,k=v)"
+    )
+    otel_traces_sampler: str = env("OTEL_TRACES_SAMPLER", "", _parse_str, "OTel sampler name (wins over JAEGER_*)")
     otel_traces_sampler_arg: str = env("OTEL_TRACES_SAMPLER_ARG", "", _parse_str, "OTel sampler argument")
     jaeger_agent_host: str = env("JAEGER_AGENT_HOST", "", _parse_str, "Jaeger host → http://HOST:4318 (OTLP)")
-    jaeger_service_name: str = env("JAEGER_SERVICE_NAME", "", _parse_str, "Trace service name (legacy)")
+    jaeger_service_name: str = env("JAEGER_SERVICE_NAME", "", _parse_str, "Trace service name (legacy; OTEL_* win)")
     jaeger_sampler_type: str = env(
-        "JAEGER_SAMPLER_TYPE", "", _parse_choice("", "const", "probabilistic", "ratelimiting"), "Legacy sampler"
+        "JAEGER_SAMPLER_TYPE",
+        "",
+        _parse_choice("", "const", "probabilistic", "ratelimiting"),
+        "Legacy sampler (OTEL_TRACES_SAMPLER wins)",
     )
     jaeger_sampler_param: str = env("JAEGER_SAMPLER_PARAM", "", _parse_str, "Legacy sampler parameter")
 
@@ -237,10 +283,24 @@ class Settings:
             raise ConfigError("Missing DATABASE_URL: set it to a postgresql:// URL (make run starts one for you)")
         if self.redis_required and not self.redis_url:
             raise ConfigError("Missing REDIS_URL: REDIS_REQUIRED=true needs a redis:// URL")
+        if not self.service_name:
+            updates["service_name"] = self.otel_named_service or DEFAULT_SERVICE_NAME
         if self.database_url.startswith("postgresql://"):
             # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; this service uses psycopg2.
             updates["database_url"] = self.database_url.replace("postgresql://", "postgresql+psycopg2://", 1)
         return dataclasses.replace(self, **updates) if updates else self
+
+    @property
+    def otel_named_service(self) -> str:
+        """The OTel name for every signal: OTEL_SERVICE_NAME, else service.name of OTEL_RESOURCE_ATTRIBUTES."""
+        attributes = parse_resource_attributes(self.otel_resource_attributes)
+        return self.otel_service_name or attributes.get("service.name", "")
+
+    @property
+    def trace_service_name(self) -> str:
+        """`service.name` of traces: the OTel name, else JAEGER_SERVICE_NAME (traces only, as with jaeger-client),
+        else SERVICE_NAME (so logs, metrics and traces share one name unless configured otherwise)."""
+        return self.otel_named_service or self.jaeger_service_name or self.service_name or DEFAULT_SERVICE_NAME
 
     @property
     def is_production(self) -> bool:

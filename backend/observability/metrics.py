@@ -27,7 +27,7 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics import MetricWrapperBase
-from prometheus_client.metrics_core import Metric
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
@@ -241,6 +241,22 @@ class _Guarded(Collector):
             return []
 
 
+class AppInfo(Collector):
+    """`app_info{service_name, version, environment} 1`: the service name logs and traces carry, and the release."""
+
+    def __init__(self, service_name: str, version: str, environment: str) -> None:
+        self.labels = [service_name, version, environment]
+
+    def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily(
+            "app_info",
+            "Service name (the `service` of logs, `service.name` of traces), version and APP_ENV; always 1",
+            labels=["service_name", "version", "environment"],
+        )
+        family.add_metric(self.labels, 1)
+        return [family]
+
+
 def register_scrape_collector(app: Flask, collector: Collector) -> None:
     """Serve `collector` on this app's /metrics, in multiprocess and single-process mode alike.
 
@@ -286,9 +302,11 @@ class _AppMetrics(PrometheusMetrics):
 def init_app(app: APIFlask, max_overflow: int, engine: Engine) -> None:
     """Serve /metrics and instrument the app's engine (neither when METRICS_ENABLED is false)."""
     app.extensions.setdefault(COLLECTORS_KEY, [])
-    enabled = bool(app.config["SETTINGS"].metrics_enabled)
+    settings = app.config["SETTINGS"]
+    enabled = bool(settings.metrics_enabled)
     app.extensions[ENABLED_KEY] = enabled
     if not enabled:
         return
     _AppMetrics(app).register_endpoint(METRICS_PATH, app)
+    register_scrape_collector(app, AppInfo(settings.service_name, str(app.version), settings.app_env))
     instrument_engine(engine, max_overflow)

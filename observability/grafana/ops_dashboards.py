@@ -210,6 +210,13 @@ def infrastructure() -> Json:
             thresholds=thresholds((None, "orange"), (300, "green")),
             description="Seconds since the most recent (re)start: a low value that keeps resetting is a crash loop.",
         ),
+        table(
+            "Running versions",
+            prom(f"count by (service_name, version, environment) (app_info{{{SEL}}})", instant=True, fmt="table"),
+            width=24,
+            height=4,
+            description="Replicas per release. service_name is the `service` of the logs and the Jaeger service.",
+        ),
         text("Guided tour", TOUR, width=24, height=3),
         logs(
             "Errors and warnings (backend logs)",

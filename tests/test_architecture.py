@@ -1,7 +1,7 @@
 """The layout rules of CONTRIBUTING.md, checked on the source: who may import whom, and how long a module may be.
 
 Every import counts, at module level or inside a function. Layers of `backend/`, lowest first:
-  base           backend.extensions, backend.core.config, backend.core.errors: import only each other
+  base           backend.extensions, backend.core.config(_values), backend.core.errors: import only each other
   observability  backend.observability.*: base and itself
   core           the rest of backend.core.*: base, observability and core
   domains        every other top-level package or module under backend/ (products, sqal, bugs, chaos...): the
@@ -25,7 +25,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 CHECKED = ("backend", "simulator", "scripts", "bench")
 MAX_LINES = 400
-BASE = frozenset({"backend.extensions", "backend.core.config", "backend.core.errors"})
+BASE = frozenset({"backend.extensions", "backend.core.config", "backend.core.config_values", "backend.core.errors"})
 LOWER = ("base", "observability", "core")
 # Allowed imports between sub-packages of one domain: "sqal.live": {"sqal.reads"} lets backend/sqal/live/ import
 # backend/sqal/reads/. Empty: sub-packages share only their domain's top-level modules.

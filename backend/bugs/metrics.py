@@ -2,7 +2,7 @@
 
     bug_metrics{severity, status}   bugs per severity x status (every pair, zero-filled)
     bugs_resolved_today             bugs whose resolved_at falls on the current UTC day
-    bug_resolution_seconds          average resolved_at - created_at of resolved bugs (absent when none)
+    bug_resolution_seconds          average resolved_at - created_at of resolved bugs (0 while none is resolved)
 
 A custom collector rather than per-worker counters: every gunicorn worker answers a scrape with the same values
 because they come from PostgreSQL. Results are cached in-process for `ttl` seconds (the cache is module-level,
@@ -78,8 +78,8 @@ class BugMetricsCollector(Collector):
         for (severity, status), count in sorted(snapshot.by_severity_status.items()):
             per_status.add_metric([severity, status], count)
         resolved_today.add_metric([], snapshot.resolved_today)
-        if snapshot.avg_resolution_seconds is not None:
-            resolution.add_metric([], snapshot.avg_resolution_seconds)
+        # 0 rather than no series while nothing is resolved: a fresh instance shows every panel and reference check.
+        resolution.add_metric([], snapshot.avg_resolution_seconds or 0.0)
         yield from (per_status, resolved_today, resolution)
 
     def _snapshot(self) -> MetricSnapshot | None:

@@ -29,7 +29,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -37,10 +37,10 @@ from typing import Any
 import redis
 from flask import Flask, current_app
 from prometheus_client import Counter, Histogram
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from backend.core.cache_collector import CacheCollector
 from backend.core.resilience import RedisUnavailable, ThrottledWarning, key_prefix, redis_call
-from backend.observability.metrics import register_scrape_collector
+from backend.observability.metrics import register_scrape_collector, zero_series
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,6 @@ LOCK_TTL_MS = 5000  # cross-process fill lock (a crashed loader releases it by e
 LOCK_WAIT = 0.5  # how long a process polls for another process's fill before loading itself
 LOCK_POLL = 0.01
 INDEX_GRACE_MS = 120_000  # expired index members kept this long for the scrape to count them
-INDEX_SCAN_LIMIT = 5000
 WARN_EVERY = 60.0
 
 cache_hits = Counter("cache_hits_total", "Cache lookups answered from Redis", ["cache"])
@@ -102,6 +101,8 @@ def invalidate(name: str) -> None:
 def register_namespace(app: Flask, name: str, *, ttl: int) -> None:
     """Declare namespace `name` and its TTL (s): each domain registers its own from its `init_app`."""
     app.extensions[EXTENSION_KEY].ttls[name] = int(ttl)
+    for metric in (cache_hits, cache_misses, cache_latency):
+        zero_series(metric, (name,))  # a fresh instance shows the namespace's series at 0
 
 
 def clear(app: Flask) -> None:
@@ -330,71 +331,3 @@ class RedisCache:
 
     def _warn_degraded(self, exc: BaseException) -> None:
         self._degraded.warn("cache unavailable, reading from the database", exc)
-
-
-class CacheCollector:
-    """Scrape-time series from Redis: live bytes per namespace; expired and evicted entries, counted once.
-
-    Each stored entry is listed in a per-namespace sorted set scored by its expiry. A listed entry that is gone was
-    expired if its expiry has passed, evicted otherwise; a still-present entry of an old version is deleted and
-    counted as evicted. Counts are kept in Redis, so they are shared by every worker that answers a scrape.
-    """
-
-    def __init__(self, cache: RedisCache) -> None:
-        self.cache = cache
-
-    def collect(self) -> Iterable[Metric]:
-        if not self.cache.enabled:
-            return []
-        size = GaugeMetricFamily("cache_size_bytes", "Bytes of the live entries of each cache", labels=["cache"])
-        expirations = CounterMetricFamily("cache_expirations", "Entries gone after their TTL", labels=["cache"])
-        evictions = CounterMetricFamily(
-            "cache_evictions", "Entries removed before their TTL (invalidated or evicted)", labels=["cache"]
-        )
-        try:
-            for name in self.cache.namespaces():
-                size.add_metric([name], self.cache.call_redis(partial(self._sweep, name=name)))
-            stats = self.cache.call_redis(lambda client: client.hgetall(self.cache.stats_key()))
-        except RedisUnavailable:
-            return []  # the cache is degraded (logged by the request path); no stale numbers
-        for name in self.cache.namespaces():
-            expirations.add_metric([name], int(stats.get(f"{name}:expirations".encode(), 0)))
-            evictions.add_metric([name], int(stats.get(f"{name}:evictions".encode(), 0)))
-        return [size, expirations, evictions]
-
-    def _sweep(self, client: redis.Redis, *, name: str) -> int:
-        cache = self.cache
-        now_ms = time.time() * 1000
-        members: Any = client.zrange(cache.index_key(name), 0, INDEX_SCAN_LIMIT - 1, withscores=True)
-        version: Any = client.get(cache.version_key(name))
-        current = (version or b"0").decode()
-        current_prefix = cache.entry_key(name, current, "").encode()
-        pipe = client.pipeline(transaction=False)
-        for member, _ in members:
-            pipe.strlen(member)
-        sizes: list[int] = pipe.execute() if members else []
-        live_bytes, gone, stale = 0, [], []
-        for (member, expires_ms), length in zip(members, sizes, strict=True):
-            if length == 0:
-                gone.append((member, expires_ms <= now_ms + 1000))
-            elif member.startswith(current_prefix):
-                live_bytes += length
-            else:
-                stale.append(member)
-        pipe = client.pipeline(transaction=False)
-        for member, _ in gone:
-            pipe.zrem(cache.index_key(name), member)
-        for member in stale:
-            pipe.unlink(member)
-            pipe.zrem(cache.index_key(name), member)
-        results = pipe.execute() if gone or stale else []
-        # ZREM returns 1 only for the scrape that removed the member: concurrent scrapes count it once.
-        expired = sum(results[i] for i, (_, was_due) in enumerate(gone) if was_due)
-        evicted = sum(results[i] for i, (_, was_due) in enumerate(gone) if not was_due)
-        evicted += sum(results[len(gone) + 2 * i + 1] for i in range(len(stale)))
-        if expired or evicted:
-            pipe = client.pipeline(transaction=False)
-            pipe.hincrby(cache.stats_key(), f"{name}:expirations", expired)
-            pipe.hincrby(cache.stats_key(), f"{name}:evictions", evicted)
-            pipe.execute()
-        return live_bytes

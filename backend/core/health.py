@@ -22,7 +22,7 @@ from flask import Flask, current_app
 from backend.core import database, shutdown
 from backend.core import redis as redis_module
 from backend.core.auth import AUTH_OFF_WARNING
-from backend.core.config import redis_location
+from backend.core.config_values import redis_location
 from backend.core.resilience import redis_call
 from backend.extensions import db
 

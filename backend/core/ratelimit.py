@@ -49,6 +49,7 @@ rate_limit_exceeded = Counter(
     "Requests or events refused by a rate limit (http_read, http_write, hit scopes)",
     ["scope"],
 )
+HTTP_SCOPES = ("http_read", "http_write")
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,9 @@ class Budgets:
 
 def init_app(app: Flask) -> None:
     """Limit every route per client (reads and writes apart) and answer 429 in the error format."""
+    from backend.observability.metrics import zero_series
+
+    zero_series(rate_limit_exceeded, HTTP_SCOPES)  # `hit` scopes are registered by their users
     settings: Settings = app.config["SETTINGS"]
     prefix = key_prefix(settings) + "rl"
     limiter = Limiter(
@@ -178,6 +182,6 @@ def _add_headers(limiter: Limiter, response: Response) -> Response:
 
 
 def _too_many_requests(error: RateLimitExceeded) -> Response:
-    rate_limit_exceeded.labels("http_read" if request.method in READ_METHODS else "http_write").inc()
+    rate_limit_exceeded.labels(HTTP_SCOPES[0] if request.method in READ_METHODS else HTTP_SCOPES[1]).inc()
     limit = str(error.limit.limit)
     return error_response(429, "rate_limited", f"Rate limit exceeded: {limit}", {"limit": limit})

@@ -4,7 +4,9 @@ Under gunicorn, `PROMETHEUS_MULTIPROC_DIR` is set (gunicorn.conf.py) before prom
 worker writes its samples to memory-mapped files there and /metrics aggregates all of them, whichever worker
 answers. Without it (Flask test client, `flask shell`) the process-local default registry is served.
 
-Domains add series computed at scrape time with `register_scrape_collector(app, collector)`.
+Domains add series computed at scrape time with `register_scrape_collector(app, collector)`, and export their
+known label sets at 0 from the start with `zero_series(metric, label_sets)`. A labelled metric used by no process
+yet is still declared (HELP/TYPE without samples), as single-process mode does.
 
 `METRICS_ENABLED=false` (the baseline of the instrumentation-overhead benchmark): no /metrics route (a 404 like
 any unknown path), no per-request HTTP series, no statement counting. Domain counters that other modules update
@@ -16,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from apiflask import APIFlask
@@ -24,7 +26,8 @@ from flask import Flask, current_app
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
-from prometheus_client.metrics_core import Metric
+from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
@@ -79,9 +82,20 @@ db_connection_pool_available = Gauge(
     multiprocess_mode="livesum",
 )
 spans_dropped = Counter("otel_spans_dropped_total", "Spans lost before reaching the trace backend", ["reason"])
+
+
+def zero_series(metric: MetricWrapperBase, label_sets: Iterable[str | Sequence[str]]) -> None:
+    """Export `metric` at 0 for each known label set (a value, or a tuple of values) before its first use.
+
+    Under gunicorn a labelled series exists only once some process called `.labels(...)`: call this from an
+    `init_app`, which runs in every worker at start, so a fresh instance already shows the series.
+    """
+    for values in label_sets:
+        metric.labels(*((values,) if isinstance(values, str) else values))
+
+
 # Known reasons exported at 0 from the start, so "no spans lost" is a series, not an absence.
-for _reason in ("queue_full", "export_failed"):
-    spans_dropped.labels(reason=_reason)
+zero_series(spans_dropped, ("queue_full", "export_failed"))
 
 
 _gunicorn_master: int | None = None
@@ -194,6 +208,21 @@ class _Forward(Collector):
         return self._source.collect()
 
 
+class _AllWorkers(Collector):
+    """Every worker's samples (multiprocess files), plus an empty family for each labelled metric of this process
+    that no process has used yet: the HELP/TYPE lines single-process mode shows, so the name is always there."""
+
+    def __init__(self) -> None:
+        self._files = MultiProcessCollector(None)
+
+    def collect(self) -> Iterable[Metric]:
+        families = list(self._files.collect())
+        written = {family.name for family in families}
+        # The process's own families: labelled ones without children have no samples (process_* etc. always do).
+        declared = [f for f in REGISTRY.collect() if not f.samples and f.name not in written]
+        return families + declared
+
+
 class _Guarded(Collector):
     """A domain collector whose failure drops its own series instead of failing the whole scrape."""
 
@@ -212,6 +241,22 @@ class _Guarded(Collector):
             return []
 
 
+class AppInfo(Collector):
+    """`app_info{service_name, version, environment} 1`: the service name logs and traces carry, and the release."""
+
+    def __init__(self, service_name: str, version: str, environment: str) -> None:
+        self.labels = [service_name, version, environment]
+
+    def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily(
+            "app_info",
+            "Service name (the `service` of logs, `service.name` of traces), version and APP_ENV; always 1",
+            labels=["service_name", "version", "environment"],
+        )
+        family.add_metric(self.labels, 1)
+        return [family]
+
+
 def register_scrape_collector(app: Flask, collector: Collector) -> None:
     """Serve `collector` on this app's /metrics, in multiprocess and single-process mode alike.
 
@@ -226,7 +271,7 @@ def scrape_registry(collectors: Iterable[Collector]) -> CollectorRegistry:
     """The registry one scrape is served from: all workers (or this process), then the domain collectors."""
     registry = CollectorRegistry(auto_describe=False, support_collectors_without_names=True)
     if is_multiprocess():
-        MultiProcessCollector(registry)
+        registry.register(_AllWorkers())
         master = _gunicorn_master
         registry.register(ProcessGroupCollector(lambda: master) if master else ProcessCollector(registry=None))
     else:
@@ -257,9 +302,11 @@ class _AppMetrics(PrometheusMetrics):
 def init_app(app: APIFlask, max_overflow: int, engine: Engine) -> None:
     """Serve /metrics and instrument the app's engine (neither when METRICS_ENABLED is false)."""
     app.extensions.setdefault(COLLECTORS_KEY, [])
-    enabled = bool(app.config["SETTINGS"].metrics_enabled)
+    settings = app.config["SETTINGS"]
+    enabled = bool(settings.metrics_enabled)
     app.extensions[ENABLED_KEY] = enabled
     if not enabled:
         return
     _AppMetrics(app).register_endpoint(METRICS_PATH, app)
+    register_scrape_collector(app, AppInfo(settings.service_name, str(app.version), settings.app_env))
     instrument_engine(engine, max_overflow)

@@ -1,7 +1,8 @@
-"""Trace samplers from the legacy JAEGER_SAMPLER_* variables or the OTel OTEL_TRACES_SAMPLER* ones.
+"""Trace samplers from the OTel OTEL_TRACES_SAMPLER* variables or the legacy JAEGER_SAMPLER_* ones.
 
-JAEGER_SAMPLER_TYPE wins when set; every Jaeger choice is parent-based (a request carrying a sampling decision in
-`traceparent` / `uber-trace-id` keeps it; the sampler decides for new traces only). Default: parent-based always-on.
+OTEL_TRACES_SAMPLER wins when set (the standard variable over the compatibility one); every Jaeger choice is
+parent-based (a request carrying a sampling decision in `traceparent` / `uber-trace-id` keeps it; the sampler
+decides for new traces only). Default: parent-based always-on.
 """
 
 from __future__ import annotations
@@ -115,8 +116,8 @@ def _otel_sampler(name: str, raw: str) -> Sampler:
 
 def build_sampler(settings: Settings) -> Sampler:
     """The sampler the settings ask for; ConfigError (naming the variable) on a bad value."""
-    if settings.jaeger_sampler_type:
-        return _jaeger_sampler(settings.jaeger_sampler_type, settings.jaeger_sampler_param)
     if settings.otel_traces_sampler:
         return _otel_sampler(settings.otel_traces_sampler, settings.otel_traces_sampler_arg)
+    if settings.jaeger_sampler_type:
+        return _jaeger_sampler(settings.jaeger_sampler_type, settings.jaeger_sampler_param)
     return ParentBased(ALWAYS_ON)

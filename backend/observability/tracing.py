@@ -39,6 +39,7 @@ from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
 
 from backend.core.config import Settings
+from backend.core.config_values import parse_resource_attributes
 from backend.core.errors import ApiError
 from backend.observability import metrics, sql
 from backend.observability.exceptions import driver_error, record_on_span
@@ -48,7 +49,6 @@ from backend.observability.sampling import build_sampler
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_SERVICE_NAME = "backend-service"
 DEFAULT_EXPORT_TIMEOUT = 2.0
 WARNING_INTERVAL = 60.0
 # Logs of the export path, replaced by DropReporter's rate-limited warning (they would repeat for every batch).
@@ -62,8 +62,8 @@ _deferred = False
 
 
 def service_name(settings: Settings) -> str:
-    """OTEL_SERVICE_NAME, else JAEGER_SERVICE_NAME, else backend-service."""
-    return settings.otel_service_name or settings.jaeger_service_name or DEFAULT_SERVICE_NAME
+    """The trace `service.name` (`Settings.trace_service_name`: OTEL_* first, then JAEGER_*, then SERVICE_NAME)."""
+    return settings.trace_service_name
 
 
 def exporter_endpoint(settings: Settings) -> str | None:
@@ -206,6 +206,19 @@ def _span_processor(endpoint: str) -> CountingBatchSpanProcessor:
     return CountingBatchSpanProcessor(ReportingExporter(exporter, reporter), reporter)
 
 
+def build_resource(settings: Settings, version: str) -> Resource:
+    """The process's resource: defaults, then OTEL_RESOURCE_ATTRIBUTES over them, then the service name."""
+    return Resource.create(
+        {
+            SERVICE_VERSION: version,
+            "deployment.environment.name": settings.app_env,
+            "service.instance.id": f"{socket.gethostname()}:{os.getpid()}",
+            **parse_resource_attributes(settings.otel_resource_attributes),
+            SERVICE_NAME: service_name(settings),
+        }
+    )
+
+
 def defer_until_fork() -> None:
     """Called by gunicorn.conf.py: in the master, `init_app` must not start exporter threads (post_fork will)."""
     global _deferred
@@ -221,15 +234,7 @@ def configure_provider(settings: Settings, version: str = "") -> TracerProvider 
         _deferred = False
         if _provider is not None:
             return _provider
-        resource = Resource.create(
-            {
-                SERVICE_NAME: service_name(settings),
-                SERVICE_VERSION: version,
-                "deployment.environment.name": settings.app_env,
-                "service.instance.id": f"{socket.gethostname()}:{os.getpid()}",
-            }
-        )
-        provider = TracerProvider(resource=resource, sampler=build_sampler(settings))
+        provider = TracerProvider(resource=build_resource(settings, version), sampler=build_sampler(settings))
         endpoint = exporter_endpoint(settings)
         if endpoint:
             provider.add_span_processor(_span_processor(endpoint))

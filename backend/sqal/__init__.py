@@ -35,7 +35,7 @@ class _ReaderThread(threading.Thread):
 def init_app(app: APIFlask) -> None:
     """Register the WebSocket route, the per-process runtime, the dev seeder and the `flask sqal` commands."""
     from backend.observability import register_scrape_collector
-    from backend.sqal import admin, cli, metrics, models, provisioning, ws
+    from backend.sqal import admin, cli, live, metrics, models, provisioning, ws
     from backend.sqal.reads import register_reads
 
     del models  # imported for its tables (metadata, migrations, truncation in tests)
@@ -51,6 +51,7 @@ def init_app(app: APIFlask) -> None:
     app.register_blueprint(admin.bp)  # device administration over HTTP (devices:admin)
     app.cli.add_command(cli.sqal_cli)
     register_scrape_collector(app, metrics.SqalCollector(app))
+    metrics.zero_known_series((ws.ENDPOINT, live.ENDPOINT), ws.RATE_SCOPE)
     register_reads(app)  # REST reads, dashboard metrics, /ws/dashboard/ and the /dashboard page
 
     def seed() -> None:

@@ -23,11 +23,26 @@ from prometheus_client.registry import Collector
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from backend.core import ratelimit
 from backend.core.errors import ServiceUnavailable
+from backend.observability.metrics import zero_series
+from backend.sqal.models import GRADES
 
 logger = logging.getLogger(__name__)
 
 ENDPOINT = "/ws/sensors/"
+# Error frame codes (docs/protocol.md §5) and received frame kinds, exported at 0 before their first occurrence.
+ERROR_CODES = (
+    "unauthorized",
+    "device_disabled",
+    "invalid_json",
+    "unknown_type",
+    "validation_error",
+    "message_too_large",
+    "rate_limited",
+    "internal_error",
+)
+RECEIVED_TYPES = ("sensor_data", "sensor_batch", "ping", "invalid", "unknown", "oversize", "rate_limited")
 WINDOW_SECONDS = 300
 CACHE_SECONDS = 5.0
 
@@ -143,6 +158,16 @@ def register_collector(registry: CollectorRegistry, app: Flask, **options: Any) 
     collector = SqalCollector(app, **options)
     registry.register(collector)
     return collector
+
+
+def zero_known_series(endpoints: Iterable[str], rate_scope: str) -> None:
+    """The SQAL series with known label sets, at 0 in this process (call at app start: every worker)."""
+    zero_series(websocket_connections_active, endpoints)
+    zero_series(websocket_messages_received, ((ENDPOINT, kind) for kind in RECEIVED_TYPES))
+    zero_series(websocket_errors, ERROR_CODES)
+    zero_series(samples_ingested, GRADES)
+    zero_series(sample_quality_score, GRADES)
+    zero_series(ratelimit.rate_limit_exceeded, (rate_scope,))
 
 
 def record_stored(grades_and_scores: Iterable[tuple[str, float]]) -> None:

@@ -124,7 +124,7 @@ def devices() -> Json:
             thresholds=thresholds((None, "red"), (1, "green")),
         ),
         stat("WebSocket connections", prom('sum(websocket_connections_active{job="backend"})')),
-        stat("Firmware versions in use", prom(f"count(count by (firmware_version) ({seen}))")),
+        stat("Firmware versions in use", prom(f"count(max by (firmware_version) ({seen}))")),
         stat(
             "Devices silent > 1 min",
             prom(f"count((time() - max by (device_id) ({seen})) > 60) or vector(0)"),

@@ -106,7 +106,7 @@ def infrastructure() -> Json:
             "Cache latency p95 and size",
             [
                 prom(quantile(0.95, "cache_latency_seconds", "cache", selector=SEL), "p95 {{cache}}"),
-                prom(f"sum by (cache) (cache_size_bytes{{{SEL}}})", "bytes {{cache}}"),
+                prom(f"max by (cache) (cache_size_bytes{{{SEL}}})", "bytes {{cache}}"),
             ],
             unit="s",
             overrides=[
@@ -119,8 +119,8 @@ def infrastructure() -> Json:
         timeseries(
             "Cache evictions and expirations",
             [
-                prom(f"sum by (cache) (rate(cache_evictions_total{{{SEL}}}[{RATE}]))", "evicted {{cache}}"),
-                prom(f"sum by (cache) (rate(cache_expirations_total{{{SEL}}}[{RATE}]))", "expired {{cache}}"),
+                prom(f"max by (cache) (rate(cache_evictions_total{{{SEL}}}[{RATE}]))", "evicted {{cache}}"),
+                prom(f"max by (cache) (rate(cache_expirations_total{{{SEL}}}[{RATE}]))", "expired {{cache}}"),
             ],
             unit="ops",
         ),
@@ -209,6 +209,13 @@ def infrastructure() -> Json:
             height=8,
             thresholds=thresholds((None, "orange"), (300, "green")),
             description="Seconds since the most recent (re)start: a low value that keeps resetting is a crash loop.",
+        ),
+        table(
+            "Running versions",
+            prom(f"count by (service_name, version, environment) (app_info{{{SEL}}})", instant=True, fmt="table"),
+            width=24,
+            height=4,
+            description="Replicas per release. service_name is the `service` of the logs and the Jaeger service.",
         ),
         text("Guided tour", TOUR, width=24, height=3),
         logs(

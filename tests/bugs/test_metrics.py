@@ -72,8 +72,8 @@ def test_register_collector_exposes_the_reference_promql_series(app: APIFlask, c
     exposition = generate_latest(registry).decode()
     assert 'bug_metrics{severity="critical",status="open"} 2.0' in exposition
     assert "# TYPE bug_metrics gauge" in exposition
-    # No resolved bug yet: no average rather than a made-up 0.
-    assert registry.get_sample_value("bug_resolution_seconds") is None
+    # No resolved bug yet: 0, so the series exists on a fresh instance (tests/stack/test_fresh_exports.py).
+    assert registry.get_sample_value("bug_resolution_seconds") == 0
 
 
 def test_the_app_serves_the_gauges_on_its_scrape_registry(app: APIFlask, client: FlaskClient) -> None:

@@ -80,9 +80,14 @@ def test_otel_variables(name: str, arg: str, expected: int) -> None:
     assert root_decisions(sampler(OTEL_TRACES_SAMPLER=name, OTEL_TRACES_SAMPLER_ARG=arg), 200) == expected
 
 
-def test_jaeger_variables_win_over_otel_ones() -> None:
+def test_otel_variables_win_over_jaeger_ones() -> None:
     chosen = sampler(JAEGER_SAMPLER_TYPE="const", JAEGER_SAMPLER_PARAM="1", OTEL_TRACES_SAMPLER="always_off")
-    assert root_decisions(chosen, 10) == 10
+    assert root_decisions(chosen, 10) == 0
+    ratio = sampler(JAEGER_SAMPLER_TYPE="const", JAEGER_SAMPLER_PARAM="0", OTEL_TRACES_SAMPLER="traceidratio")
+    assert root_decisions(ratio, 10) == 10  # OTEL_TRACES_SAMPLER_ARG unset: ratio 1
+    # Without OTEL_TRACES_SAMPLER the compatibility variables still apply (an ARG alone chooses nothing).
+    legacy = sampler(JAEGER_SAMPLER_TYPE="const", JAEGER_SAMPLER_PARAM="0", OTEL_TRACES_SAMPLER_ARG="1")
+    assert root_decisions(legacy, 10) == 0
 
 
 @pytest.mark.parametrize(
@@ -95,11 +100,31 @@ def test_jaeger_variables_win_over_otel_ones() -> None:
         ({"OTEL_TRACES_SAMPLER": "jaeger_remote"}, "OTEL_TRACES_SAMPLER"),
         ({"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "-1"}, "OTEL_TRACES_SAMPLER_ARG"),
         ({"JAEGER_SAMPLER_TYPE": "remote"}, "JAEGER_SAMPLER_TYPE"),
+        ({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, "OTEL_EXPORTER_OTLP_PROTOCOL"),
+        ({"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/json"}, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"),
+        ({"OTEL_RESOURCE_ATTRIBUTES": "service.name"}, "OTEL_RESOURCE_ATTRIBUTES"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], variable: str) -> None:
     with pytest.raises(ConfigError, match=variable):
         sampler(**env)
+
+
+def test_http_protobuf_is_accepted_in_any_case() -> None:
+    settings = Settings.from_env({"DATABASE_URL": DB, "OTEL_EXPORTER_OTLP_PROTOCOL": "HTTP/protobuf"})
+    assert settings.otel_exporter_otlp_protocol == "http/protobuf"
+    assert Settings.from_env({"DATABASE_URL": DB, "OTEL_EXPORTER_OTLP_PROTOCOL": ""}).otel_exporter_otlp_protocol
+
+
+@pytest.mark.gunicorn
+def test_gunicorn_refuses_grpc_with_one_line(tmp_path: Path) -> None:
+    server = GunicornServer({"DATABASE_URL": DB, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, tmp_path, workers=1)
+    with pytest.raises(RuntimeError, match="exited with 2"):
+        server.start(timeout=20)
+    assert server.stderr().strip() == (
+        "config error: Invalid value for OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' (only http/protobuf is supported: "
+        "point the endpoint at the collector's OTLP/HTTP port 4318)"
+    )
 
 
 @pytest.mark.gunicorn

@@ -39,13 +39,36 @@ def server_spans(exporter: InMemorySpanExporter) -> list[ReadableSpan]:
 @pytest.mark.parametrize(
     ("env", "name"),
     [
-        ({}, "backend-service"),
-        ({"JAEGER_SERVICE_NAME": "legacy"}, "legacy"),
-        ({"JAEGER_SERVICE_NAME": "legacy", "OTEL_SERVICE_NAME": "otel"}, "otel"),
+        ({}, ("backend", "backend")),
+        ({"SERVICE_NAME": "svc"}, ("svc", "svc")),
+        ({"JAEGER_SERVICE_NAME": "legacy"}, ("legacy", "backend")),
+        ({"JAEGER_SERVICE_NAME": "legacy", "SERVICE_NAME": "svc"}, ("legacy", "svc")),
+        ({"JAEGER_SERVICE_NAME": "legacy", "OTEL_RESOURCE_ATTRIBUTES": "a=1,service.name=attr"}, ("attr", "attr")),
+        ({"JAEGER_SERVICE_NAME": "legacy", "OTEL_SERVICE_NAME": "otel"}, ("otel", "otel")),
+        ({"OTEL_RESOURCE_ATTRIBUTES": "service.name=attr", "OTEL_SERVICE_NAME": "otel"}, ("otel", "otel")),
+        ({"OTEL_SERVICE_NAME": "otel", "SERVICE_NAME": "svc"}, ("otel", "svc")),
     ],
 )
-def test_service_name_precedence(env: dict[str, str], name: str) -> None:
-    assert tracing.service_name(Settings.from_env({"DATABASE_URL": DB, **env})) == name
+def test_service_name_precedence(env: dict[str, str], name: tuple[str, str]) -> None:
+    """(trace service.name, log `service`): OTEL_* name every signal, JAEGER_SERVICE_NAME only traces."""
+    settings = Settings.from_env({"DATABASE_URL": DB, **env})
+    assert (tracing.service_name(settings), settings.service_name) == name
+
+
+def test_resource_attributes_win_over_defaults_and_the_service_name_over_them() -> None:
+    env = {
+        "DATABASE_URL": DB,
+        "APP_ENV": "production",
+        "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment.name=staging,team=qa%20line,service.name=attr",
+        "OTEL_SERVICE_NAME": "otel",
+    }
+    attributes = tracing.build_resource(Settings.from_env(env), "9.9.9").attributes
+    assert attributes["service.name"] == "otel"
+    assert attributes["deployment.environment.name"] == "staging"
+    assert attributes["team"] == "qa line"
+    assert attributes["service.version"] == "9.9.9"
+    default = tracing.build_resource(Settings.from_env({"DATABASE_URL": DB, "APP_ENV": "test"}), "1").attributes
+    assert (default["service.name"], default["deployment.environment.name"]) == ("backend", "test")
 
 
 def test_exporter_endpoint_precedence(monkeypatch: pytest.MonkeyPatch) -> None:

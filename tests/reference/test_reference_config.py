@@ -20,8 +20,8 @@ from backend.core.config import ConfigError, Settings
 from backend.extensions import db
 from scripts import devservices
 from scripts.devservices import REPO_ROOT, free_port
+from scripts.services import TestServices
 from tests.support.server import GUNICORN
-from tests.support.services import TestServices
 
 URL = "postgresql://u@127.0.0.1:5432/db"
 

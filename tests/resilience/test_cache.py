@@ -16,6 +16,7 @@ from apiflask import APIFlask
 from prometheus_client import REGISTRY
 
 from backend.core import cache
+from backend.core.cache_collector import CacheCollector
 from scripts.devservices import EmbeddedRedis
 from tests.resilience.load import sample, scrape
 
@@ -132,7 +133,7 @@ def test_concurrent_misses_load_once_while_redis_is_down(
 
 def test_size_expirations_and_evictions_are_measured(make_app: Callable[..., APIFlask]) -> None:
     app = make_app()
-    collector = cache.CacheCollector(app.extensions[cache.EXTENSION_KEY])
+    collector = CacheCollector(app.extensions[cache.EXTENSION_KEY])
 
     def series() -> dict[str, float]:
         values = {}

@@ -295,3 +295,42 @@ def selector_name(selector: promql_parser.VectorSelector) -> str | None:
         if matcher.name == "__name__" and matcher.op == promql_parser.MatchOp.Equal:
             return str(matcher.value)
     return None
+
+
+# --- queries written in README.md ----------------------------------------------------------------------------------
+
+README = REPO / "README.md"
+
+
+def readme_queries(language: str) -> list[Query]:
+    """Every query of the README's ```<language> blocks: one per line, `# comments` dropped, an indented line
+    continuing the previous query."""
+    found: list[Query] = []
+    for number, block in enumerate(re.findall(rf"```{language}\n(.*?)```", README.read_text(), flags=re.DOTALL), 1):
+        lines: list[str] = []
+        for raw in block.splitlines():
+            line = re.sub(r"\s+#.*$", "", raw).rstrip()
+            if not line.strip():
+                continue
+            if raw[:1].isspace() and lines:
+                lines[-1] += " " + line.strip()
+            else:
+                lines.append(line)
+        found += [Query(f"README.md {language} block {number} / {expr[:60]}", expr) for expr in lines]
+    return found
+
+
+def dashboard_logql() -> list[Query]:
+    """LogQL of every Loki target of the dashboards and of the datasource links (after Grafana's $$ unescaping)."""
+    found = [
+        Query(f"{name} / {panel['title']}", target["expr"])
+        for name, dashboard in dashboards().items()
+        for panel in panels(dashboard)
+        for target in panel.get("targets", [])
+        if target.get("datasource", {}).get("type") == "loki"
+    ]
+    for source in yaml.safe_load(DATASOURCES_FILE.read_text())["datasources"]:
+        link = source.get("jsonData", {}).get("tracesToLogsV2", {})
+        if link.get("query"):
+            found.append(Query(f"datasource {source['uid']} / traces to logs", link["query"].replace("$$", "$")))
+    return found

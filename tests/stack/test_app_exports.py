@@ -21,8 +21,9 @@ from websockets.sync.client import connect
 from scripts.services import TestServices
 from tests.conftest import truncate_all
 from tests.sqal.helpers import make_device, sample_frame
+from tests.stack import logql
 from tests.stack.prometheus_server import PrometheusServer
-from tests.stack.stackfiles import load_contract, require_tool
+from tests.stack.stackfiles import dashboard_logql, load_contract, readme_queries, require_tool
 from tests.support.server import GunicornServer
 
 # The reference document's PromQL examples (sqal-backend-api-integration.md, products-service-observability.md);
@@ -111,19 +112,50 @@ def test_every_contract_metric_is_exported(busy_server: GunicornServer) -> None:
     assert not missing, f"contract metrics not exported after the workload: {sorted(missing)}"
 
 
-def test_reference_promql_returns_data_from_a_real_prometheus(busy_server: GunicornServer, tmp_path: Path) -> None:
+def query_until_data(prometheus: PrometheusServer, server: GunicornServer, expr: str) -> list[dict[str, object]]:
+    """The query's non-NaN result, polled while a trickle of traffic (reads and 5xx) keeps rate() windows busy."""
+    result: list[dict[str, object]] = []
+    for _ in range(40):
+        requests.get(server.url("/products/1"), timeout=5)
+        requests.get(server.url("/error?kind=exception"), timeout=5)
+        result = [r for r in prometheus.query(expr) if r["value"][1] not in ("NaN",)]  # type: ignore[index]
+        if result:
+            break
+        time.sleep(0.5)
+    return result
+
+
+def test_reference_and_readme_promql_return_data_from_a_real_prometheus(
+    busy_server: GunicornServer, tmp_path: Path
+) -> None:
     binary = require_tool("prometheus")
+    readme = {query.source: query.expr for query in readme_queries("promql")}
+    assert len(readme) >= 8, "the README's PromQL block was not found"
     target = f"127.0.0.1:{busy_server.port}"
     with PrometheusServer(binary, tmp_path, targets=[target]) as prometheus:
         prometheus.wait_for('up{job="backend"} == 1', timeout=20)
-        # rate() needs two scrapes that saw traffic in between: keep a trickle going while Prometheus scrapes.
-        for name, expr in REFERENCE_QUERIES.items():
-            result: list[dict[str, object]] = []
-            for _ in range(40):
-                requests.get(busy_server.url("/products/1"), timeout=5)
-                requests.get(busy_server.url("/error?kind=exception"), timeout=5)
-                result = [r for r in prometheus.query(expr) if r["value"][1] not in ("NaN",)]  # type: ignore[index]
-                if result:
-                    break
-                time.sleep(0.5)
+        for name, expr in {**REFERENCE_QUERIES, **readme}.items():
+            result = query_until_data(prometheus, busy_server, expr)
             assert result, f"{name}: {expr} returned nothing\n{prometheus.log()[-2000:]}"
+
+
+def test_readme_and_dashboard_logql_select_what_the_pipeline_produces(busy_server: GunicornServer) -> None:
+    records = [json.loads(line) for line in busy_server.stdout().splitlines() if line.startswith("{")]
+    line_pipeline = logql.pipeline(records)
+    queries = readme_queries("logql") + dashboard_logql()
+    assert len(queries) >= 5
+    found = {query.source: logql.problems(query.expr, line_pipeline) for query in queries}
+    assert {source: problem for source, problem in found.items() if problem} == {}
+
+
+def test_the_logql_checker_rejects_what_it_should() -> None:
+    line_pipeline = logql.pipeline([{"level": "ERROR", "event": "x", "exc_info": {"type": "E"}}])
+    assert "error" in line_pipeline.values["level"]  # Alloy lower-cases the level label
+    assert "ERROR" not in line_pipeline.values["level"]
+    assert logql.problems('{service="backend"} | json | level="error" | exc_info_type != ""', line_pipeline) == []
+    assert logql.problems('{service="backend"} | json | level="ERROR"', line_pipeline)
+    assert logql.problems('{service="backend", level=~"error|WARNING"}', line_pipeline)
+    assert logql.problems('{app="backend"}', line_pipeline)
+    assert logql.problems('{service="backend-service"}', line_pipeline)
+    assert logql.problems('{service="backend"} | exc_info_type != ""', line_pipeline), "a field before | json"
+    assert logql.problems('{service="backend"} | json | no_such_field="1"', line_pipeline)

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from backend.core.config import documented_variables
+from backend.core.config import Settings, documented_variables
+from backend.observability.sampling import build_sampler
 from tests.stack.stackfiles import (
     COMPOSE_FILE,
     PINNED_IMAGE,
@@ -138,6 +139,42 @@ def test_backend_environment_only_sets_known_settings() -> None:
     for name in ("backend", "backend-init"):
         assert set(compose_services()[name]["environment"]) - known == set(), name
     assert compose_services()["backend"]["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://jaeger:4318"
+
+
+# Standard OpenTelemetry variables a user may set in .env (only those the app reads; the endpoint is the stack's).
+OTEL_PASSTHROUGH = (
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_SERVICE_NAME",
+    "OTEL_RESOURCE_ATTRIBUTES",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
+)
+
+
+def backend_settings(**overrides: str) -> Settings:
+    """The backend's settings as compose resolves them with .env holding `overrides`."""
+    environment = compose_services()["backend"]["environment"]
+    resolved = {key: with_defaults(str(value)) for key, value in environment.items()}
+    for key, value in environment.items():
+        passed = re.fullmatch(r"\$\{(\w+):-[^}]*\}", str(value))
+        if passed and passed.group(1) in overrides:
+            resolved[key] = overrides[passed.group(1)]
+    resolved["DATABASE_URL"] = "postgresql://u@db/x"
+    return Settings.from_env(resolved)
+
+
+def test_backend_passes_the_standard_otel_variables_through() -> None:
+    environment = compose_services()["backend"]["environment"]
+    for name in OTEL_PASSTHROUGH:
+        assert re.fullmatch(rf"\$\{{{name}:-[^}}]*\}}", str(environment.get(name))), f"{name} is not passed through"
+    # Unset: one service name for traces, logs and metrics.
+    default = backend_settings()
+    assert default.trace_service_name == default.service_name == "backend"
+    named = backend_settings(OTEL_SERVICE_NAME="line-1", JAEGER_SERVICE_NAME="legacy")
+    assert named.trace_service_name == named.service_name == "line-1"
+    # OTEL_TRACES_SAMPLER from .env wins over the stack's JAEGER_SAMPLER_TYPE default (const 1).
+    sampled = backend_settings(OTEL_TRACES_SAMPLER="traceidratio", OTEL_TRACES_SAMPLER_ARG="0.2")
+    assert "TraceIdRatioBased{0.2}" in build_sampler(sampled).get_description()
 
 
 def test_prometheus_runs_with_exemplar_storage_and_the_rules() -> None:

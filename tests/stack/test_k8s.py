@@ -184,3 +184,50 @@ def test_secret_template_has_every_secret_setting_and_no_value() -> None:
     assert set(template["stringData"].values()) == {""}
     assert not any(doc["kind"] == "Secret" for doc in rendered()), "applying the kustomization must not blank it"
     assert {ref.get("secretRef", {}).get("name") for ref in container()["envFrom"]} >= {template["metadata"]["name"]}
+
+
+OPERATOR_OVERLAY = K8S / "overlays" / "prometheus-operator"
+
+
+def base_labels() -> dict[str, str]:
+    """The labels the base kustomization puts on every resource (applied by kustomize, not in the files)."""
+    kustomization = yaml.safe_load((K8S / "base" / "kustomization.yaml").read_text())
+    return {key: value for entry in kustomization["labels"] for key, value in entry["pairs"].items()}
+
+
+def test_config_map_names_every_signal_alike_over_http_protobuf() -> None:
+    settings = Settings.from_env({**config_map(), "DATABASE_URL": "postgresql://u@db/x"})
+    assert settings.trace_service_name == settings.service_name == config_map()["OTEL_SERVICE_NAME"]
+    assert config_map()["OTEL_EXPORTER_OTLP_PROTOCOL"] == "http/protobuf"
+
+
+def test_service_monitor_scrapes_the_service_like_the_annotations_do() -> None:
+    documents = load_kustomization(OPERATOR_OVERLAY)
+    [monitor] = [doc for doc in documents if doc["kind"] == "ServiceMonitor"]
+    # The overlay is the production overlay plus the ServiceMonitor, nothing else.
+    assert [doc for doc in documents if doc is not monitor] == list(load_kustomization(OVERLAY))
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    operator = yaml.safe_load((OPERATOR_OVERLAY / "kustomization.yaml").read_text())
+    production = yaml.safe_load((OVERLAY / "kustomization.yaml").read_text())
+    assert operator["namespace"] == production["namespace"]
+    assert monitor["spec"]["namespaceSelector"]["matchNames"] == [production["namespace"]]
+    service = resource("Service")
+    service_labels = {**base_labels(), **service["metadata"].get("labels", {})}
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service_labels.items()
+    [endpoint] = monitor["spec"]["endpoints"]
+    annotations = resource("Deployment")["spec"]["template"]["metadata"]["annotations"]
+    assert endpoint["port"] in {port["name"] for port in service["spec"]["ports"]}
+    [port] = [p for p in service["spec"]["ports"] if p["name"] == endpoint["port"]]
+    container_port = next(p for p in container()["ports"] if p["name"] == port["targetPort"])
+    assert str(container_port["containerPort"]) == annotations["prometheus.io/port"]
+    assert endpoint["path"] == annotations["prometheus.io/path"] == "/metrics"
+    # Queries select job="backend": the Operator's default job (the Service name) is replaced.
+    prometheus = yaml.safe_load((REPO / "observability" / "prometheus" / "prometheus.yml").read_text())
+    assert "backend" in {job["job_name"] for job in prometheus["scrape_configs"]}
+    assert {"action": "replace", "targetLabel": "job", "replacement": "backend"} in endpoint["relabelings"]
+
+
+def test_service_monitor_is_not_in_the_default_overlay() -> None:
+    """The CRD may be missing: the production overlay must apply without it."""
+    assert all(doc["kind"] != "ServiceMonitor" for doc in rendered())
+    assert all(doc["apiVersion"].split("/")[0] != "monitoring.coreos.com" for doc in rendered())

@@ -1,4 +1,5 @@
-"""Every PromQL expression of the dashboards, rules and datasource links parses, and uses only contract metrics.
+"""Every PromQL expression of the dashboards, rules, datasource links and README parses, uses only contract metrics,
+and aggregates replica-identical gauges without counting them once per replica.
 
 A renamed metric would leave a panel silently empty; these tests make it a red build instead.
 """
@@ -8,7 +9,9 @@ from __future__ import annotations
 import subprocess
 from functools import cache
 from pathlib import Path
+from typing import Any
 
+import promql_parser
 import pytest
 import yaml
 
@@ -20,6 +23,7 @@ from tests.stack.stackfiles import (
     expand_grafana_variables,
     load_contract,
     provisioning_queries,
+    readme_queries,
     recorded_names,
     require_tool,
     rule_queries,
@@ -28,7 +32,26 @@ from tests.stack.stackfiles import (
     selectors,
 )
 
-ALL_QUERIES = dashboard_queries() + rule_queries() + provisioning_queries()
+ALL_QUERIES = dashboard_queries() + rule_queries() + provisioning_queries() + readme_queries("promql")
+# Computed at scrape time from the shared database or Redis: every replica reports the same whole-system value, so
+# summing (or counting) over replicas multiplies it. Aggregate them with max/min/avg, or keep `instance`.
+REPLICA_IDENTICAL = frozenset(
+    {
+        "bug_metrics",
+        "bugs_resolved_today",
+        "bug_resolution_seconds",
+        "samples_throughput_per_second",
+        "average_quality_score",
+        "conformity_rate_percent",
+        "reject_rate_percent",
+        "devices_active",
+        "device_last_seen_timestamp_seconds",
+        "cache_size_bytes",
+        "cache_evictions_total",
+        "cache_expirations_total",
+    }
+)
+REPLICA_SAFE_AGGREGATIONS = frozenset({"max", "min", "avg", "topk", "bottomk"})
 
 
 @cache
@@ -54,6 +77,44 @@ def unknown_labels(expr: str) -> set[str]:
             allowed = index[name].labels_of(name) | {"__name__"}
             wrong |= {f"{name}:{m.name}" for m in selector.matchers.matchers if m.name not in allowed}
     return wrong
+
+
+def replica_unsafe(expr: str) -> list[str]:
+    """Aggregations of a replica-identical metric that would count it once per replica."""
+    found: list[str] = []
+
+    def visit(node: Any, enclosing: Any) -> None:
+        if isinstance(node, promql_parser.VectorSelector):
+            name = selector_name(node)
+            if name in REPLICA_IDENTICAL and enclosing is not None:
+                modifier = enclosing.modifier
+                by_instance = modifier is not None and "By" in str(modifier.type) and "instance" in modifier.labels
+                if str(enclosing.op) not in REPLICA_SAFE_AGGREGATIONS and not by_instance:
+                    found.append(f"{enclosing.op}(... {name} ...)")
+            return
+        if isinstance(node, promql_parser.AggregateExpr):
+            visit(node.expr, node)
+            return
+        children = [getattr(node, attr, None) for attr in ("lhs", "rhs", "expr", "vector_selector")]
+        for child in [*children, *getattr(node, "args", [])]:
+            if child is not None:
+                visit(child, enclosing)
+
+    visit(promql_parser.parse(expand_grafana_variables(expr)), None)
+    return found
+
+
+def test_replica_identical_gauges_are_not_summed_over_replicas() -> None:
+    problems = {q.source: replica_unsafe(q.expr) for q in ALL_QUERIES if replica_unsafe(q.expr)}
+    assert problems == {}
+
+
+def test_the_replica_check_rejects_what_it_should() -> None:
+    assert replica_unsafe('sum(bug_metrics{severity="critical", status="open"})') == ["sum(... bug_metrics ...)"]
+    assert replica_unsafe("sum by (cache) (rate(cache_evictions_total[5m]))")
+    assert replica_unsafe("sum by (status) (max by (severity, status) (bug_metrics))") == []
+    assert replica_unsafe("sum by (instance) (cache_size_bytes)") == []
+    assert replica_unsafe("sum(rate(cache_hits_total[5m]))") == []
 
 
 def test_every_dashboard_and_rule_file_contributes_queries() -> None:

@@ -1,0 +1,183 @@
+"""The parsers behind `backend.core.config.Settings`: each turns one raw environment value into a typed value or
+raises ValueError with a message the settings loader prefixes with the variable's name."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+
+from psycopg2 import ProgrammingError
+from psycopg2.extensions import parse_dsn
+
+OTLP_PROTOCOL = "http/protobuf"
+
+
+def parse_int(minimum: int | None = None, maximum: int | None = None) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ValueError("expected an integer") from None
+        if minimum is not None and value < minimum:
+            raise ValueError(f"expected an integer >= {minimum}")
+        if maximum is not None and value > maximum:
+            raise ValueError(f"expected an integer <= {maximum}")
+        return value
+
+    return parse
+
+
+def parse_float(minimum: float | None = None, maximum: float | None = None) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ValueError("expected a number") from None
+        if not math.isfinite(value):
+            raise ValueError("expected a finite number")
+        if minimum is not None and value < minimum:
+            raise ValueError(f"expected a number >= {minimum}")
+        if maximum is not None and value > maximum:
+            raise ValueError(f"expected a number <= {maximum}")
+        return value
+
+    return parse
+
+
+def parse_bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
+def parse_choice(*choices: str, upper: bool = False) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().upper() if upper else raw.strip().lower()
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return value
+
+    return parse
+
+
+def parse_str(raw: str) -> str:
+    return raw.strip()
+
+
+def parse_list(raw: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+# Driver forms of the reference (asyncpg for FastAPI) and of psycopg 3, rewritten to the driver this service uses.
+_REWRITTEN_DRIVERS = ("postgresql+asyncpg://", "postgresql+psycopg://", "postgres+asyncpg://")
+# asyncpg spells libpq's sslmode `ssl` (same values).
+_ASYNCPG_SSL_VALUES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+def _rewrite_async_url(value: str) -> str:
+    """`postgresql+asyncpg://…?ssl=require` → `postgresql://…?sslmode=require`; other parameters must be libpq's."""
+    parts = urlsplit("postgresql://" + value.split("://", 1)[1])
+    query = []
+    for key, item in parse_qsl(parts.query, keep_blank_values=True):
+        if key == "ssl" and item in _ASYNCPG_SSL_VALUES:
+            key = "sslmode"
+        query.append((key, item))
+    rewritten = urlunsplit(parts._replace(query=urlencode(query)))
+    unknown = [key for key, _ in query if not _is_libpq_parameter(key)]
+    if unknown:
+        raise ValueError(f"{unknown[0]!r} is an asyncpg option psycopg2 does not know: remove it or use libpq's")
+    return rewritten
+
+
+def _is_libpq_parameter(key: str) -> bool:
+    try:
+        parse_dsn(f"postgresql:///?{urlencode({key: '1'})}")
+    except ProgrammingError:
+        return False
+    return True
+
+
+def parse_otlp_protocol(raw: str) -> str:
+    value = raw.strip().lower() or OTLP_PROTOCOL
+    if value != OTLP_PROTOCOL:
+        raise ValueError(
+            f"only {OTLP_PROTOCOL} is supported: point the endpoint at the collector's OTLP/HTTP port 4318"
+        )
+    return value
+
+
+def parse_resource_attributes(raw: str) -> dict[str, str]:
+    """`key=value,key=value` (values percent-decoded), as OTEL_RESOURCE_ATTRIBUTES is written."""
+    attributes: dict[str, str] = {}
+    for item in raw.split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError("expected key=value pairs separated by commas")
+        attributes[key.strip()] = unquote(value.strip())
+    return attributes
+
+
+def check_resource_attributes(raw: str) -> str:
+    parse_resource_attributes(raw)
+    return raw.strip()
+
+
+def parse_database_url(raw: str) -> str:
+    value = raw.strip()
+    # Heroku-style URLs use the deprecated "postgres" scheme that SQLAlchemy 2 rejects.
+    if value.startswith("postgres://"):
+        value = "postgresql://" + value[len("postgres://") :]
+    if value.startswith(_REWRITTEN_DRIVERS):
+        value = _rewrite_async_url(value)
+    if not value.startswith(("postgresql://", "postgresql+psycopg2://")):
+        raise ValueError("expected postgresql://USER:PASSWORD@HOST:5432/DB (postgresql+asyncpg:// is rewritten)")
+    return value
+
+
+def parse_redis_url(raw: str) -> str:
+    value = raw.strip()
+    if value and not value.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("expected a redis://, rediss:// or unix:// URL")
+    return value
+
+
+def parse_host(raw: str) -> str:
+    value = raw.strip()
+    if "://" in value or "/" in value or "@" in value:
+        raise ValueError("expected a host name or address; a URL goes in REDIS_URL")
+    return value
+
+
+def redis_url_from_parts(host: str, port: int | None, db: int | None, password: str) -> str:
+    """The redis:// URL that REDIS_HOST, REDIS_PORT, REDIS_DB and REDIS_PASSWORD describe."""
+    auth = f":{quote(password, safe='')}@" if password else ""
+    shown_host = f"[{host}]" if ":" in host else host
+    return f"redis://{auth}{shown_host}:{6379 if port is None else port}/{0 if db is None else db}"
+
+
+def redis_location(url: str) -> str:
+    """`host:port/db` (or the socket path) of a Redis URL, without credentials: safe to log and to show."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return parts.path
+    host = parts.hostname or "localhost"
+    shown_host = f"[{host}]" if ":" in host else host
+    return f"{shown_host}:{parts.port or 6379}/{parts.path.strip('/') or '0'}"
+
+
+def parse_rate(raw: str) -> str:
+    """A flask-limiter rate string such as '100/minute' or '100 per 60 seconds'."""
+    from limits import parse_many
+
+    value = raw.strip()
+    try:
+        parse_many(value)
+    except ValueError:
+        raise ValueError("expected a rate such as '100/minute' or '10 per second'") from None
+    return value

@@ -85,5 +85,10 @@ def get_or_404(
         model, key, options=list(options) or None, with_for_update=for_update or None, populate_existing=for_update
     )
     if row is None:
-        raise NotFound(f"{what} {key} not found", {field: key})
+        raise not_found(what, key, field)
     return row
+
+
+def not_found(what: str, key: Any, field: str = "id") -> NotFound:
+    """The NotFound `get_or_404` raises, for a read that does not go through the session."""
+    return NotFound(f"{what} {key} not found", {field: key})

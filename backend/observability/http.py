@@ -12,7 +12,7 @@ import time
 from flask import Flask, Response, g, request
 from opentelemetry import trace
 
-from backend.observability import metrics
+from backend.observability import metrics, server_spans
 from backend.observability.ids import FALLBACK_ATTRIBUTE, current_ids, fallback_trace_id, is_sampled
 from backend.observability.redaction import redact_query
 
@@ -104,7 +104,7 @@ def install(app: Flask) -> None:
     app.before_request(before_request)
     app.after_request(after_request)
     befores = app.before_request_funcs[None]
-    otel_hook = getattr(app, "_before_request", None)  # FlaskInstrumentor's: it must open the span first
+    otel_hook = app.extensions.get(server_spans.EXTENSION_KEY)  # it must open the span first
     first = [hook for hook in (otel_hook, before_request) if hook is not None and hook in befores]
     befores[:] = first + [hook for hook in befores if hook not in first]
     afters = app.after_request_funcs[None]

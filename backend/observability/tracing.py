@@ -23,7 +23,6 @@ from apiflask.exceptions import HTTPError
 from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
-from opentelemetry.instrumentation.flask import FlaskInstrumentor
 from opentelemetry.instrumentation.redis import RedisInstrumentor
 from opentelemetry.instrumentation.sqlalchemy import engine as otel_sqlalchemy
 from opentelemetry.propagate import set_global_textmap
@@ -41,7 +40,7 @@ from werkzeug.exceptions import HTTPException
 from backend.core.config import Settings
 from backend.core.config_values import parse_resource_attributes
 from backend.core.errors import ApiError
-from backend.observability import metrics, sql
+from backend.observability import metrics, server_spans, sql
 from backend.observability.exceptions import driver_error, record_on_span
 from backend.observability.internals import report_fallback
 from backend.observability.otlp_encoding import exporter_class
@@ -54,7 +53,7 @@ WARNING_INTERVAL = 60.0
 # Logs of the export path, replaced by DropReporter's rate-limited warning (they would repeat for every batch).
 EXPORT_LOGGERS = ("opentelemetry.exporter.otlp.proto.http.trace_exporter", "opentelemetry.sdk._shared_internal")
 GAVE_UP_MESSAGE = "Failed to export spans batch due to timeout"
-NOT_TRACED_URLS = r"^https?://[^/]+/metrics(\?.*)?$"
+NOT_TRACED_PATHS = (metrics.METRICS_PATH,)
 
 _lock = threading.Lock()
 _provider: TracerProvider | None = None
@@ -344,7 +343,7 @@ def init_app(app: APIFlask, settings: Settings, engine: Engine) -> None:
     # Stable HTTP attribute names (http.request.method, url.path, client.address, ...); read once per process.
     os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
     _set_propagators()
-    FlaskInstrumentor.instrument_app(app, excluded_urls=NOT_TRACED_URLS, enable_commenter=False)
+    server_spans.instrument_app(app, NOT_TRACED_PATHS)
     _record_handled_exceptions(app)
     instrument_engine(engine)
     instrumentor = RedisInstrumentor()

@@ -1,0 +1,127 @@
+"""The server span of each request, as opentelemetry-instrumentation-flask makes it, for half its cost.
+
+Same tracer (instrumentation scope, schema URL), name, kind, parent (the global propagators), start time (WSGI
+entry), attributes, status and exception events, built with that package's own helpers. What it also does per
+request is left out: collecting the request attributes a second time, rebuilding the request URL three times to
+test it against the excluded URLs (here a set of paths), setting every attribute twice, and recording OTel HTTP
+metrics that no MeterProvider exports here (Prometheus has them).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from flask import Flask, request
+from flask.globals import request_ctx
+from opentelemetry import context, trace
+from opentelemetry.instrumentation import wsgi as otel_wsgi
+from opentelemetry.instrumentation._semconv import (
+    _get_schema_url,
+    _OpenTelemetrySemanticConventionStability,
+    _OpenTelemetryStabilitySignalType,
+)
+from opentelemetry.instrumentation.flask import get_default_span_name
+from opentelemetry.instrumentation.flask.version import __version__ as flask_instrumentation_version
+from opentelemetry.instrumentation.propagators import get_global_response_propagator
+from opentelemetry.instrumentation.utils import _start_internal_or_server_span
+from opentelemetry.semconv.trace import SpanAttributes
+from opentelemetry.util.http import (
+    OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST,
+    OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE,
+)
+
+TRACER_NAME = "opentelemetry.instrumentation.flask"  # the scope FlaskInstrumentor's spans carry
+_START = "backend.server_span.start"
+_SPAN = "backend.server_span.span"
+_ACTIVATION = "backend.server_span.activation"
+_TOKEN = "backend.server_span.token"
+_REQUEST_CONTEXT = "backend.server_span.request_context"
+EXTENSION_KEY = "observability.server_span_hook"
+
+
+def _path(environ: dict[str, Any]) -> str:
+    return str(environ.get("SCRIPT_NAME", "")) + str(environ.get("PATH_INFO", ""))
+
+
+def instrument_app(app: Flask, excluded_paths: Iterable[str]) -> Callable[[], None]:
+    """Trace every request of `app` except those to `excluded_paths`; return the before_request hook opening the
+    span (it must run first: `backend.observability.http.install` puts it there)."""
+    excluded = frozenset(excluded_paths)
+    _OpenTelemetrySemanticConventionStability._initialize()
+    mode = _OpenTelemetrySemanticConventionStability._get_opentelemetry_stability_opt_in_mode(
+        _OpenTelemetryStabilitySignalType.HTTP
+    )
+    tracer = trace.get_tracer(TRACER_NAME, flask_instrumentation_version, schema_url=_get_schema_url(mode))
+    # The instrumentation reads these on every request; they are process settings.
+    capture_request = bool(os.environ.get(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST))
+    capture_response = bool(os.environ.get(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE))
+    wsgi_app = app.wsgi_app
+
+    def traced_wsgi_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if _path(environ) in excluded:
+            return wsgi_app(environ, start_response)
+        environ[_START] = time.time_ns()
+
+        def start_traced_response(status: str, headers: list[tuple[str, str]], *args: Any) -> Any:
+            span = environ.get(_SPAN)
+            propagator = get_global_response_propagator()
+            if propagator:
+                propagator.inject(headers, setter=otel_wsgi.default_response_propagation_setter)
+            if span is not None:
+                otel_wsgi.add_response_attributes(span, status, headers, None, mode)
+                if capture_response and span.is_recording() and span.kind == trace.SpanKind.SERVER:
+                    span.set_attributes(otel_wsgi.collect_custom_response_headers_attributes(headers))
+            return start_response(status, headers, *args)
+
+        return wsgi_app(environ, start_traced_response)
+
+    def open_server_span() -> None:
+        environ = request.environ
+        if _path(environ) in excluded:
+            return
+        attributes = otel_wsgi.collect_request_attributes(environ, mode)
+        if request.url_rule is not None:
+            attributes[SpanAttributes.HTTP_ROUTE] = request.url_rule.rule
+        span, token = _start_internal_or_server_span(
+            tracer=tracer,
+            span_name=get_default_span_name(),
+            start_time=environ.get(_START),  # None in a test_request_context: the hook's own time
+            context_carrier=environ,
+            context_getter=otel_wsgi.wsgi_getter,
+            attributes=attributes,
+        )
+        if capture_request and span.is_recording() and span.kind == trace.SpanKind.SERVER:
+            span.set_attributes(otel_wsgi.collect_custom_request_headers_attributes(environ))
+        activation = trace.use_span(span, end_on_exit=True)
+        activation.__enter__()
+        environ[_ACTIVATION] = activation
+        environ[_REQUEST_CONTEXT] = weakref.ref(request_ctx._get_current_object())  # type: ignore[attr-defined]
+        environ[_SPAN] = span
+        environ[_TOKEN] = token
+
+    def close_server_span(exc: BaseException | None) -> None:
+        environ = request.environ
+        activation = environ.get(_ACTIVATION)
+        opened_in = environ.get(_REQUEST_CONTEXT)
+        # A request context pushed inside the request (copy_current_request_context) does not own the span.
+        if activation is None or opened_in is None or opened_in() is not request_ctx._get_current_object():  # type: ignore[attr-defined]
+            return
+        if exc is None:
+            activation.__exit__(None, None, None)
+        else:
+            activation.__exit__(type(exc), exc, exc.__traceback__)
+        token = environ.pop(_TOKEN, None)
+        environ.pop(_ACTIVATION, None)
+        if token:
+            context.detach(token)
+
+    app.wsgi_app = traced_wsgi_app  # type: ignore[method-assign]
+    setattr(app, "_is_instrumented_by_opentelemetry", True)  # noqa: B010 (FlaskInstrumentor then leaves it alone)
+    app.before_request(open_server_span)
+    app.teardown_request(close_server_span)
+    app.extensions[EXTENSION_KEY] = open_server_span
+    return open_server_span

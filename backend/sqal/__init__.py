@@ -35,8 +35,13 @@ class _ReaderThread(threading.Thread):
 def init_app(app: APIFlask) -> None:
     """Register the WebSocket route, the per-process runtime, the dev seeder and the `flask sqal` commands."""
     from backend.observability import register_scrape_collector
-    from backend.sqal import admin, cli, metrics, models, provisioning, ws
-    from backend.sqal.reads import register_reads
+    from backend.sqal import metrics, models
+    from backend.sqal.devices import cli, provisioning
+    from backend.sqal.devices import routes as admin
+    from backend.sqal.ingest import routes as ws
+    from backend.sqal.live import routes as dashboard_page
+    from backend.sqal.live import service as live
+    from backend.sqal.reads.routes import metrics_snapshot, register_reads
 
     del models  # imported for its tables (metadata, migrations, truncation in tests)
     settings = app.config["SETTINGS"]
@@ -51,7 +56,9 @@ def init_app(app: APIFlask) -> None:
     app.register_blueprint(admin.bp)  # device administration over HTTP (devices:admin)
     app.cli.add_command(cli.sqal_cli)
     register_scrape_collector(app, metrics.SqalCollector(app))
-    register_reads(app)  # REST reads, dashboard metrics, /ws/dashboard/ and the /dashboard page
+    register_reads(app)  # REST reads and dashboard metrics
+    live.init_hub(app, lambda: metrics_snapshot(app))  # /ws/dashboard/
+    app.register_blueprint(dashboard_page.bp)  # the /dashboard page
 
     def seed() -> None:
         written = provisioning.provision_dev_devices(settings.app_env)

@@ -12,7 +12,7 @@ from apiflask import APIFlask
 from flask.testing import FlaskClient
 
 from backend.core import cache
-from backend.sqal import queries
+from backend.sqal.reads import service as queries
 from tests.sqal_reads.rows import device_row, insert_devices, insert_samples, sample_row
 from tests.sqal_reads.test_samples import assert_error, iso
 

@@ -17,8 +17,8 @@ from websockets.sync.client import ClientConnection, connect
 
 from backend import create_app
 from backend.core.config import Settings
-from backend.sqal.live import DashboardClient, DashboardHub
-from backend.sqal.reads import register_reads
+from backend.sqal.live.service import DashboardClient, DashboardHub
+from backend.sqal.reads.routes import register_reads
 from scripts.services import TestServices
 from tests.sqal.helpers import make_device, sample_frame
 from tests.support.server import GunicornServer

@@ -8,7 +8,7 @@ import click
 from flask.cli import AppGroup
 
 from backend.core.errors import ApiError
-from backend.sqal import service
+from backend.sqal.devices import service
 
 DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
 

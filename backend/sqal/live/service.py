@@ -35,7 +35,7 @@ from simple_websocket import ConnectionClosed, Server
 from backend.core import shutdown
 from backend.extensions import db, sock
 from backend.sqal import metrics
-from backend.sqal.publisher import CHANNEL, channel_for
+from backend.sqal.vocabulary import CHANNEL, channel_for
 
 logger = logging.getLogger(__name__)
 

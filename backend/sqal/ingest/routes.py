@@ -26,9 +26,11 @@ from backend.core import ratelimit, shutdown
 from backend.core.errors import ServiceUnavailable
 from backend.core.resilience import redis_call
 from backend.extensions import db, sock
-from backend.sqal import metrics, service
-from backend.sqal.frames import CLOSE_POLICY_VIOLATION, FrameHandler, Outcome, encode, error
-from backend.sqal.publisher import SamplePublisher, channel_for
+from backend.sqal import metrics
+from backend.sqal.ingest import service
+from backend.sqal.ingest.frames import CLOSE_POLICY_VIOLATION, FrameHandler, Outcome, encode, error
+from backend.sqal.ingest.publisher import SamplePublisher
+from backend.sqal.vocabulary import channel_for
 
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)

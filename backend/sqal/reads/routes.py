@@ -1,6 +1,6 @@
 """SQAL read routes: samples (keyset pages), one sample, devices, time series and the dashboard figures.
 
-`register_reads(app)` registers them with the live WebSocket `/ws/dashboard/` and the `/dashboard` page. The
+`register_reads(app)` registers them; `metrics_snapshot(app)` also feeds the live WebSocket `/ws/dashboard/`. The
 dashboard figures go through the `dashboard` namespace of the Redis cache (`backend.core.cache`: TTL
 CACHE_TTL_DASHBOARD ≤ 5 s, single flight within and across workers), so a wall of dashboards costs about one SQL
 statement per TTL, and the live snapshots sent by every worker share it.
@@ -17,8 +17,8 @@ from flask import Flask, current_app, request
 
 from backend.core import cache
 from backend.core.errors import COMMON_ERRORS
-from backend.sqal import dashboard_page, live, queries
-from backend.sqal.read_schemas import (
+from backend.sqal.reads import service as queries
+from backend.sqal.reads.schemas import (
     BUCKETS,
     Cursor,
     DashboardMetrics,
@@ -136,11 +136,9 @@ def metrics_snapshot(app: Flask) -> dict[str, Any]:
 
 
 def register_reads(app: APIFlask) -> None:
-    """Register the read routes, `/ws/dashboard/` and `/dashboard` on `app` (idempotent)."""
+    """Register the read routes and their cache namespace on `app` (idempotent)."""
     if app.extensions.get(REGISTERED_KEY):
         return
     app.extensions[REGISTERED_KEY] = True
     cache.register_namespace(app, CACHE_NAME, ttl=app.config["SETTINGS"].cache_ttl_dashboard)
     app.register_blueprint(bp)
-    live.init_hub(app, lambda: metrics_snapshot(app))
-    app.register_blueprint(dashboard_page.bp)

@@ -18,8 +18,8 @@ from pydantic import ValidationError
 from pydantic_core import from_json
 
 from backend.sqal import metrics
-from backend.sqal.schemas import BatchIn, SampleIn, validate_sample
-from backend.sqal.service import DeviceRejected, Status, StorageError
+from backend.sqal.ingest.schemas import BatchIn, SampleIn, validate_sample
+from backend.sqal.ingest.service import DeviceRejected, Status, StorageError
 
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_MESSAGE_TOO_BIG = 1009

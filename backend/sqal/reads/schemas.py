@@ -30,10 +30,8 @@ from pydantic import (
 )
 
 from backend.core.validation import UtcDatetime, comma_list_pattern, split_comma_list
-from backend.sqal.vocabulary import DeviceId
+from backend.sqal.vocabulary import GRADES, DeviceId, Grade
 
-GRADES = ("A", "B", "C", "REJECT")
-Grade = Literal["A", "B", "C", "REJECT"]
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 

@@ -45,7 +45,7 @@ def _provision(database_url: str, device_ids: list[str], token_file: Path) -> No
     code = (
         "import json,sys\n"
         "from backend import create_app\n"
-        "from backend.sqal import service\n"
+        "from backend.sqal.devices import service\n"
         "app = create_app()\n"
         "with app.app_context():\n"
         "    tokens = {d: service.create_device(d, profile='bench') for d in sys.argv[2:]}\n"

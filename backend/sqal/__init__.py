@@ -1,4 +1,9 @@
-"""SQAL: device ingestion over the authenticated WebSocket `/ws/sensors/` (docs/protocol.md)."""
+"""SQAL: sensor samples from devices to the line's dashboards, one sub-package per capability.
+
+`ingest/` (the authenticated `/ws/sensors/`, docs/protocol.md), `devices/` (registration, tokens), `reads/` (REST
+reads, dashboard figures) and `live/` (`/ws/dashboard/`, the page) share only the top-level modules (models,
+vocabulary, websocket, metrics); `init_app` wires them together.
+"""
 
 from __future__ import annotations
 
@@ -33,10 +38,15 @@ class _ReaderThread(threading.Thread):
 
 
 def init_app(app: APIFlask) -> None:
-    """Register the WebSocket route, the per-process runtime, the dev seeder and the `flask sqal` commands."""
+    """Register the routes and sockets of every sub-package, the per-process runtime, the seeder and `flask sqal`."""
     from backend.observability import register_scrape_collector
-    from backend.sqal import admin, cli, live, metrics, models, provisioning, ws
-    from backend.sqal.reads import register_reads
+    from backend.sqal import metrics, models
+    from backend.sqal.devices import cli, provisioning
+    from backend.sqal.devices import routes as devices
+    from backend.sqal.ingest import routes as ingest
+    from backend.sqal.live import routes as live
+    from backend.sqal.reads import figures
+    from backend.sqal.reads.routes import register_reads
 
     del models  # imported for its tables (metadata, migrations, truncation in tests)
     settings = app.config["SETTINGS"]
@@ -46,13 +56,14 @@ def init_app(app: APIFlask) -> None:
         ping_interval=SERVER_PING_INTERVAL,
         thread_class=_ReaderThread,
     )
-    app.extensions[ws.EXTENSION_KEY] = ws.SqalRuntime(app)
-    app.register_blueprint(ws.bp)
-    app.register_blueprint(admin.bp)  # device administration over HTTP (devices:admin)
+    app.extensions[ingest.EXTENSION_KEY] = ingest.SqalRuntime(app)
+    app.register_blueprint(ingest.bp)
+    app.register_blueprint(devices.bp)  # device administration over HTTP (devices:admin)
     app.cli.add_command(cli.sqal_cli)
     register_scrape_collector(app, metrics.SqalCollector(app))
-    metrics.zero_known_series((ws.ENDPOINT, live.ENDPOINT), ws.RATE_SCOPE)
-    register_reads(app)  # REST reads, dashboard metrics, /ws/dashboard/ and the /dashboard page
+    metrics.zero_known_series((ingest.ENDPOINT, live.ENDPOINT), ingest.RATE_SCOPE)
+    register_reads(app)  # REST reads and the dashboard figures
+    live.register_live(app, lambda: figures.snapshot(app))  # /ws/dashboard/ and the /dashboard page
 
     def seed() -> None:
         written = provisioning.provision_dev_devices(settings.app_env)

@@ -26,7 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from backend.core import ratelimit
 from backend.core.errors import ServiceUnavailable
 from backend.observability.metrics import zero_series
-from backend.sqal.models import GRADES
+from backend.sqal.vocabulary import CONFORMING, GRADES, sql_list
 
 logger = logging.getLogger(__name__)
 
@@ -71,12 +71,15 @@ sample_quality_score = Histogram(
 samples_publish_dropped = Counter(
     "sqal_sample_fanout_dropped_total", "Sample summaries not published to Redis (queue full or Redis down)"
 )
+dashboard_clients_dropped = Counter(
+    "sqal_dashboard_clients_dropped_total", "Dashboard WebSocket clients dropped because their queue was full"
+)
 
 _WINDOW_QUERY = text(
-    """
+    f"""
     SELECT count(*) AS samples,
            avg(fusion_final_score) AS average_score,
-           count(*) FILTER (WHERE fusion_final_grade IN ('A', 'B')) AS conform,
+           count(*) FILTER (WHERE fusion_final_grade IN ({sql_list(CONFORMING)})) AS conform,
            count(*) FILTER (WHERE fusion_final_grade = 'REJECT') AS rejected
     FROM sensor_samples
     WHERE "timestamp" > now() - make_interval(secs => :window)

@@ -28,9 +28,9 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from backend.extensions import db
+from backend.sqal.vocabulary import GRADES, sql_list
 
-GRADES = ("A", "B", "C", "REJECT")
-_GRADE_LIST = ", ".join(f"'{grade}'" for grade in GRADES)
+_GRADE_LIST = sql_list(GRADES)
 
 
 class Device(db.Model):  # type: ignore[name-defined]
@@ -65,6 +65,16 @@ class SensorSample(db.Model):  # type: ignore[name-defined]
         Index("ix_sensor_samples_timestamp", text('"timestamp" DESC')),
         Index("ix_sensor_samples_device_id_timestamp", "device_id", text('"timestamp" DESC')),
         Index("ix_sensor_samples_sample_id", "sample_id"),
+        # Made by migration 0005_sqal_reads for the dashboard figures (reads/figures.py): index-only scans.
+        Index(
+            "ix_sensor_samples_grade_time", "fusion_final_grade", "timestamp", postgresql_include=["fusion_final_score"]
+        ),
+        Index(
+            "ix_sensor_samples_defects",
+            "timestamp",
+            postgresql_include=["fusion_defects"],
+            postgresql_where=text("fusion_defects <> '[]'::jsonb"),
+        ),
         CheckConstraint(f"vl53l8ch_grade IN ({_GRADE_LIST})", name="vl53l8ch_grade"),
         CheckConstraint(f"as7341_grade IN ({_GRADE_LIST})", name="as7341_grade"),
         CheckConstraint(f"fusion_final_grade IN ({_GRADE_LIST})", name="fusion_final_grade"),

@@ -10,7 +10,8 @@ Every dashboard figure is an index-only scan that never reads the wide rows (thr
   throughput window are counts over `ix_sensor_samples_timestamp` of 0002.)
 - `ix_sensor_samples_defects` `("timestamp") INCLUDE (fusion_defects) WHERE fusion_defects <> '[]'`: top defects,
   reading only the samples that have some (a minority on a healthy line).
-Both are declared on the model side in `backend/sqal/queries.py`, so models and migrations agree.
+Both are declared on the model side (`SensorSample.__table_args__` in `backend/sqal/models.py`), so models and
+migrations agree.
 
 An index-only scan only skips the heap for pages the visibility map marks all-visible, and on an insert-only table
 autovacuum would by default wait for 20 % of the table in new rows before setting those bits: the freshest rows,

@@ -20,7 +20,7 @@ from typing import Any
 import schemathesis
 from schemathesis import Case, HookContext
 
-from backend.sqal.read_schemas import BUCKETS
+from backend.sqal.reads.schemas import BUCKETS
 
 SAMPLES = "/api/sqal/samples"
 TIMESERIES = "/api/sqal/stats/timeseries"

@@ -26,7 +26,7 @@ from websockets.sync.client import connect
 
 from backend.core import auth
 from backend.core.security import generate_token, hash_token
-from backend.sqal.service import TOKEN_PREFIX
+from backend.sqal.devices.service import TOKEN_PREFIX
 from scripts.devservices import REPO_ROOT
 from scripts.services import TestServices
 from tests.conftest import truncate_all

@@ -14,7 +14,7 @@ from apiflask import APIFlask
 from sqlalchemy import text
 
 from backend.extensions import db
-from backend.sqal import service
+from backend.sqal.devices import service
 from scripts.devservices import REPO_ROOT
 from scripts.services import TestServices
 from tests.support.server import GunicornServer

@@ -6,7 +6,7 @@ from apiflask import APIFlask
 from flask.testing import FlaskClient
 
 from backend.extensions import db
-from backend.sqal import service
+from backend.sqal.devices import service
 from backend.sqal.models import Device
 from tests.conftest import make_key
 from tests.sqal.helpers import unique_device_id

@@ -18,7 +18,7 @@ from apiflask import APIFlask
 from sqlalchemy import text
 
 from backend.extensions import db
-from backend.sqal import provisioning
+from backend.sqal.devices import provisioning
 from scripts.devservices import REPO_ROOT
 from scripts.services import TestServices
 from tests.sqal.chaos_proxy import ChaosProxy

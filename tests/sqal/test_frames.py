@@ -12,10 +12,10 @@ import pytest
 from apiflask import APIFlask
 from opentelemetry import trace
 
-from backend.sqal import ws
-from backend.sqal.frames import FrameHandler, Outcome
-from backend.sqal.schemas import SampleIn
-from backend.sqal.service import DeviceRejected, Status, StorageError
+from backend.sqal.ingest import routes as ws
+from backend.sqal.ingest.frames import FrameHandler, Outcome
+from backend.sqal.ingest.schemas import SampleIn
+from backend.sqal.ingest.service import DeviceRejected, Status, StorageError
 from tests.sqal.helpers import EXAMPLE, sample_frame
 
 DEVICE = "ESP32_LL_07"

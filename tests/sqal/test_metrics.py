@@ -14,10 +14,10 @@ from sqlalchemy import text
 
 from backend import create_app
 from backend.extensions import db
-from backend.sqal import service
-from backend.sqal.frames import FrameHandler
+from backend.sqal.ingest import service
+from backend.sqal.ingest.frames import FrameHandler
+from backend.sqal.ingest.schemas import SampleIn
 from backend.sqal.metrics import SqalCollector, register_collector
-from backend.sqal.schemas import SampleIn
 from tests.sqal.helpers import EXAMPLE, make_device, sample_frame
 
 

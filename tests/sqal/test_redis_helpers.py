@@ -10,8 +10,8 @@ import redis
 from prometheus_client import REGISTRY
 
 from backend import create_app
-from backend.sqal.publisher import SamplePublisher
-from backend.sqal.ws import SqalRuntime
+from backend.sqal.ingest.publisher import SamplePublisher
+from backend.sqal.ingest.routes import SqalRuntime
 from scripts.devservices import free_port
 from scripts.services import TestServices
 from tests.sqal.helpers import unique_device_id

@@ -17,8 +17,8 @@ from pydantic import ValidationError
 from sqlalchemy import text
 
 from backend.extensions import db
-from backend.sqal import service
-from backend.sqal.schemas import SampleV2, protocol_version, validate_sample
+from backend.sqal.devices import service
+from backend.sqal.ingest.schemas import SampleV2, protocol_version, validate_sample
 from scripts.devservices import REPO_ROOT
 from tests.sqal.helpers import (
     make_device,

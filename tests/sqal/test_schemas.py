@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from backend.sqal.schemas import BatchIn, SampleIn, validate_sample
+from backend.sqal.ingest.schemas import BatchIn, SampleIn, validate_sample
 from tests.sqal.helpers import EXAMPLE, sample_frame
 
 DEVICE = "ESP32_LL_01"

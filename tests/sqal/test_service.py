@@ -14,9 +14,10 @@ from sqlalchemy import event, select, text
 
 from backend.core import security
 from backend.extensions import db
-from backend.sqal import provisioning, service
+from backend.sqal.devices import provisioning
+from backend.sqal.ingest import service
+from backend.sqal.ingest.schemas import SampleIn
 from backend.sqal.models import Device, SensorSample
-from backend.sqal.schemas import SampleIn
 from tests.sqal.helpers import make_device, sample_frame, stored_sample_ids
 
 

@@ -18,8 +18,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from backend.extensions import db
-from backend.sqal import service
-from backend.sqal.publisher import channel_for
+from backend.sqal.devices import service
+from backend.sqal.vocabulary import channel_for
 from scripts.services import TestServices
 from tests.sqal.helpers import SERVER_MAX_MESSAGE_BYTES, make_device, sample_frame, start_server, stored_sample_ids
 

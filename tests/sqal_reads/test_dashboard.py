@@ -12,7 +12,7 @@ from apiflask import APIFlask
 from flask.testing import FlaskClient
 
 from backend.core import cache
-from backend.sqal import queries
+from backend.sqal.reads.figures import select_figures
 from tests.sqal_reads.rows import device_row, insert_devices, insert_samples, sample_row
 from tests.sqal_reads.test_samples import assert_error, iso
 
@@ -89,7 +89,7 @@ def test_metrics_are_cached_briefly(reads_app: APIFlask, line: FlaskClient) -> N
     with time_machine.travel(NOW + timedelta(seconds=1), tick=False):
         assert line.get("/api/dashboard/metrics/").get_json() == first  # same generated_at: from the cache
     with reads_app.app_context():
-        assert queries.dashboard_metrics(NOW, online_seconds=10)["samples_today"] == 8
+        assert select_figures(NOW, online_seconds=10)["samples_today"] == 8
     cache.clear(reads_app)
     with time_machine.travel(NOW + timedelta(seconds=2), tick=False):
         fresh = line.get("/api/dashboard/metrics/").get_json()
@@ -111,7 +111,7 @@ def test_the_hour_before_midnight_counts_in_the_last_hour_only(reads_app: APIFla
     insert_devices(reads_app, device_row("D1"))
     insert_samples(reads_app, [sample_row("D1", MIDNIGHT - timedelta(minutes=20)), sample_row("D1", MIDNIGHT)])
     with reads_app.app_context():
-        figures = queries.dashboard_metrics(MIDNIGHT + timedelta(minutes=10), online_seconds=10)
+        figures = select_figures(MIDNIGHT + timedelta(minutes=10), online_seconds=10)
     assert (figures["samples_today"], figures["samples_last_hour"]) == (1, 2)
 
 

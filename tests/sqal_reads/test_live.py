@@ -17,8 +17,8 @@ from websockets.sync.client import ClientConnection, connect
 
 from backend import create_app
 from backend.core.config import Settings
-from backend.sqal.live import DashboardClient, DashboardHub
-from backend.sqal.reads import register_reads
+from backend.sqal.live.service import DashboardClient, DashboardHub
+from backend.sqal.reads.routes import register_reads
 from scripts.services import TestServices
 from tests.sqal.helpers import make_device, sample_frame
 from tests.support.server import GunicornServer
@@ -179,6 +179,7 @@ def test_a_sample_stored_by_one_worker_reaches_dashboards_on_both(
 def test_dashboard_socket_answers_pings(reads_server: GunicornServer) -> None:
     with dashboard(f"ws://127.0.0.1:{reads_server.port}/ws/dashboard/") as ws:
         receive(ws, "hello")
+        ws.send('{"type": "ping", "ts": NaN}')  # a ts JSON cannot echo: no pong, and the socket stays open
         ws.send(json.dumps({"type": "ping", "ts": 42}))
         ws.send("not json")  # ignored
         assert receive(ws, "pong")["ts"] == 42

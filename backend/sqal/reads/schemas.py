@@ -30,9 +30,8 @@ from pydantic import (
 )
 
 from backend.core.validation import UtcDatetime, comma_list_pattern, split_comma_list
+from backend.sqal.vocabulary import GRADES, DeviceId, Grade
 
-GRADES = ("A", "B", "C", "REJECT")
-Grade = Literal["A", "B", "C", "REJECT"]
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 
@@ -71,7 +70,6 @@ QueryDatetime = Annotated[
     AfterValidator(_as_utc),
     WithJsonSchema({"type": "string", "format": "date-time", "pattern": QUERY_DATETIME_PATTERN}),
 ]
-DeviceId = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
 GradeList = Annotated[
     list[Grade],
     BeforeValidator(split_comma_list),

@@ -17,19 +17,11 @@ from typing import Any
 
 import redis
 
-from backend.core.config import Settings
-from backend.core.resilience import RedisUnavailable, ThrottledWarning, key_prefix
+from backend.core.resilience import RedisUnavailable, ThrottledWarning
 from backend.sqal import metrics
+from backend.sqal.vocabulary import CHANNEL
 
 logger = logging.getLogger(__name__)
-
-CHANNEL = "sqal:samples"
-
-
-def channel_for(settings: Settings) -> str:
-    """The deployment's channel: prefixed like every other Redis key, so services sharing a Redis stay apart."""
-    return key_prefix(settings) + CHANNEL
-
 
 QUEUE_SIZE = 10_000
 MAX_PIPELINE = 500

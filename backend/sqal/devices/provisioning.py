@@ -11,9 +11,9 @@ import json
 import os
 from pathlib import Path
 
-from backend.sqal import service
+from backend.sqal.devices import service
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 TOKEN_FILE = REPO_ROOT / ".local" / "simulator" / "tokens.json"  # the simulator's default --token-file
 DEV_DEVICE_PREFIX = "ESP32_LL_"
 DEV_DEVICE_COUNT = 10

@@ -1,17 +1,11 @@
-"""`WS /ws/dashboard/`: stored samples and dashboard figures pushed live, whichever worker or instance stored them.
+"""The per-process fan-out behind `WS /ws/dashboard/` (`routes.py`): stored samples and figures to every dashboard.
 
-Ingestion publishes each stored sample's summary to the Redis channel `sqal:samples` (`publisher.py`). In each
+Ingestion publishes each stored sample's summary to the Redis channel `sqal:samples` (`ingest/publisher.py`). In each
 worker process one `DashboardHub` owns ONE subscriber thread on that channel and one snapshot thread; both are
 started by the first dashboard connection of the process (after gunicorn's fork, never before) and hand frames to
 every connected client through a bounded queue with `put_nowait`. They never wait for a client, so a slow or dead
 dashboard cannot slow the hub, the other dashboards or ingestion (which only talks to Redis). A client whose queue
 is full is dropped: its socket is shut down, which also unblocks a send stuck on a full TCP buffer.
-
-Frames sent (JSON text): `hello` (`instance` = random id of the worker's hub, `live` = subscribed to Redis,
-`snapshot_interval`), then `metrics` (the `/api/dashboard/metrics/` body) at once and every `snapshot_interval`
-seconds, `sample` (`{"type": "sample", "sample": {device_id, sample_id, timestamp, grade, score, defects}}`) for
-each stored sample, and `status` (`live` true/false) when the Redis subscription is lost or back. A client may send
-`{"type": "ping"}` and gets `{"type": "pong"}`; anything else it sends is ignored.
 """
 
 from __future__ import annotations
@@ -21,41 +15,23 @@ import json
 import logging
 import os
 import queue
-import socket
 import threading
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 import redis
-from flask import Blueprint, Flask, current_app
-from prometheus_client import Counter
-from simple_websocket import ConnectionClosed, Server
 
-from backend.core import shutdown
-from backend.extensions import db, sock
-from backend.sqal import metrics
-from backend.sqal.publisher import CHANNEL, channel_for
+from backend.sqal.metrics import dashboard_clients_dropped
+from backend.sqal.vocabulary import CHANNEL
+from backend.sqal.websocket import encode
 
 logger = logging.getLogger(__name__)
 
-ENDPOINT = "/ws/dashboard/"
-HUB_KEY = "sqal_dashboard_hub"
 CLIENT_QUEUE_SIZE = 256
 SNAPSHOT_INTERVAL = 5.0
 POLL_SECONDS = 1.0
-LIVE_WAIT_SECONDS = 2.0
 MAX_BACKOFF_SECONDS = 10.0
-
-clients_dropped = Counter(
-    "sqal_dashboard_clients_dropped_total", "Dashboard WebSocket clients dropped because their queue was full"
-)
-
-bp = Blueprint("sqal_live", __name__)
-
-
-def _dumps(frame: dict[str, Any]) -> str:
-    return json.dumps(frame, separators=(",", ":"), allow_nan=False)
 
 
 class DashboardClient:
@@ -157,21 +133,21 @@ class DashboardHub:
         for client in clients:
             if not client.offer(kind, frame):
                 self.disconnect(client)
-                clients_dropped.inc()
+                dashboard_clients_dropped.inc()
                 logger.warning("dashboard client too slow, dropped", extra={"event": "dashboard_client_dropped"})
                 client.drop()
 
     def snapshot_frame(self) -> str | None:
-        """The current metrics as a `metrics` frame, or None when they cannot be computed."""
+        """The current figures as a `metrics` frame, or None when they cannot be computed."""
         try:
             figures = self.snapshot()
         except Exception:  # a dashboard without figures is better than a dead snapshot thread
             logger.warning("dashboard metrics snapshot failed", exc_info=True, extra={"event": "dashboard_snapshot"})
             return None
-        return None if figures is None else _dumps({"type": "metrics", "metrics": figures})
+        return None if figures is None else encode({"type": "metrics", "metrics": figures})
 
     def hello_frame(self) -> str:
-        return _dumps(
+        return encode(
             {"type": "hello", "instance": self.instance, "live": self.live, "snapshot_interval": self.snapshot_interval}
         )
 
@@ -182,7 +158,7 @@ class DashboardHub:
             self._live.set()
         else:
             self._live.clear()
-        self.broadcast("status", _dumps({"type": "status", "live": live}))
+        self.broadcast("status", encode({"type": "status", "live": live}))
 
     def _on_message(self, data: bytes | str) -> None:
         try:
@@ -190,7 +166,7 @@ class DashboardHub:
         except ValueError:
             return
         if isinstance(summary, dict):
-            self.broadcast("sample", _dumps({"type": "sample", "sample": summary}))
+            self.broadcast("sample", encode({"type": "sample", "sample": summary}))
 
     def _subscribe_loop(self) -> None:
         backoff = 0.5
@@ -229,66 +205,3 @@ class DashboardHub:
                 frame = self.snapshot_frame()
                 if frame is not None:
                     self.broadcast("metrics", frame)
-
-
-def _abort(ws: Server) -> None:
-    with contextlib.suppress(OSError):
-        ws.sock.shutdown(socket.SHUT_RDWR)
-
-
-def _send(ws: Server, frame: str, kind: str) -> None:
-    ws.send(frame)
-    metrics.websocket_messages_sent.labels(endpoint=ENDPOINT, type=kind).inc()
-
-
-def _answer_pings(ws: Server) -> None:
-    while (message := ws.receive(timeout=0)) is not None:
-        try:
-            frame = json.loads(message)
-        except ValueError:
-            continue
-        if isinstance(frame, dict) and frame.get("type") == "ping":
-            _send(ws, _dumps({"type": "pong", "ts": frame.get("ts")}), "pong")
-
-
-def _pump(ws: Server, client: DashboardClient) -> None:
-    # Shutdown closes the socket with 1001 (track_websocket): `connected` turns false and the loop ends.
-    while ws.connected and not client.dropped.is_set():
-        try:
-            kind, frame = client.queue.get(timeout=POLL_SECONDS)
-        except queue.Empty:
-            pass
-        else:
-            _send(ws, frame, kind)
-        _answer_pings(ws)
-
-
-@sock.route(ENDPOINT, bp=bp)
-def dashboard_socket(ws: Server) -> None:
-    """One dashboard connection: hello, a metrics snapshot, then live frames until it closes or is dropped."""
-    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-    hub: DashboardHub = app.extensions[HUB_KEY]
-    client = hub.connect(abort=lambda: _abort(ws))
-    metrics.websocket_connections_active.labels(endpoint=ENDPOINT).inc()
-    try:
-        with shutdown.track_websocket(ws, app):
-            hub.wait_live(LIVE_WAIT_SECONDS)
-            _send(ws, hub.hello_frame(), "hello")
-            snapshot = hub.snapshot_frame()
-            if snapshot is not None:
-                _send(ws, snapshot, "metrics")
-            _pump(ws, client)
-    except (ConnectionClosed, OSError):
-        pass  # the client went away, or was dropped (its socket shut down under a blocked send)
-    finally:
-        hub.disconnect(client)
-        metrics.websocket_connections_active.labels(endpoint=ENDPOINT).dec()
-        db.session.remove()
-
-
-def init_hub(app: Flask, snapshot: Callable[[], dict[str, Any] | None]) -> DashboardHub:
-    """Create the app's hub (no thread, no socket yet) and register the WebSocket route."""
-    hub = DashboardHub(app.config["SETTINGS"].redis_url, snapshot, channel=channel_for(app.config["SETTINGS"]))
-    app.extensions[HUB_KEY] = hub
-    app.register_blueprint(bp)
-    return hub

@@ -1,10 +1,9 @@
-"""SQL behind the SQAL read API: keyset listing, sample look-up, devices, time series and dashboard figures.
+"""SQL behind the SQAL read API: keyset listing, sample look-up, devices and time series (figures: `figures.py`).
 
-Every figure is an aggregate computed by PostgreSQL; rows are never loaded into Python to be counted. Times come
+Every count is an aggregate computed by PostgreSQL; rows are never loaded into Python to be counted. Times come
 from the caller (`now`), never from the database's `now()`, so every worker, the cache and frozen-time tests agree.
 "Today" is the UTC day. Time buckets are aligned on 2000-01-01T00:00Z: `time_bucket` when TimescaleDB is
 installed, `date_bin` otherwise (PostgreSQL >= 14; `date_trunc` cannot make 5- or 15-minute buckets).
-The dashboard aggregates are index-only scans of the two indexes of migration 0005_sqal_reads.
 """
 
 from __future__ import annotations
@@ -15,17 +14,15 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Index, select, text, tuple_
+from sqlalchemy import ColumnElement, select, text, tuple_
 from sqlalchemy.engine import Engine, RowMapping
 
 from backend.core.errors import Conflict, NotFound
 from backend.extensions import db
 from backend.sqal.models import SensorSample
+from backend.sqal.vocabulary import GRADES, day_bounds, sql_list
 
 BUCKET_ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
-TOP_DEFECTS = 5
-THROUGHPUT_WINDOW_SECONDS = 300  # the same window as the `samples_throughput_per_second` gauge
-GRADES = ("A", "B", "C", "REJECT")
 
 S = SensorSample
 _SUMMARY_COLUMNS = (
@@ -61,23 +58,6 @@ _DETAIL_COLUMNS = (
     S.as7341_channels,
 )
 _timescaledb: dict[str, bool] = {}
-
-# Made by migration 0005_sqal_reads; declared here, beside the queries they serve, so models match migrations.
-DASHBOARD_INDEXES = (
-    Index("ix_sensor_samples_grade_time", S.fusion_final_grade, S.timestamp, postgresql_include=["fusion_final_score"]),
-    Index(
-        "ix_sensor_samples_defects",
-        S.timestamp,
-        postgresql_include=["fusion_defects"],
-        postgresql_where=text("fusion_defects <> '[]'::jsonb"),
-    ),
-)
-
-
-def day_bounds(now: datetime) -> tuple[datetime, datetime]:
-    """[start, end) of the UTC day holding `now`."""
-    start = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    return start, start + timedelta(days=1)
 
 
 def bucket_start(moment: datetime, width: timedelta) -> datetime:
@@ -226,7 +206,7 @@ def timeseries(width: timedelta, start: datetime, end: datetime, device_id: str 
             SELECT {bucket} AS bucket, fusion_final_grade AS grade, count(*) AS samples,
                    sum(fusion_final_score) AS score_sum
             FROM sensor_samples
-            WHERE fusion_final_grade IN ({", ".join(f"'{grade}'" for grade in GRADES)})
+            WHERE fusion_final_grade IN ({sql_list(GRADES)})
               AND "timestamp" >= :start AND "timestamp" < :end {device_filter}
             GROUP BY 1, 2
         ), points AS (
@@ -258,81 +238,3 @@ def timeseries(width: timedelta, start: datetime, end: datetime, device_id: str 
         }
         for row in db.session.execute(statement, params).mappings()
     ]
-
-
-# One statement of index-only scans. Today's samples are counted one grade at a time, each a range of
-# ix_sensor_samples_grade_time aggregated without hashing or FILTER (several times cheaper per row); "last hour" and
-# the throughput window are counted by their own (small) range scans.
-_METRICS_SQL = text(
-    f"""
-    WITH grades AS MATERIALIZED (
-        SELECT g.grade, t.samples, t.score_sum
-        FROM (VALUES {", ".join(f"('{grade}')" for grade in GRADES)}) AS g(grade)
-        CROSS JOIN LATERAL (
-            SELECT count(*) AS samples, sum(fusion_final_score) AS score_sum FROM sensor_samples
-            WHERE fusion_final_grade = g.grade AND "timestamp" >= :day_start AND "timestamp" < :day_end
-        ) t
-    ), today AS (
-        SELECT coalesce(sum(samples), 0) AS samples, sum(score_sum) / nullif(sum(samples), 0) AS average_score,
-               jsonb_object_agg(grade, samples) AS grades,
-               100.0 * sum(samples) FILTER (WHERE grade = 'REJECT') / nullif(sum(samples), 0) AS reject_rate,
-               100.0 * sum(samples) FILTER (WHERE grade IN ('A', 'B')) / nullif(sum(samples), 0) AS conformity_rate
-        FROM grades
-    ), defects AS (
-        SELECT coalesce(jsonb_agg(jsonb_build_object('code', code, 'count', n) ORDER BY n DESC, code), '[]')
-               AS top_defects
-        FROM (
-            SELECT d.code, count(*) AS n
-            FROM sensor_samples s CROSS JOIN LATERAL jsonb_array_elements_text(s.fusion_defects) AS d(code)
-            WHERE s."timestamp" >= :day_start AND s."timestamp" < :day_end AND s.fusion_defects <> '[]'::jsonb
-            GROUP BY d.code ORDER BY n DESC, d.code LIMIT :top
-        ) ranked
-    )
-    SELECT today.samples AS today, today.average_score, today.grades, today.reject_rate, today.conformity_rate,
-           today.samples / CAST(:elapsed_hours AS float8) AS samples_per_hour,
-           (SELECT count(*) FROM sensor_samples WHERE "timestamp" >= :hour_start) AS last_hour,
-           (SELECT count(*) FROM sensor_samples WHERE "timestamp" >= :window_start)
-               / CAST(:window_seconds AS float8) AS throughput,
-           defects.top_defects,
-           (SELECT count(*) FROM devices WHERE enabled AND last_seen_at > :online_since) AS active_devices,
-           (SELECT count(*) FROM devices WHERE enabled) AS devices_total
-    FROM today, defects
-    """
-)
-
-
-def dashboard_metrics(
-    now: datetime, online_seconds: float, window_seconds: int = THROUGHPUT_WINDOW_SECONDS
-) -> dict[str, Any]:
-    """The dashboard figures at `now` (see `DashboardMetrics` for each definition), in one SQL statement."""
-    day_start, day_end = day_bounds(now)
-    params = {
-        "day_start": day_start,
-        "day_end": day_end,
-        "hour_start": now - timedelta(hours=1),
-        "window_start": now - timedelta(seconds=window_seconds),
-        "window_seconds": window_seconds,
-        "elapsed_hours": max((now - day_start).total_seconds(), 60.0) / 3600,
-        "online_since": now - timedelta(seconds=online_seconds),
-        "top": TOP_DEFECTS,
-    }
-    # Small index-only scans: parallel workers would only add start-up cost and compete with ingestion.
-    db.session.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
-    row = db.session.execute(_METRICS_SQL, params).mappings().one()
-    db.session.rollback()  # read-only; also ends the SET LOCAL
-    return {
-        "generated_at": now,
-        "day_start": day_start,
-        "samples_last_hour": row["last_hour"],
-        "samples_today": row["today"],
-        "samples_per_hour": row["samples_per_hour"],
-        "average_quality_score": row["average_score"],
-        "grade_distribution": {grade: row["grades"].get(grade, 0) for grade in GRADES},
-        "reject_rate_percent": row["reject_rate"],
-        "conformity_rate_percent": row["conformity_rate"],
-        "active_devices": row["active_devices"],
-        "devices_total": row["devices_total"],
-        "throughput_per_second": row["throughput"],
-        "throughput_window_seconds": window_seconds,
-        "top_defects": row["top_defects"],
-    }

@@ -18,8 +18,9 @@ from pydantic import ValidationError
 from pydantic_core import from_json
 
 from backend.sqal import metrics
-from backend.sqal.schemas import BatchIn, SampleIn, validate_sample
-from backend.sqal.service import DeviceRejected, Status, StorageError
+from backend.sqal.ingest.schemas import BatchIn, SampleIn, validate_sample
+from backend.sqal.ingest.service import DeviceRejected, Status, StorageError
+from backend.sqal.websocket import pong
 
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_MESSAGE_TOO_BIG = 1009
@@ -72,11 +73,6 @@ def message_size(message: str | bytes) -> int:
     if isinstance(message, bytes):
         return len(message)
     return len(message.encode("utf-8")) if not message.isascii() else len(message)
-
-
-def encode(reply: dict[str, Any]) -> str:
-    """A reply as the JSON text sent on the wire (strict JSON: NaN or Infinity raise ValueError)."""
-    return json.dumps(reply, separators=(",", ":"), allow_nan=False)
 
 
 def _readable(obj: Any, key: str, kind: type) -> Any:
@@ -140,15 +136,11 @@ class FrameHandler:
         except DeviceRejected as exc:
             return Outcome(frame_type, error(exc.code, exc.message), CLOSE_POLICY_VIOLATION)
         if frame_type == "ping":
-            pong = {"type": "pong", "ts": frame.get("ts"), "server_time": received_at.isoformat()}
-            try:
-                return Outcome("ping", pong, encoded=encode(pong))
-            except (
-                ValueError,
-                RecursionError,
-            ):  # NaN, Infinity, 1e400: Python's parser reads them, JSON cannot say them
+            answer = pong(frame, server_time=received_at.isoformat())
+            if answer is None:
                 message = "ping ts cannot be echoed: NaN, Infinity or nested too deeply"
                 return Outcome("ping", error("invalid_json", message))
+            return Outcome("ping", answer[0], encoded=answer[1])
         return Outcome("unknown", error("unknown_type", "type must be sensor_data, sensor_batch or ping"))
 
     def _validate(self, obj: Any) -> SampleIn:

@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-import re
-
 import click
 from flask.cli import AppGroup
+from pydantic import TypeAdapter, ValidationError
 
 from backend.core.errors import ApiError
-from backend.sqal import service
+from backend.sqal.devices import service
+from backend.sqal.vocabulary import DeviceId
 
-DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
+DEVICE_ID = TypeAdapter(DeviceId)
 
 sqal_cli = AppGroup("sqal", help="SQAL devices.")
 
 
 def _check_device_id(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
-    if not DEVICE_ID.match(value):
-        raise click.BadParameter("1-100 chars: letters, digits, _ . : - (starting with a letter or digit)")
-    return value
+    try:
+        return DEVICE_ID.validate_python(value)
+    except ValidationError:
+        raise click.BadParameter("1-100 chars: letters, digits, _ . : - (starting with a letter or digit)") from None
 
 
 @sqal_cli.command("create-device")

@@ -1,6 +1,6 @@
-"""SQAL ingestion logic over the SQLAlchemy session: devices, authentication, exactly-once sample storage.
+"""SQAL ingestion logic over the SQLAlchemy session: device authentication, exactly-once sample storage.
 
-No Flask request or WebSocket objects here: the WebSocket adapter (`ws.py`) and the frame protocol
+No Flask request or WebSocket objects here: the WebSocket adapter (`routes.py`) and the frame protocol
 (`frames.py`) call these functions with plain values.
 """
 
@@ -18,13 +18,11 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import SQLAlchemyError
 
 from backend.core import security
-from backend.core.database import get_or_404
-from backend.core.errors import Conflict, ServiceUnavailable
+from backend.core.errors import ServiceUnavailable
 from backend.extensions import db
+from backend.sqal.ingest.schemas import SampleIn
 from backend.sqal.models import Device, SensorSample
-from backend.sqal.schemas import SampleIn
 
-TOKEN_PREFIX = "sqal_dev_"
 Status = Literal["stored", "duplicate"]
 
 
@@ -175,47 +173,3 @@ def store_samples(device_id: str, samples: Sequence[SampleIn], received_at: date
 def _rollback_quietly() -> None:
     with contextlib.suppress(SQLAlchemyError, ServiceUnavailable):  # the connection may be gone
         db.session.rollback()
-
-
-def create_device(
-    device_id: str, profile: str | None = None, firmware_version: str | None = None, *, replace_token: bool = False
-) -> str:
-    """Create a device (or give an existing one a new token with `replace_token`); return the token once."""
-    token = security.generate_token(TOKEN_PREFIX)
-    device = db.session.get(Device, device_id)
-    if device is not None and not replace_token:
-        raise Conflict(f"Device {device_id} already exists", {"device_id": device_id})
-    if device is None:
-        device = Device(device_id=device_id, profile=profile, firmware_version=firmware_version, enabled=True)
-        db.session.add(device)
-    if profile is not None:
-        device.profile = profile
-    device.token_hash = security.hash_token(token)
-    db.session.commit()
-    return token
-
-
-def _update_device(device_id: str, **values: Any) -> None:
-    """Set `values` on an existing device and commit; NotFound when there is no such device."""
-    device = get_or_404(Device, device_id, "Device", field="device_id")
-    for name, value in values.items():
-        setattr(device, name, value)
-    db.session.commit()
-
-
-def set_device_enabled(device_id: str, enabled: bool) -> None:
-    """Enable or disable a device; a disabled device's connections are refused at their next frame."""
-    _update_device(device_id, enabled=enabled)
-
-
-def device_token_matches(device_id: str, token: str) -> bool:
-    """True when `token` is the current token of the (enabled) device."""
-    device = db.session.get(Device, device_id)
-    return device is not None and device.enabled and security.verify_token(token, device.token_hash)
-
-
-def rotate_device_token(device_id: str) -> str:
-    """Give an existing device a new token and return it once; the old token is refused from then on."""
-    token = security.generate_token(TOKEN_PREFIX)
-    _update_device(device_id, token_hash=security.hash_token(token))
-    return token

@@ -26,9 +26,12 @@ from backend.core import ratelimit, shutdown
 from backend.core.errors import ServiceUnavailable
 from backend.core.resilience import redis_call
 from backend.extensions import db, sock
-from backend.sqal import metrics, service
-from backend.sqal.frames import CLOSE_POLICY_VIOLATION, FrameHandler, Outcome, encode, error
-from backend.sqal.publisher import SamplePublisher, channel_for
+from backend.sqal import metrics
+from backend.sqal.ingest import service
+from backend.sqal.ingest.frames import CLOSE_POLICY_VIOLATION, FrameHandler, Outcome, error
+from backend.sqal.ingest.publisher import SamplePublisher
+from backend.sqal.vocabulary import channel_for
+from backend.sqal.websocket import encode, send
 
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -106,15 +109,14 @@ def device_token(authorization: str | None, query_token: str | None) -> str | No
     return query_token or None
 
 
-def _send(ws: Server, reply: dict[str, Any], text: str | None = None) -> None:
-    ws.send(text if text is not None else encode(reply))
-    metrics.websocket_messages_sent.labels(endpoint=ENDPOINT, type=reply["type"]).inc()
-    if reply["type"] == "error":
-        metrics.websocket_errors.labels(code=reply["code"]).inc()
+def _reply(ws: Server, reply: dict[str, Any], text: str | None = None) -> None:
+    """Send a protocol reply (an `error` one is also counted by its code)."""
+    code = reply["code"] if reply["type"] == "error" else None
+    send(ws, ENDPOINT, reply["type"], text if text is not None else encode(reply), error_code=code)
 
 
 def _refuse(ws: Server, reply: dict[str, Any], close_code: int) -> None:
-    _send(ws, reply)
+    _reply(ws, reply)
     ws.close(reason=close_code, message=reply["message"][:120])
 
 
@@ -185,7 +187,7 @@ def _serve(device_socket: DeviceSocket, handler: FrameHandler, connection_span: 
         if message is None or message is _WAKE:
             continue
         outcome = _handle(handler, message, connection_span)
-        _send(ws, outcome.reply, outcome.encoded)
+        _reply(ws, outcome.reply, outcome.encoded)
         if outcome.close_code is not None:
             ws.close(reason=outcome.close_code, message=outcome.reply.get("message", "")[:120])
             return

@@ -1,24 +1,20 @@
 """SQAL read routes: samples (keyset pages), one sample, devices, time series and the dashboard figures.
 
-`register_reads(app)` registers them with the live WebSocket `/ws/dashboard/` and the `/dashboard` page. The
-dashboard figures go through the `dashboard` namespace of the Redis cache (`backend.core.cache`: TTL
-CACHE_TTL_DASHBOARD ≤ 5 s, single flight within and across workers), so a wall of dashboards costs about one SQL
-statement per TTL, and the live snapshots sent by every worker share it.
+`register_reads(app)` registers them and the `dashboard` cache namespace of the figures (`figures.py`).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 from urllib.parse import urlencode
 
 from apiflask import APIBlueprint, APIFlask
-from flask import Flask, current_app, request
+from flask import current_app, request
 
 from backend.core import cache
 from backend.core.errors import COMMON_ERRORS
-from backend.sqal import dashboard_page, live, queries
-from backend.sqal.read_schemas import (
+from backend.sqal.reads import figures, service
+from backend.sqal.reads.schemas import (
     BUCKETS,
     Cursor,
     DashboardMetrics,
@@ -32,8 +28,6 @@ from backend.sqal.read_schemas import (
 )
 
 REGISTERED_KEY = "sqal_reads"
-CACHE_NAME = "dashboard"
-METRICS_CACHE_KEY = "metrics"
 
 bp = APIBlueprint("sqal_reads", __name__, tag={"name": "SQAL reads", "description": "Samples, devices, statistics"})
 
@@ -47,7 +41,7 @@ bp = APIBlueprint("sqal_reads", __name__, tag={"name": "SQAL reads", "descriptio
 )
 def list_samples(query: SampleQuery) -> tuple[SamplePage, int, dict[str, str]]:
     position = query.position()
-    items, more = queries.list_samples(
+    items, more = service.list_samples(
         device_id=query.device_id,
         grades=query.grade,
         start=query.from_,
@@ -75,7 +69,7 @@ def list_samples(query: SampleQuery) -> tuple[SamplePage, int, dict[str, str]]:
     responses=[404, 409, *COMMON_ERRORS],
 )
 def get_sample(sample_id: str, query: SampleLookupQuery) -> SampleDetail:
-    return SampleDetail.model_validate(queries.get_sample(sample_id, query.device_id))
+    return SampleDetail.model_validate(service.get_sample(sample_id, query.device_id))
 
 
 @bp.get("/api/sqal/devices")
@@ -85,7 +79,7 @@ def get_sample(sample_id: str, query: SampleLookupQuery) -> SampleDetail:
 )
 def list_devices() -> DeviceList:
     settings = current_app.config["SETTINGS"]
-    rows = queries.list_devices(datetime.now(UTC), 2 * settings.sqal_generation_interval)
+    rows = service.list_devices(datetime.now(UTC), 2 * settings.sqal_generation_interval)
     return DeviceList.model_validate({"items": rows})
 
 
@@ -103,7 +97,7 @@ def timeseries(query: TimeseriesQuery) -> Timeseries:
     assert query.from_ is not None
     assert query.to is not None
     width = BUCKETS[query.bucket][0]
-    points = queries.timeseries(width, query.from_, query.to, query.device_id)
+    points = service.timeseries(width, query.from_, query.to, query.device_id)
     return Timeseries.model_validate(
         {"bucket": query.bucket, "from": query.from_, "to": query.to, "device_id": query.device_id, "points": points}
     )
@@ -116,31 +110,15 @@ def timeseries(query: TimeseriesQuery) -> Timeseries:
     tags=["Dashboard"],
     responses=[*COMMON_ERRORS],
 )
-def dashboard_metrics() -> tuple[DashboardMetrics, int, dict[str, str]]:
-    figures = metrics_snapshot(current_app._get_current_object())  # type: ignore[attr-defined]
-    return DashboardMetrics.model_validate(figures), 200, {"Cache-Control": "no-cache"}
-
-
-def compute_metrics(app: Flask) -> dict[str, Any]:
-    """The figures now, straight from SQL, as JSON-ready values."""
-    settings = app.config["SETTINGS"]
-    figures = queries.dashboard_metrics(datetime.now(UTC), 2 * settings.sqal_generation_interval)
-    return DashboardMetrics.model_validate(figures).model_dump(mode="json")
-
-
-def metrics_snapshot(app: Flask) -> dict[str, Any]:
-    """The figures through the `dashboard` cache (TTL CACHE_TTL_DASHBOARD, single flight across workers)."""
-    with app.app_context():
-        figures: dict[str, Any] = cache.cached(CACHE_NAME, METRICS_CACHE_KEY, lambda: compute_metrics(app))
-        return figures
+def dashboard_figures() -> tuple[DashboardMetrics, int, dict[str, str]]:
+    snapshot = figures.snapshot(current_app._get_current_object())  # type: ignore[attr-defined]
+    return DashboardMetrics.model_validate(snapshot), 200, {"Cache-Control": "no-cache"}
 
 
 def register_reads(app: APIFlask) -> None:
-    """Register the read routes, `/ws/dashboard/` and `/dashboard` on `app` (idempotent)."""
+    """Register the read routes and their cache namespace on `app` (idempotent)."""
     if app.extensions.get(REGISTERED_KEY):
         return
     app.extensions[REGISTERED_KEY] = True
-    cache.register_namespace(app, CACHE_NAME, ttl=app.config["SETTINGS"].cache_ttl_dashboard)
+    cache.register_namespace(app, figures.CACHE_NAME, ttl=app.config["SETTINGS"].cache_ttl_dashboard)
     app.register_blueprint(bp)
-    live.init_hub(app, lambda: metrics_snapshot(app))
-    app.register_blueprint(dashboard_page.bp)

@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from backend.core.validation import NOT_BLANK, not_blank, without_default
-from backend.sqal.read_schemas import DeviceId
+from backend.sqal.vocabulary import DeviceId
 
 Label = Annotated[str, Field(min_length=1, max_length=100, json_schema_extra=NOT_BLANK), AfterValidator(not_blank)]
 FirmwareVersion = Annotated[

@@ -9,8 +9,8 @@ from apiflask import APIBlueprint
 
 from backend.core.auth import WRITE_SECURITY, require_scope
 from backend.core.errors import AUTH_ERRORS, BODY_ERRORS
-from backend.sqal import service
-from backend.sqal.admin_schemas import DeviceCreate, DeviceState, DeviceToken, DeviceUpdate
+from backend.sqal.devices import service
+from backend.sqal.devices.schemas import DeviceCreate, DeviceState, DeviceToken, DeviceUpdate
 
 bp = APIBlueprint("sqal_admin", __name__, url_prefix="/api/sqal/devices", tag="SQAL devices")
 

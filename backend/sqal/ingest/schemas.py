@@ -24,14 +24,13 @@ from pydantic import (
 )
 
 from backend.core.validation import no_nul
+from backend.sqal.vocabulary import ID_MAX_LENGTH, ID_PATTERN, Grade
 
 MAX_BATCH_SAMPLES = 500
 MAX_FUTURE = timedelta(minutes=5)
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 VALID_GAINS = frozenset({0.5, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512})
 ATIME_STEP_US = 2.78
-
-Grade = Literal["A", "B", "C", "REJECT"]
 
 
 def _storable(value: str) -> str:
@@ -66,7 +65,7 @@ Text = Annotated[str, Field(strict=True, min_length=1, max_length=100), Storable
 FirmwareVersion = Annotated[str, Field(strict=True, min_length=1, max_length=32), Storable]
 DefectCode = Annotated[str, Field(strict=True, min_length=1, max_length=64), Storable]
 Defects = Annotated[list[DefectCode], Field(max_length=32)]
-SampleId = Annotated[str, Field(strict=True, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
+SampleId = Annotated[str, Field(strict=True, min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
 
 Detail = dict[str, Any]
 

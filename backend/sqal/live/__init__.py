@@ -1,0 +1,1 @@
+"""Live: `/ws/dashboard/` (stored samples and figures pushed to every dashboard) and the `/dashboard` page."""

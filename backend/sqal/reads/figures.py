@@ -1,0 +1,118 @@
+"""The dashboard figures: one SQL statement of index-only scans, read through the `dashboard` cache.
+
+Served by `GET /api/dashboard/metrics/` and pushed by `/ws/dashboard/`. The cache (`backend.core.cache`: TTL
+CACHE_TTL_DASHBOARD ≤ 5 s, single flight within and across workers) means a wall of dashboards costs about one SQL
+statement per TTL, and the live snapshots sent by every worker share it. The scans use the two indexes of
+migration 0005_sqal_reads (declared on `SensorSample`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import text
+
+from backend.core import cache
+from backend.extensions import db
+from backend.sqal.reads.schemas import DashboardMetrics
+from backend.sqal.vocabulary import CONFORMING, GRADES, day_bounds, sql_list
+
+TOP_DEFECTS = 5
+THROUGHPUT_WINDOW_SECONDS = 300  # the same window as the `samples_throughput_per_second` gauge
+CACHE_NAME = "dashboard"
+CACHE_KEY = "metrics"
+
+
+# One statement of index-only scans. Today's samples are counted one grade at a time, each a range of
+# ix_sensor_samples_grade_time aggregated without hashing or FILTER (several times cheaper per row); "last hour" and
+# the throughput window are counted by their own (small) range scans.
+_FIGURES_SQL = text(
+    f"""
+    WITH grades AS MATERIALIZED (
+        SELECT g.grade, t.samples, t.score_sum
+        FROM (VALUES {", ".join(f"('{grade}')" for grade in GRADES)}) AS g(grade)
+        CROSS JOIN LATERAL (
+            SELECT count(*) AS samples, sum(fusion_final_score) AS score_sum FROM sensor_samples
+            WHERE fusion_final_grade = g.grade AND "timestamp" >= :day_start AND "timestamp" < :day_end
+        ) t
+    ), today AS (
+        SELECT coalesce(sum(samples), 0) AS samples, sum(score_sum) / nullif(sum(samples), 0) AS average_score,
+               jsonb_object_agg(grade, samples) AS grades,
+               100.0 * sum(samples) FILTER (WHERE grade = 'REJECT') / nullif(sum(samples), 0) AS reject_rate,
+               100.0 * sum(samples) FILTER (WHERE grade IN ({sql_list(CONFORMING)}))
+                   / nullif(sum(samples), 0) AS conformity_rate
+        FROM grades
+    ), defects AS (
+        SELECT coalesce(jsonb_agg(jsonb_build_object('code', code, 'count', n) ORDER BY n DESC, code), '[]')
+               AS top_defects
+        FROM (
+            SELECT d.code, count(*) AS n
+            FROM sensor_samples s CROSS JOIN LATERAL jsonb_array_elements_text(s.fusion_defects) AS d(code)
+            WHERE s."timestamp" >= :day_start AND s."timestamp" < :day_end AND s.fusion_defects <> '[]'::jsonb
+            GROUP BY d.code ORDER BY n DESC, d.code LIMIT :top
+        ) ranked
+    )
+    SELECT today.samples AS today, today.average_score, today.grades, today.reject_rate, today.conformity_rate,
+           today.samples / CAST(:elapsed_hours AS float8) AS samples_per_hour,
+           (SELECT count(*) FROM sensor_samples WHERE "timestamp" >= :hour_start) AS last_hour,
+           (SELECT count(*) FROM sensor_samples WHERE "timestamp" >= :window_start)
+               / CAST(:window_seconds AS float8) AS throughput,
+           defects.top_defects,
+           (SELECT count(*) FROM devices WHERE enabled AND last_seen_at > :online_since) AS active_devices,
+           (SELECT count(*) FROM devices WHERE enabled) AS devices_total
+    FROM today, defects
+    """
+)
+
+
+def select_figures(
+    now: datetime, online_seconds: float, window_seconds: int = THROUGHPUT_WINDOW_SECONDS
+) -> dict[str, Any]:
+    """The dashboard figures at `now` (see `DashboardMetrics` for each definition), in one SQL statement."""
+    day_start, day_end = day_bounds(now)
+    params = {
+        "day_start": day_start,
+        "day_end": day_end,
+        "hour_start": now - timedelta(hours=1),
+        "window_start": now - timedelta(seconds=window_seconds),
+        "window_seconds": window_seconds,
+        "elapsed_hours": max((now - day_start).total_seconds(), 60.0) / 3600,
+        "online_since": now - timedelta(seconds=online_seconds),
+        "top": TOP_DEFECTS,
+    }
+    # Small index-only scans: parallel workers would only add start-up cost and compete with ingestion.
+    db.session.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
+    row = db.session.execute(_FIGURES_SQL, params).mappings().one()
+    db.session.rollback()  # read-only; also ends the SET LOCAL
+    return {
+        "generated_at": now,
+        "day_start": day_start,
+        "samples_last_hour": row["last_hour"],
+        "samples_today": row["today"],
+        "samples_per_hour": row["samples_per_hour"],
+        "average_quality_score": row["average_score"],
+        "grade_distribution": {grade: row["grades"].get(grade, 0) for grade in GRADES},
+        "reject_rate_percent": row["reject_rate"],
+        "conformity_rate_percent": row["conformity_rate"],
+        "active_devices": row["active_devices"],
+        "devices_total": row["devices_total"],
+        "throughput_per_second": row["throughput"],
+        "throughput_window_seconds": window_seconds,
+        "top_defects": row["top_defects"],
+    }
+
+
+def compute(app: Flask) -> dict[str, Any]:
+    """The figures now, straight from SQL, as JSON-ready values."""
+    settings = app.config["SETTINGS"]
+    figures = select_figures(datetime.now(UTC), 2 * settings.sqal_generation_interval)
+    return DashboardMetrics.model_validate(figures).model_dump(mode="json")
+
+
+def snapshot(app: Flask) -> dict[str, Any]:
+    """The figures through the `dashboard` cache (TTL CACHE_TTL_DASHBOARD, single flight across workers)."""
+    with app.app_context():
+        figures: dict[str, Any] = cache.cached(CACHE_NAME, CACHE_KEY, lambda: compute(app))
+        return figures

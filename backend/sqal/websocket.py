@@ -1,0 +1,33 @@
+"""What both SQAL sockets (`/ws/sensors/` and `/ws/dashboard/`) share: strict JSON frames, the counted send, pong."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from simple_websocket import Server
+
+from backend.sqal import metrics
+
+
+def encode(frame: dict[str, Any]) -> str:
+    """A frame as the JSON text sent on the wire (strict JSON: NaN or Infinity raise ValueError)."""
+    return json.dumps(frame, separators=(",", ":"), allow_nan=False)
+
+
+def send(ws: Server, endpoint: str, kind: str, text: str, *, error_code: str | None = None) -> None:
+    """Send one text frame of type `kind` and count it (an `error` frame also by its code)."""
+    ws.send(text)
+    metrics.websocket_messages_sent.labels(endpoint=endpoint, type=kind).inc()
+    if error_code is not None:
+        metrics.websocket_errors.labels(code=error_code).inc()
+
+
+def pong(ping: dict[str, Any], **extra: Any) -> tuple[dict[str, Any], str] | None:
+    """The `pong` answering a `ping` frame (its `ts` echoed, then `extra`) and its text; None when `ts` cannot be
+    echoed: NaN, Infinity or 1e400 (Python's parser reads them, JSON cannot say them) or nested too deeply."""
+    reply = {"type": "pong", "ts": ping.get("ts"), **extra}
+    try:
+        return reply, encode(reply)
+    except (ValueError, RecursionError):
+        return None

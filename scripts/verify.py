@@ -68,7 +68,6 @@ REFERENCE_METRICS = (
 GREPPED_METRICS = ("http_requests_total", "cache_hits_total", "sample_quality_score")
 # Contract names with no series until their event has happened on this deployment: reported, not failed.
 EVENT_METRICS = {
-    "rate_limit_exceeded_total": "after the first 429 or rate_limited frame",
     "device_last_seen_timestamp_seconds": "once an enabled device has sent a sample",
 }
 

@@ -43,6 +43,7 @@ ERROR_CODES = (
     "internal_error",
 )
 RECEIVED_TYPES = ("sensor_data", "sensor_batch", "ping", "invalid", "unknown", "oversize", "rate_limited")
+SENT_TYPES = ("ack", "batch_ack", "error", "pong")  # the replies of /ws/sensors/ (docs/protocol.md)
 WINDOW_SECONDS = 300
 CACHE_SECONDS = 5.0
 
@@ -167,6 +168,7 @@ def zero_known_series(endpoints: Iterable[str], rate_scope: str) -> None:
     """The SQAL series with known label sets, at 0 in this process (call at app start: every worker)."""
     zero_series(websocket_connections_active, endpoints)
     zero_series(websocket_messages_received, ((ENDPOINT, kind) for kind in RECEIVED_TYPES))
+    zero_series(websocket_messages_sent, ((ENDPOINT, kind) for kind in SENT_TYPES))
     zero_series(websocket_errors, ERROR_CODES)
     zero_series(samples_ingested, GRADES)
     zero_series(sample_quality_score, GRADES)

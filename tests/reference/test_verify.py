@@ -110,3 +110,14 @@ def test_the_metric_contract_holds_every_reference_name() -> None:
     ]
     assert set(verify.REFERENCE_METRICS) <= set(contract_file)
     assert set(verify.EVENT_METRICS) <= set(contract_file) - set(verify.REFERENCE_METRICS)
+
+
+@pytest.mark.gunicorn
+def test_metrics_step_alone_passes_on_a_fresh_instance(gunicorn: GunicornServer) -> None:
+    """The reference's metric script needs no workload first: every contract name is exported from the start, but
+    the per-device gauge, which has no series before a device has sent a sample."""
+    result = run_verify(gunicorn.base_url, "--only", "test_metrics")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert verdicts(result.stdout) == {"test_metrics": "PASS"}
+    waiting = [line.split(":")[1].split()[0] for line in result.stdout.splitlines() if "not yet exported" in line]
+    assert waiting == ["device_last_seen_timestamp_seconds"]

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from pydantic_core import from_json
 
 from backend.sqal import metrics
-from backend.sqal.schemas import BatchIn, SampleIn
+from backend.sqal.schemas import BatchIn, SampleIn, validate_sample
 from backend.sqal.service import DeviceRejected, Status, StorageError
 
 CLOSE_POLICY_VIOLATION = 1008
@@ -152,7 +152,7 @@ class FrameHandler:
         return Outcome("unknown", error("unknown_type", "type must be sensor_data, sensor_batch or ping"))
 
     def _validate(self, obj: Any) -> SampleIn:
-        return SampleIn.model_validate(obj, context={"device_id": self.device_id})
+        return validate_sample(obj, self.device_id)
 
     def _sensor_data(self, frame: dict[str, Any], received_at: datetime) -> Outcome:
         started = time.perf_counter()

@@ -57,7 +57,8 @@ class SampleKey(db.Model):  # type: ignore[name-defined]
 
 
 class SensorSample(db.Model):  # type: ignore[name-defined]
-    """One measurement: the reference table's columns plus `seq` and `received_at`."""
+    """One measurement: the reference table's columns plus `seq` and `received_at` (0006 made `seq` and
+    `fusion_confidence` nullable for version-1 frames)."""
 
     __tablename__ = "sensor_samples"
     __table_args__ = (
@@ -74,7 +75,7 @@ class SensorSample(db.Model):  # type: ignore[name-defined]
     timestamp: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
     device_id: Mapped[str] = mapped_column(String(100), nullable=False)
     sample_id: Mapped[str] = mapped_column(String(100), nullable=False)
-    seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    seq: Mapped[int | None] = mapped_column(BigInteger)  # null: a version-1 (reference) frame has no seq
 
     vl53l8ch_distance_matrix: Mapped[Any] = mapped_column(JSONB, nullable=False)
     vl53l8ch_reflectance_matrix: Mapped[Any] = mapped_column(JSONB, nullable=False)
@@ -95,7 +96,7 @@ class SensorSample(db.Model):  # type: ignore[name-defined]
 
     fusion_final_score: Mapped[float] = mapped_column(Float, nullable=False)
     fusion_final_grade: Mapped[str] = mapped_column(String(50), nullable=False)
-    fusion_confidence: Mapped[float] = mapped_column(Float, nullable=False)
+    fusion_confidence: Mapped[float | None] = mapped_column(Float)  # null: not in a version-1 frame
     fusion_defects: Mapped[Any] = mapped_column(JSONB, nullable=False)
 
     processing_time_ms: Mapped[float | None] = mapped_column(Float)

@@ -230,12 +230,12 @@ class SampleOut(_Out):
     id: uuid.UUID
     device_id: str
     sample_id: str
-    seq: int
+    seq: int | None
     timestamp: UtcDatetime
     received_at: UtcDatetime
     grade: Grade
     score: float
-    confidence: float
+    confidence: float | None
     defects: list[str]
     processing_time_ms: float | None
     vl53l8ch: TofSummary

@@ -2,8 +2,9 @@
 
 Numbers are strict (no strings, no booleans; integers accepted where a number is expected) and finite; text holds
 no NUL and no lone surrogate (PostgreSQL could not store it). Unknown keys are ignored at every level.
-`SampleIn.model_validate(obj, context={"device_id": ...})` also checks that the frame's device_id is the
-authenticated one.
+Two protocol versions (docs/protocol.md §0): `SampleIn` is version 1, the reference frame, whose version-2 fields
+are optional (validated when present); `SampleV2` requires them. `validate_sample(obj, device_id)` picks the version
+(a sample with `seq` is version 2) and checks that the frame's device_id is the authenticated one.
 """
 
 from __future__ import annotations
@@ -96,14 +97,20 @@ class _Lenient(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
+SensorHeight = Annotated[float, _finite(1, 4000)]
+Atime = Annotated[int, Field(strict=True, ge=0, le=255)]
+Astep = Annotated[int, Field(strict=True, ge=0, le=65534)]
+Seq = Annotated[int, Field(strict=True, ge=0, le=2**63 - 1)]
+
+
 class Vl53l8chIn(_Lenient):
-    """Time-of-flight sensor block."""
+    """Time-of-flight sensor block (version 1: no target statuses, no mounting height)."""
 
     distance_matrix: DistanceMatrix
     reflectance_matrix: ReflectanceMatrix
     amplitude_matrix: AmplitudeMatrix
-    target_status_matrix: StatusMatrix
-    sensor_height_mm: Annotated[float, _finite(1, 4000)]
+    target_status_matrix: StatusMatrix | None = None
+    sensor_height_mm: SensorHeight | None = None
     volume_mm3: Annotated[float, _finite(0, 1e9)]
     avg_height_mm: Millimetres
     surface_uniformity: Score
@@ -135,11 +142,11 @@ class ChannelsIn(_Lenient):
 
 
 class As7341In(_Lenient):
-    """Spectral sensor block; counts must fit the full scale the ATIME/ASTEP registers give."""
+    """Spectral sensor block; with the ATIME/ASTEP registers (version 2), counts must fit their full scale."""
 
     channels: ChannelsIn
-    atime: Annotated[int, Field(strict=True, ge=0, le=255)]
-    astep: Annotated[int, Field(strict=True, ge=0, le=65534)]
+    atime: Atime | None = None
+    astep: Astep | None = None
     integration_time: Annotated[int, Field(strict=True, ge=0, le=10_000_000)]
     gain: Annotated[float, _finite(0.5, 512), AfterValidator(_gain)]
     freshness_index: Score
@@ -165,6 +172,10 @@ class As7341In(_Lenient):
 
     @model_validator(mode="after")
     def _counts_within_full_scale(self) -> As7341In:
+        if (self.atime is None) != (self.astep is None):
+            raise ValueError("atime and astep go together: send both or neither")
+        if self.atime is None or self.astep is None:
+            return self
         full_scale = min(65535, (self.atime + 1) * (self.astep + 1))
         over = [name for name, count in self.channels.as_dict().items() if count > full_scale]
         if over:
@@ -173,11 +184,11 @@ class As7341In(_Lenient):
 
 
 class FusionIn(_Lenient):
-    """Fused verdict of both sensors."""
+    """Fused verdict of both sensors (version 1: no confidence)."""
 
     final_score: Score
     final_grade: Grade
-    confidence: Score
+    confidence: Score | None = None
     vl53l8ch_score: Score
     as7341_score: Score
     defects: Defects
@@ -194,13 +205,13 @@ class MetaIn(_Lenient):
 
 
 class SampleIn(_Lenient):
-    """One sample: a `sensor_data` frame, or an entry of a `sensor_batch`."""
+    """One sample: a `sensor_data` frame, or an entry of a `sensor_batch`; as such, a version-1 sample."""
 
     type: Literal["sensor_data"] = "sensor_data"
     timestamp: Annotated[datetime, BeforeValidator(_aware_iso_datetime)]
     device_id: Text
     sample_id: SampleId
-    seq: Annotated[int, Field(strict=True, ge=0, le=2**63 - 1)]
+    seq: Seq | None = None
     vl53l8ch: Vl53l8chIn
     as7341: As7341In
     fusion: FusionIn
@@ -213,6 +224,40 @@ class SampleIn(_Lenient):
         if expected is not None and value != expected:
             raise ValueError("does not match the authenticated device")
         return value
+
+
+class Vl53l8chV2(Vl53l8chIn):
+    target_status_matrix: StatusMatrix
+    sensor_height_mm: SensorHeight
+
+
+class As7341V2(As7341In):
+    atime: Atime
+    astep: Astep
+
+
+class FusionV2(FusionIn):
+    confidence: Score
+
+
+class SampleV2(SampleIn):
+    """A version-2 sample (the simulator's): `seq`, the target statuses, mounting height, registers, confidence."""
+
+    seq: Seq
+    vl53l8ch: Vl53l8chV2
+    as7341: As7341V2
+    fusion: FusionV2
+
+
+def protocol_version(obj: Any) -> int:
+    """2 for a sample object carrying `seq` (whatever its value), else 1."""
+    return 2 if isinstance(obj, dict) and "seq" in obj else 1
+
+
+def validate_sample(obj: Any, device_id: str | None = None) -> SampleIn:
+    """Validate a decoded sample against the rules of its protocol version (and the authenticated device)."""
+    model = SampleV2 if protocol_version(obj) == 2 else SampleIn
+    return model.model_validate(obj, context={"device_id": device_id})
 
 
 class BatchIn(_Lenient):

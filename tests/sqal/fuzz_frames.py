@@ -101,7 +101,8 @@ NUMBER_PATHS = [p for p, v in LEAVES if isinstance(v, int | float) and not isins
 STRING_PATHS = [p for p, v in LEAVES if isinstance(v, str)]
 CONTAINER_PATHS = [p for p, v in LEAVES if isinstance(v, dict | list)]
 INT_FIELDS = frozenset({"atime", "astep", "integration_time", "seq", "channels", "target_status_matrix"})
-REQUIRED_KEYS = [p for p, _ in LEAVES if isinstance(p[-1], str) and p[-1] != "processing_time_ms"]
+# Without `seq` a sample is a valid version-1 sample (docs/protocol.md §0), so deleting it is no junk.
+REQUIRED_KEYS = [p for p, _ in LEAVES if isinstance(p[-1], str) and p not in {("seq",), ("meta", "processing_time_ms")}]
 STORED_TEXT_PATHS = [("meta", "firmware_version"), ("meta", "config_profile")]
 
 

@@ -34,6 +34,38 @@ def _protocol_example() -> dict[str, Any]:
 
 EXAMPLE = _protocol_example()
 
+# The `sensor_data` frame of the reference deployment guide (sqal-deployment-guide.md, "Format WebSocket"), byte for
+# byte: JSON with `//` comments and `...` where the guide elides the raw data.
+REFERENCE_FIXTURE = REPO_ROOT / "tests" / "fixtures" / "reference" / "sensor_data_frame.jsonc"
+_TRAY, _LIVER = (250, 70.0, 1350), (231, 44.0, 1100)  # distance mm, reflectance %, amplitude kcps/SPAD
+_ZONES = [[_LIVER if 2 <= row <= 5 and 2 <= col <= 5 else _TRAY for col in range(8)] for row in range(8)]
+_ELIDED_MATRICES = {
+    name: [[zone[index] for zone in row] for row in _ZONES]
+    for index, name in enumerate(("distance_matrix", "reflectance_matrix", "amplitude_matrix"))
+}
+_ELIDED_CHANNELS = {"F3_480nm": 1678, "F4_515nm": 1890, "F5_555nm": 2011, "F6_590nm": 2145, "F7_630nm": 2260,
+                    "F8_680nm": 1987, "Clear": 5123, "NIR": 876}  # fmt: skip
+
+
+def reference_frame_text() -> str:
+    """The reference frame as a device following the guide sends it: the fixture without its comments, the elided
+    matrices, channels and analysis objects filled in; every field the guide writes is kept as written."""
+    text = re.sub(r"[ \t]*//[^\n]*", "", REFERENCE_FIXTURE.read_text(encoding="utf-8"))
+    text = re.sub(
+        r'"(\w+_matrix)": \[\[\.\.\.\], \.\.\.\]', lambda m: f'"{m[1]}": {json.dumps(_ELIDED_MATRICES[m[1]])}', text
+    )
+    channels = ",\n      ".join(f'"{name}": {count}' for name, count in _ELIDED_CHANNELS.items())
+    text = re.sub(r"\n([ ]*)\.\.\.\n", lambda m: f"\n{m[1]}{channels}\n", text)
+    text = text.replace("{...}", "{}")
+    assert "..." not in text, "the reference fixture has an elision this helper does not fill"
+    return text
+
+
+def reference_frame() -> dict[str, Any]:
+    """`reference_frame_text()` decoded."""
+    frame: dict[str, Any] = json.loads(reference_frame_text())
+    return frame
+
 
 def sample_frame(device_id: str, seq: int, timestamp: datetime | None = None, **changes: Any) -> dict[str, Any]:
     """A valid `sensor_data` frame for the device: the protocol example with its own id, seq and time."""

@@ -101,3 +101,35 @@ def test_hypertable_with_compression_when_timescaledb_exists(scratch_app: APIFla
         db.session.remove()
         downgrade(revision="base")
         assert not SQAL_TABLES & table_names(scratch_app)
+
+
+def nullable_columns(application: APIFlask) -> set[str]:
+    return {c["name"] for c in inspect(db.engine).get_columns("sensor_samples") if c["nullable"]}
+
+
+def test_0006_makes_seq_and_confidence_nullable_and_its_downgrade_keeps_v1_samples(
+    scratch_app: APIFlask, caplog: pytest.LogCaptureFixture
+) -> None:
+    version_1_columns = {"seq", "fusion_confidence"}
+    with scratch_app.app_context():
+        upgrade(revision="0005_sqal_reads")
+        assert not version_1_columns & nullable_columns(scratch_app)
+        upgrade()
+        assert version_1_columns <= nullable_columns(scratch_app)
+        db.session.execute(text("INSERT INTO devices (device_id, token_hash) VALUES ('ESP32_SIM_1', 'h')"))
+        db.session.execute(
+            text(
+                "INSERT INTO sensor_samples SELECT gen_random_uuid(), now(), 'ESP32_SIM_1', 'S-1', NULL, "
+                "'[]', '[]', '[]', 1, 1, 1, 1, 'A', '{}', 100, 4, 1, 1, 1, 'A', 1, 'A', NULL, '[]', NULL, now(), now()"
+            )
+        )
+        db.session.commit()
+        with pytest.raises(SystemExit):  # flask-migrate logs the migration's RuntimeError and exits
+            downgrade(revision="0005_sqal_reads")
+        assert "holds version-1 samples" in caplog.text
+        db.session.rollback()
+        db.session.execute(text("DELETE FROM sensor_samples"))
+        db.session.commit()
+        downgrade(revision="0005_sqal_reads")
+        assert not version_1_columns & nullable_columns(scratch_app)
+        db.session.remove()

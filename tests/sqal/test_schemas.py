@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from backend.sqal.schemas import BatchIn, SampleIn
+from backend.sqal.schemas import BatchIn, SampleIn, validate_sample
 from tests.sqal.helpers import EXAMPLE, sample_frame
 
 DEVICE = "ESP32_LL_01"
@@ -19,7 +19,7 @@ FULL_SCALE = min(65535, (EXAMPLE["as7341"]["atime"] + 1) * (EXAMPLE["as7341"]["a
 
 
 def validate(frame: dict[str, Any]) -> SampleIn:
-    return SampleIn.model_validate(frame, context={"device_id": DEVICE})
+    return validate_sample(frame, DEVICE)
 
 
 def error_locs(frame: dict[str, Any]) -> list[tuple[Any, ...]]:
@@ -123,6 +123,13 @@ BAD_FIELDS = [
     ("seq string", _set(("seq",), "42"), ("seq",)),
     ("wrong type", _set(("type",), "sensor_batch"), ("type",)),
     ("meta missing", _delete(("meta",)), ("meta",)),
+    # A sample with `seq` is version 2: the fields version 1 lacks are required.
+    ("v2 no statuses", _delete(("vl53l8ch", "target_status_matrix")), ("vl53l8ch", "target_status_matrix")),
+    ("v2 no height", _delete(("vl53l8ch", "sensor_height_mm")), ("vl53l8ch", "sensor_height_mm")),
+    ("v2 no atime", _delete(("as7341", "atime")), ("as7341", "atime")),
+    ("v2 no astep", _delete(("as7341", "astep")), ("as7341", "astep")),
+    ("v2 no confidence", _delete(("fusion", "confidence")), ("fusion", "confidence")),
+    ("v2 seq null", _set(("seq",), None), ("seq",)),
 ]
 
 

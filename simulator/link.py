@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import random
 import time
 from collections import deque
@@ -47,14 +48,15 @@ class DeviceLink:
         self.connected = False
         self.failed: str | None = None
         self.last_error: str | None = None
-        self.flushing = False
         self._token = token
         self._on_acked = on_acked
         self._on_rejected = on_rejected
         self._rng = rng or random.Random()
         # Devices of a line boot at different moments, so their batches do not all leave in the same instant: the
-        # first batch lingers a random part of the linger delay, which sets this device's phase from then on.
-        self._linger_s = options.linger_s * self._rng.random()
+        # first batch waits a random part of the linger delay after the first connection (every device connects at
+        # about the same time, with samples already waiting); that sets this device's linger clock.
+        self._phase_s = options.linger_s * self._rng.random()
+        self._hold_until: float | None = None
         self._unacked: dict[str, StoredSample] = {}
         self._enqueued_at: dict[str, float] = {}  # sample_id -> when the link first got it (generation)
         self._queue: deque[tuple[StoredSample, float]] = deque()
@@ -86,11 +88,6 @@ class DeviceLink:
         # A partial batch waits for its linger deadline, which the sender already sleeps towards.
         if was_empty or self._batch_limit <= 1 or len(self._queue) >= self._batch_limit:
             self._wake.set()
-
-    def flush(self) -> None:
-        """No more samples will come: send partial batches without waiting for the linger delay."""
-        self.flushing = True
-        self._wake.set()
 
     def _requeue(self, samples: Iterable[StoredSample]) -> None:
         back = [(s, 0.0) for s in samples if s.sample_id in self._unacked]
@@ -156,6 +153,8 @@ class DeviceLink:
         self.connected = True
         self.stats.connects += 1
         self._last_send = time.monotonic()
+        if self._hold_until is None:
+            self._hold_until = self._last_send + self._phase_s
         # Anything unanswered on the previous connection may or may not be stored: resend it all, in order.
         self._inflight.clear()
         self._queue = deque((s, 0.0) for s in sorted(self._unacked.values(), key=lambda s: s.seq))
@@ -220,10 +219,29 @@ class DeviceLink:
             if options.heartbeat_s and not self._inflight and now - self._last_send >= options.heartbeat_s:
                 return None
             return min(idle_check, options.heartbeat_s or idle_check)
-        if self._batch_limit <= 1 or self.flushing or len(self._queue) >= self._batch_limit:
+        if self._batch_limit <= 1:
             return None
-        age = now - self._queue[0][1]
-        return None if age >= self._linger_s else self._linger_s - age
+        if self._hold_until is not None and now < self._hold_until:
+            return self._hold_until - now
+        if len(self._queue) >= self._batch_limit:
+            return None
+        deadline = self._batch_deadline(self._queue[0][1])
+        return None if now >= deadline else deadline - now
+
+    def _batch_deadline(self, oldest: float) -> float:
+        """When a partial batch whose oldest sample is from `oldest` leaves: at the first tick of this device's
+        linger clock (ticks every linger_s from its first batch) at or after `oldest`, as a device's batching timer.
+
+        Fixed ticks keep each device on its own phase: a deadline counted from the moment the last batch left would
+        move every device held up by one stall (of the event loop, the network or the server) to the stall's end,
+        and the line would drift into bursts of every device at once. The last partial batch of a run also waits
+        for its tick, so a run does not end with every device sending at the same instant.
+        """
+        linger = self.options.linger_s
+        start = self._hold_until
+        if start is None or linger <= 0 or oldest <= start:
+            return oldest + linger if start is None else start
+        return start + math.ceil((oldest - start) / linger) * linger
 
     def _take_frame(self, now: float) -> Frame | None:
         self._frame_counter += 1
@@ -251,7 +269,6 @@ class DeviceLink:
                 self._sent_once.add(sample.sample_id)
         self.stats.sent += len(samples)
         self.stats.frames += 1
-        self._linger_s = self.options.linger_s  # the phase is set: later batches linger the full delay
         if self._batch_limit <= 1:
             return Frame("sample", samples[0].sample_id, samples, now)
         return Frame("batch", f"{self.device_id}-{self._frame_counter:06d}", samples, now)

@@ -191,8 +191,6 @@ class Runner:
             delay = wake - loop.time()
             # Behind schedule: only yield to the links; ahead: sleep at least a tick so samples group per write.
             await asyncio.sleep(max(delay, MIN_TICK_S) if delay > 0 else 0)
-        for link in self.links:
-            link.flush()
 
     async def _flush_acks_periodically(self) -> None:
         while True:

@@ -78,16 +78,28 @@ _SAMPLE_COLUMNS = tuple(
     for column in SensorSample.__table__.columns
     if column.server_default is None and column.name not in _FRAME_COLUMNS
 )
-_INSERT_KEYS = text(
-    "INSERT INTO sensor_sample_keys (device_id, sample_id) "
-    "SELECT :device_id, key FROM unnest(CAST(:sample_ids AS text[])) AS key "
-    "ON CONFLICT DO NOTHING RETURNING sample_id"
-)
-# The whole batch travels as one JSON parameter that PostgreSQL unpacks: no per-value bind parameters to
-# compile, adapt and JSON-encode one by one in Python (that cost more than the database work).
-_INSERT_SAMPLES = text(
-    "INSERT INTO sensor_samples (device_id, received_at, {names}) "
-    "SELECT :device_id, :received_at, {names} FROM json_to_recordset(CAST(:rows AS json)) AS r({typed})".format(
+# One statement per frame instead of three: each round trip is a wait for PostgreSQL and then for the interpreter
+# lock, and under load those waits, not the work, made most of a frame's time (docs/profiles/ingest.md). The row is
+# touched first (a disabled or unknown device stores nothing), the (device_id, sample_id) keys go into the ledger
+# with ON CONFLICT DO NOTHING, and only the rows whose key came back are inserted. The whole batch travels as one
+# JSON parameter that PostgreSQL unpacks: no per-value bind parameters to compile, adapt and encode in Python.
+_STORE_FRAME = text(
+    """
+    WITH device AS (
+        UPDATE devices SET last_seen_at = now(), firmware_version = :firmware_version, profile = :profile
+        WHERE device_id = :device_id AND enabled RETURNING enabled
+    ), new_keys AS (
+        INSERT INTO sensor_sample_keys (device_id, sample_id)
+        SELECT :device_id, key FROM unnest(CAST(:sample_ids AS text[])) AS key
+        WHERE (SELECT enabled FROM device)
+        ON CONFLICT DO NOTHING RETURNING sample_id
+    ), stored AS (
+        INSERT INTO sensor_samples (device_id, received_at, {names})
+        SELECT :device_id, :received_at, {names} FROM json_to_recordset(CAST(:rows AS json)) AS r({typed})
+        WHERE r.sample_id IN (SELECT sample_id FROM new_keys)
+    )
+    SELECT (SELECT enabled FROM device) AS enabled, ARRAY(SELECT sample_id FROM new_keys) AS stored
+    """.format(
         names=", ".join(f'"{name}"' for name, _ in _SAMPLE_COLUMNS),
         typed=", ".join(f'"{name}" {kind}' for name, kind in _SAMPLE_COLUMNS),
     )
@@ -127,10 +139,8 @@ def sample_row(sample: SampleIn) -> dict[str, Any]:
 def store_samples(device_id: str, samples: Sequence[SampleIn], received_at: datetime) -> list[Status]:
     """Store the samples exactly once and commit; return each one's status, in order.
 
-    One transaction: the device row is updated first (last_seen_at, firmware; a disabled device is refused),
-    then the (device_id, sample_id) keys go into the ledger with one INSERT … ON CONFLICT DO NOTHING RETURNING,
-    and only the samples whose key came back are inserted, in one INSERT … SELECT from a JSON array. A
-    sample_id repeated within `samples` is stored once; the later copies are duplicates.
+    One statement (`_STORE_FRAME`) and its commit. A sample_id repeated within `samples` is stored once; the
+    later copies are duplicates.
     """
     if not samples:
         return []
@@ -140,30 +150,25 @@ def store_samples(device_id: str, samples: Sequence[SampleIn], received_at: date
     unique = [samples[index] for index in first_index.values()]
     meta = samples[-1].meta
     try:
-        devices = Device.__table__
-        enabled = db.session.execute(
-            update(devices)
-            .where(devices.c.device_id == device_id)
-            .values(last_seen_at=func.now(), firmware_version=meta.firmware_version, profile=meta.config_profile)
-            .returning(devices.c.enabled)
-        ).scalar_one_or_none()
-        if not enabled:
+        outcome = db.session.execute(
+            _STORE_FRAME,
+            {
+                "device_id": device_id,
+                "firmware_version": meta.firmware_version,
+                "profile": meta.config_profile,
+                "sample_ids": [sample.sample_id for sample in unique],
+                "received_at": received_at,
+                "rows": to_json([sample_row(sample) for sample in unique]).decode(),
+            },
+        ).one()
+        if not outcome.enabled:
             db.session.rollback()
             raise DeviceRejected("device_disabled", "device is disabled")
-        new_keys = db.session.execute(
-            _INSERT_KEYS, {"device_id": device_id, "sample_ids": [sample.sample_id for sample in unique]}
-        )
-        stored = set(new_keys.scalars())
-        rows = [sample_row(sample) for sample in unique if sample.sample_id in stored]
-        if rows:
-            db.session.execute(
-                _INSERT_SAMPLES,
-                {"device_id": device_id, "received_at": received_at, "rows": to_json(rows).decode()},
-            )
         db.session.commit()
     except (SQLAlchemyError, ServiceUnavailable) as exc:  # the latter: database breaker open / connection lost
         _rollback_quietly()
         raise StorageError(exc.__class__.__name__) from exc
+    stored = set(outcome.stored)
     return [
         "stored" if sample.sample_id in stored and first_index[sample.sample_id] == index else "duplicate"
         for index, sample in enumerate(samples)

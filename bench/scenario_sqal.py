@@ -38,7 +38,7 @@ def ingestion(
     seconds: float,
     devices: int = 50,
     rate: float = 1500,
-    capacity_rate: float = 2000,
+    capacity_rate: float = 3000,
 ) -> dict[str, Any]:
     """Scenario 3: `runs` runs offering the target `rate` (latency, loss), then one offering more (capacity).
 

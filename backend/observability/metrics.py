@@ -143,7 +143,7 @@ def _http_series(method: str, path: str, status: int) -> list[Any]:
         http_request_size.labels(label, path),
         None,
     ]
-    return _remember(_request_series, (method, path, status), made)  # type: ignore[no-any-return]
+    return _remember(_request_series, (method, path, status), made)
 
 
 def observe_request(

@@ -18,6 +18,7 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
 }
+_SECURITY_HEADER_ITEMS = [(name.lower(), name, value) for name, value in SECURITY_HEADERS.items()]
 
 
 def json_depth(value: Any) -> int:
@@ -84,6 +85,8 @@ def _refuse_nul_in_path() -> Response | None:
     fields = [name for name, value in (request.view_args or {}).items() if NUL in str(value)]
     if not fields:
         return None
+    if request.headers.get("Upgrade", "").lower() == "websocket":
+        return None  # WebSocket clients get their protocol's error frame and close code, never an HTTP error
     return error_response(404, "not_found", "No resource has a NUL character in its id", {"fields": fields})
 
 
@@ -112,12 +115,14 @@ def register_request_guards(app: APIFlask) -> None:
 
     @app.before_request
     def refuse_nul_in_path() -> Response | None:
-        if request.endpoint is None or request.headers.get("Upgrade", "").lower() == "websocket":
-            return None  # WebSocket clients get their protocol's error frame and close code, never an HTTP error
-        return _refuse_nul_in_path()
+        return None if request.endpoint is None else _refuse_nul_in_path()
 
     @app.after_request
     def add_security_headers(response: Response) -> Response:
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
+        headers = response.headers
+        # One pass over the names (setdefault scans them and raises KeyError once per missing header).
+        present = {name.lower() for name in headers.keys()}  # noqa: SIM118 (Headers iterates (name, value) pairs)
+        for lowered, name, value in _SECURITY_HEADER_ITEMS:
+            if lowered not in present:
+                headers.add(name, value)
         return response

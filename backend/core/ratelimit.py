@@ -110,9 +110,11 @@ def init_app(app: Flask) -> None:
     budgets = Budgets(limiter, settings, prefix)
     app.extensions[EXTENSION_KEY] = budgets
 
-    @app.after_request
-    def rate_limit_headers(response: Response) -> Response:
-        return _add_headers(budgets.limiter, response)
+    if settings.rate_limit_enabled:  # a disabled limiter never sets a current limit: no headers to add
+
+        @app.after_request
+        def rate_limit_headers(response: Response) -> Response:
+            return _add_headers(budgets.limiter, response)
 
     app.register_error_handler(RateLimitExceeded, _too_many_requests)
 

@@ -34,14 +34,6 @@ _CACHED_TEXT_LENGTH = 512
 _redact_short_text = lru_cache(maxsize=4096)(redact_text)
 
 
-def _redacted(value: Any) -> Any:
-    if isinstance(value, str):
-        return _redact_short_text(value) if len(value) <= _CACHED_TEXT_LENGTH else redact_text(value)
-    if isinstance(value, _PLAIN_TYPES):
-        return value
-    return redact(value)
-
-
 _second_prefix: tuple[int, str] = (-1, "")
 
 
@@ -93,8 +85,14 @@ class JsonFormatter(_BaseJsonFormatter):
     def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
         """Mask credentials in the message and every event field."""
         for key, value in log_data.items():
-            if key not in _TRUSTED_FIELDS:
-                log_data[key] = REDACTED if is_sensitive_key(key) else _redacted(value)
+            if key in _TRUSTED_FIELDS:
+                continue
+            if is_sensitive_key(key):
+                log_data[key] = REDACTED
+            elif value.__class__ is str:
+                log_data[key] = _redact_short_text(value) if len(value) <= _CACHED_TEXT_LENGTH else redact_text(value)
+            elif not isinstance(value, _PLAIN_TYPES):
+                log_data[key] = redact(value)
         return log_data
 
     def jsonify_log_record(self, log_data: dict[str, Any]) -> str:

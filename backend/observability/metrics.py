@@ -117,6 +117,35 @@ def method_label(method: str) -> str:
     return method if method in HTTP_METHODS else "OTHER"
 
 
+# Labelled children per (method, route, status) and per (operation, table): `labels()` validates and locks on
+# every call. Bounded (a raw method is part of the key); past the bound, `labels()` is called as before.
+MAX_CACHED_SERIES = 2048
+_request_series: dict[tuple[str, str, int], list[Any]] = {}
+_query_series: dict[tuple[str, str], tuple[Any, Any]] = {}
+
+
+def _remember(cache: dict[Any, Any], key: Any, series: Any) -> Any:
+    if len(cache) < MAX_CACHED_SERIES:
+        cache[key] = series
+    return series
+
+
+def _http_series(method: str, path: str, status: int) -> list[Any]:
+    """[requests, durations, request sizes, response sizes]; the last one made on first use (a response without a
+    length adds no series)."""
+    series = _request_series.get((method, path, status))
+    if series is not None:
+        return series
+    label = method_label(method)
+    made = [
+        http_requests.labels(label, path, str(status)),
+        http_request_duration.labels(label, path),
+        http_request_size.labels(label, path),
+        None,
+    ]
+    return _remember(_request_series, (method, path, status), made)
+
+
 def observe_request(
     method: str,
     path: str,
@@ -133,16 +162,20 @@ def observe_request(
     """
     if not current_app.extensions.get(ENABLED_KEY, True):
         return
-    method = method_label(method)
-    http_requests.labels(method, path, str(status)).inc()
     if websocket:
+        http_requests.labels(method_label(method), path, str(status)).inc()
         return
+    series = _http_series(method, path, status)
+    requests, durations, request_sizes, response_sizes = series
+    requests.inc()
     # Multiprocess values drop exemplars (prometheus_client has no storage for them in mmap files).
     exemplar = {"trace_id": trace_id} if trace_id and not is_multiprocess() else None
-    http_request_duration.labels(method, path).observe(duration, exemplar)
-    http_request_size.labels(method, path).observe(request_bytes)
+    durations.observe(duration, exemplar)
+    request_sizes.observe(request_bytes)
     if response_bytes is not None:
-        http_response_size.labels(method, path).observe(response_bytes)
+        if response_sizes is None:
+            response_sizes = series[3] = http_response_size.labels(method_label(method), path)
+        response_sizes.observe(response_bytes)
 
 
 def _before_cursor_execute(
@@ -157,9 +190,16 @@ def _record_query(context: Any, statement: str | None) -> None:
     if started is None or statement is None:
         return
     context._observability_started = None
-    operation, table = sql.classify(statement)
-    database_queries.labels(operation, table).inc()
-    db_query_duration.labels(operation).observe(time.perf_counter() - started)
+    duration = time.perf_counter() - started
+    key = sql.classify(statement)
+    series = _query_series.get(key)
+    if series is None:
+        operation, table = key
+        series = _remember(
+            _query_series, key, (database_queries.labels(operation, table), db_query_duration.labels(operation))
+        )
+    series[0].inc()
+    series[1].observe(duration)
 
 
 def _after_cursor_execute(

@@ -43,14 +43,19 @@ _KIND = {
 _FIXED32 = struct.Struct("<I")
 _FIXED64 = struct.Struct("<Q")
 _DOUBLE = struct.Struct("<d")
+_TIMES = struct.Struct("<BQBQ")  # start_time_unix_nano (fixed64 field 7), end_time_unix_nano (field 8)
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _HAS_IS_REMOTE = SpanFlags.SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK
 _IS_REMOTE = SpanFlags.SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK
+_KIND_FIELD = {kind: b"\x30" + bytes([number]) for kind, number in _KIND.items()}
+_LOCAL_FLAGS = b"\x85\x01" + _FIXED32.pack(_HAS_IS_REMOTE)  # flags: fixed32 field 16
+_REMOTE_FLAGS = b"\x85\x01" + _FIXED32.pack(_HAS_IS_REMOTE | _IS_REMOTE)
 
-_attribute_cache: dict[tuple[str, type, Any], bytes] = {}
+_attribute_cache: dict[tuple[Any, ...], bytes] = {}
 _status_cache: dict[tuple[int, str | None], bytes] = {}
 _resource_cache: dict[Any, bytes] = {}
 _scope_cache: dict[Any, bytes] = {}
+_name_cache: dict[str, bytes] = {}
 
 
 _SMALL_VARINTS = [bytes([n]) for n in range(128)]
@@ -102,24 +107,39 @@ def _any_value(value: Any) -> bytes:
 
 
 def _key_value(key: str, value: Any) -> bytes:
-    """KeyValue bytes (memoised for scalar values)."""
-    cache_key = (key, type(value), value) if isinstance(value, str | bool | int | float | bytes) else None
-    if cache_key is not None:
-        cached = _attribute_cache.get(cache_key)
-        if cached is not None:
-            return cached
-    encoded = _text(1, key) + _field(2, _any_value(value))
-    if cache_key is not None:
-        if len(_attribute_cache) >= MAX_CACHED_ATTRIBUTES:
-            _attribute_cache.clear()
-        _attribute_cache[cache_key] = encoded
-    return encoded
+    """KeyValue bytes."""
+    return _text(1, key) + _field(2, _any_value(value))
+
+
+# Exact types whose (key, value) field bytes are memoised. Not float: -0.0 == 0.0 would share bytes.
+_CACHED_TYPES = frozenset({str, int, bool, bytes})
+
+
+def _attribute_fields(number: int, attributes: Any) -> bytes:
+    """The attributes as repeated KeyValue fields `number`; each (key, scalar value) field is encoded once."""
+    cache = _attribute_cache
+    parts = []
+    for key, value in attributes.items():
+        kind = value.__class__
+        # A str never equals another type's value; an int may equal a bool (1 == True), hence the type.
+        if kind is str:
+            cache_key: tuple[Any, ...] = (number, key, value)
+        elif kind in _CACHED_TYPES:
+            cache_key = (number, key, kind, value)
+        else:  # floats, arrays, mappings (maybe unhashable)
+            parts.append(_field(number, _key_value(key, value)))
+            continue
+        encoded = cache.get(cache_key)
+        if encoded is None:
+            if len(cache) >= MAX_CACHED_ATTRIBUTES:
+                cache.clear()
+            encoded = cache[cache_key] = _field(number, _key_value(key, value))
+        parts.append(encoded)
+    return b"".join(parts)
 
 
 def _attributes(number: int, attributes: Any) -> bytes:
-    if not attributes:
-        return b""
-    return b"".join(_field(number, _key_value(key, value)) for key, value in attributes.items())
+    return _attribute_fields(number, attributes) if attributes else b""
 
 
 def _status(code: int, description: str | None) -> bytes:
@@ -173,36 +193,44 @@ def _links(links: Sequence[Any]) -> bytes:
     )
 
 
+def _name(name: str) -> bytes:
+    encoded = _name_cache.get(name)
+    if encoded is None:
+        encoded = _text(5, name)
+        if len(_name_cache) < 1024:
+            _name_cache[name] = encoded
+    return encoded
+
+
 def encode_span(span: ReadableSpan) -> bytes:
     """Span message bytes (field numbers of opentelemetry/proto/trace/v1/trace.proto)."""
     context = span.get_span_context()
     if context is None:
         raise ValueError(f"span {span.name!r} has no context")
     parent = span.parent
-    parts = [
-        b"\x0a\x10" + context.trace_id.to_bytes(16, "big"),
-        b"\x12\x08" + context.span_id.to_bytes(8, "big"),
-    ]
+    head = b"\x0a\x10" + context.trace_id.to_bytes(16, "big") + b"\x12\x08" + context.span_id.to_bytes(8, "big")
     if context.trace_state:
-        parts.append(_text(3, ",".join(f"{key}={value}" for key, value in context.trace_state.items())))
+        head += _text(3, ",".join(f"{key}={value}" for key, value in context.trace_state.items()))
     if parent is not None:
-        parts.append(b"\x22\x08" + parent.span_id.to_bytes(8, "big"))
-    parts.append(_text(5, span.name))
-    kind = _KIND[span.kind]
-    parts.append(b"\x30" + _varint(kind))
-    parts.append(b"\x39" + _FIXED64.pack(span.start_time or 0))
-    parts.append(b"\x41" + _FIXED64.pack(span.end_time or 0))
-    parts.append(_attributes(9, span.attributes))
-    parts.append(_count(10, span.dropped_attributes))
+        head += b"\x22\x08" + parent.span_id.to_bytes(8, "big")
+    attributes = span.attributes
+    status = span.status
+    parts = [
+        head,
+        _name(span.name),
+        _KIND_FIELD[span.kind],
+        _TIMES.pack(0x39, span.start_time or 0, 0x41, span.end_time or 0),
+        _attribute_fields(9, attributes) if attributes else b"",
+        _count(10, span.dropped_attributes),
+    ]
     if span.events:
         parts.append(_events(span.events))
     parts.append(_count(12, span.dropped_events))
     if span.links:
         parts.append(_links(span.links))
     parts.append(_count(14, span.dropped_links))
-    status = span.status
     parts.append(_status(status.status_code.value, status.description))
-    parts.append(b"\x85\x01" + _FIXED32.pack(_flags(parent)))
+    parts.append(_REMOTE_FLAGS if parent is not None and parent.is_remote else _LOCAL_FLAGS)
     return b"".join(parts)
 
 

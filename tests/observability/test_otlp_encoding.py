@@ -9,7 +9,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.span import TraceState
 
 from backend.observability import otlp_encoding
@@ -76,5 +76,22 @@ def test_the_attribute_cache_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(otlp_encoding, "MAX_CACHED_ATTRIBUTES", 10)
     otlp_encoding._attribute_cache.clear()
     for n in range(50):
-        otlp_encoding._key_value("url.path", f"/products/{n}")
+        otlp_encoding._attributes(9, {"url.path": f"/products/{n}"})
     assert len(otlp_encoding._attribute_cache) <= 10
+
+
+def test_equal_values_of_other_types_or_signs_keep_their_own_bytes() -> None:
+    # 1 == True == 1.0 and 0.0 == -0.0: a memo keyed on the value alone would reuse the first one's bytes.
+    resource = Resource.create({"service.name": "test"})
+    values = [1, True, 1.0, 0.0, -0.0, "1", b"1", 1, True, 0.0, -0.0]
+    spans = [
+        ReadableSpan(
+            "s", _context(n), None, resource, {"v": value}, (), (), SpanKind.INTERNAL, start_time=1, end_time=2
+        )
+        for n, value in enumerate(values, start=1)
+    ]
+    assert otlp_encoding.encode_spans(spans) == sdk_encode_spans(spans).SerializeToString()
+
+
+def _context(span_id: int) -> SpanContext:
+    return SpanContext(0x1234, span_id, is_remote=False, trace_flags=TraceFlags(1))

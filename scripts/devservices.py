@@ -335,7 +335,12 @@ def up(root: Path) -> list[tuple[str, str]]:
         _say(f"PostgreSQL on {pg.host}:{pg.port} (data {pg.pgdata}, log {pg.log_file})")
         exports.append(("DATABASE_URL", pg.url(DEV_DATABASE)))
     if not os.environ.get("REDIS_URL") and not os.environ.get("REDIS_HOST"):
-        redis.start()
+        try:
+            redis.start()
+        except RuntimeError as exc:
+            if exports:  # make run stops nothing when `up` fails: do not leave PostgreSQL running
+                pg.stop()
+            raise RuntimeError(f"{exc} (set LOCAL_REDIS_PORT to use another port)") from None
         _say(f"Redis on {redis.host}:{redis.port} (log {redis.log_file})")
         exports.append(("REDIS_URL", redis.url()))
     return exports

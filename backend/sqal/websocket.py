@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 from simple_websocket import Server
@@ -21,6 +22,15 @@ def send(ws: Server, endpoint: str, kind: str, text: str, *, error_code: str | N
     metrics.websocket_messages_sent.labels(endpoint=endpoint, type=kind).inc()
     if error_code is not None:
         metrics.websocket_errors.labels(code=error_code).inc()
+
+
+def let_reader_finish(ws: Server, timeout: float = 1.0) -> None:
+    """After the peer's close or a protocol error (invalid UTF-8: 1007), let simple-websocket's reader thread send
+    its close reply before the socket is closed under it: it wakes `receive()` first and sends after, so a handler
+    returning at once raced it and the peer saw the connection drop with no close frame."""
+    reader = getattr(ws, "thread", None)  # simple-websocket 1.x; without it the race stays as it was
+    if isinstance(reader, threading.Thread) and reader is not threading.current_thread():
+        reader.join(timeout)
 
 
 def pong(ping: dict[str, Any], **extra: Any) -> tuple[dict[str, Any], str] | None:

@@ -19,7 +19,7 @@ from typing import Any
 from flask import Blueprint, Flask, current_app, request
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from simple_websocket import Server
+from simple_websocket import ConnectionClosed, Server
 from sqlalchemy.exc import SQLAlchemyError
 
 from backend.core import ratelimit, shutdown
@@ -31,7 +31,7 @@ from backend.sqal.ingest import service
 from backend.sqal.ingest.frames import CLOSE_POLICY_VIOLATION, FrameHandler, Outcome, error
 from backend.sqal.ingest.publisher import SamplePublisher
 from backend.sqal.vocabulary import channel_for
-from backend.sqal.websocket import encode, send
+from backend.sqal.websocket import encode, let_reader_finish, send
 
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -134,6 +134,9 @@ def sensors(ws: Server) -> None:
             authenticated = _authenticate(ws, token)
             if authenticated is not None:
                 _connection(app, runtime, DeviceSocket(ws), *authenticated)
+    except ConnectionClosed:  # the peer closed, or the reader closed on a protocol error: its reply goes out first
+        let_reader_finish(ws)
+        raise
     except OSError:  # the peer vanished (reset, broken pipe): like a close, its device will resend
         logger.debug("device socket lost", exc_info=True)
 

@@ -26,7 +26,7 @@ from backend.extensions import db, sock
 from backend.sqal import metrics
 from backend.sqal.live.service import POLL_SECONDS, DashboardClient, DashboardHub
 from backend.sqal.vocabulary import channel_for
-from backend.sqal.websocket import pong, send
+from backend.sqal.websocket import let_reader_finish, pong, send
 
 ENDPOINT = "/ws/dashboard/"
 HUB_KEY = "sqal_dashboard_hub"
@@ -79,7 +79,9 @@ def dashboard_socket(ws: Server) -> None:
             if snapshot is not None:
                 send(ws, ENDPOINT, "metrics", snapshot)
             _pump(ws, client)
-    except (ConnectionClosed, OSError):
+    except ConnectionClosed:  # the client closed, or the reader closed on a protocol error: its reply goes out first
+        let_reader_finish(ws)
+    except OSError:
         pass  # the client went away, or was dropped (its socket shut down under a blocked send)
     finally:
         hub.disconnect(client)

@@ -152,8 +152,8 @@ class FrameHandler:
         try:
             sample = self._validate(frame)
         except ValidationError as exc:
-            reply = error("validation_error", "invalid sample", sample_id=sample_id, seq=seq)
-            reply["details"] = validation_details(exc)
+            details = validation_details(exc)
+            reply = error("validation_error", "invalid sample", sample_id=sample_id, seq=seq, details=details)
             return Outcome("sensor_data", reply)
         statuses = self._commit([sample], received_at)
         if statuses is None:
@@ -169,8 +169,10 @@ class FrameHandler:
         try:
             envelope = BatchIn.model_validate(frame)
         except ValidationError as exc:
-            reply = error("validation_error", "invalid batch envelope", sample_id=None, batch_id=batch_id)
-            reply["details"] = validation_details(exc)
+            details = validation_details(exc)
+            reply = error(
+                "validation_error", "invalid batch envelope", sample_id=None, batch_id=batch_id, details=details
+            )
             return Outcome("sensor_batch", reply)
         valid: list[tuple[int, SampleIn]] = []
         errors: list[dict[str, Any]] = []

@@ -1,8 +1,8 @@
 # syntax=docker/dockerfile:1
 # SQAL backend and ESP32 simulator images.
 #
-#   docker build -t sqal-backend:1.0.0 .                                  # backend (default, last stage)
-#   docker build --target simulator -t sqal-simulator:1.0.0 .             # simulator
+#   docker build -t sqal-backend:"$(python -m scripts.version)" .          # backend (default, last stage)
+#   docker build --target simulator -t sqal-simulator:"$(python -m scripts.version)" .   # simulator
 #
 # Stages: builder (compilers, builds the virtualenv) -> runtime (slim, no compilers, non-root appuser 1000)
 #         -> simulator | backend. Only requirements.txt is installed: dev tools never reach an image.

@@ -6,14 +6,14 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help install run test lint typecheck pytest audit fuzz openapi env-example bench clean
+.PHONY: help install run test lint typecheck pytest audit fuzz openapi wire-schemas env-example bench clean
 
 help:
 	@echo "make run    - venv, install, migrate, seed, serve on http://127.0.0.1:8000 (embedded PG/Redis if unset)"
 	@echo "make test   - venv, install, ruff, mypy, pytest (real PostgreSQL and Redis)"
 	@echo "make bench  - the six benchmark scenarios (~10 min, needs wrk); regenerates docs/benchmarks.md"
 	@echo "make fuzz   - deep schemathesis run; make audit - known vulnerabilities in the pinned dependencies"
-	@echo "make openapi / env-example - regenerate docs/openapi.json / .env.example from the code"
+	@echo "make openapi / wire-schemas / env-example - regenerate docs/openapi.json / docs/wire + docs/asyncapi.yaml / .env.example"
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,9 @@ audit: install
 
 openapi: install
 	$(BIN)/python -m scripts.openapi docs/openapi.json
+
+wire-schemas: install
+	$(BIN)/python -m scripts.wire_schemas docs
 
 env-example: install
 	$(BIN)/python -m scripts.env_example > .env.example

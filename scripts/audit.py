@@ -4,8 +4,9 @@ pip-audit resolves requirements.txt and requirements-dev.txt and asks PyPI's vul
 version. Some package mirrors serve only PyPI's project-level JSON (the latest release), not the versioned endpoint
 pip-audit asks for, so pip-audit then skips every package. For a skipped package whose pin IS the latest release,
 the project-level `vulnerabilities` list describes exactly that version, so it is used; any other skipped package is
-reported as not audited. Exit 1 on any known vulnerability; with AUDIT_STRICT=true, also when a package could not be
-audited.
+reported as not audited. Exit 1 on any known vulnerability, and when a package could not be audited: a package
+nobody checked is not a passed audit. `AUDIT_STRICT=false` reports those without failing (for a mirror that lacks
+the data; .ci/run says why it uses it).
 """
 
 from __future__ import annotations
@@ -97,8 +98,8 @@ def main() -> int:
     )
     if result.vulnerabilities:
         return 1
-    if result.not_audited and os.environ.get("AUDIT_STRICT") == "true":
-        print("AUDIT_STRICT=true: every package must be audited")
+    if result.not_audited and os.environ.get("AUDIT_STRICT", "true") != "false":
+        print(f"audit: FAILED, {len(result.not_audited)} packages not audited (AUDIT_STRICT=false only reports)")
         return 1
     return 0
 

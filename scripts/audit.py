@@ -22,7 +22,7 @@ from pathlib import Path
 import requests
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-REQUIREMENTS = ("requirements.txt", "requirements-dev.txt")
+REQUIREMENTS = ("requirements-dev.lock",)  # every installed package, pinned and hashed (it includes the runtime)
 PYPI_PROJECT = "https://pypi.org/pypi/{name}/json"
 SKIPPED_VERSION = re.compile(r"\(([^()\s]+)\)\s*$")  # pip-audit's skip reason ends with "(<version>)"
 
@@ -39,7 +39,8 @@ class Audit:
 
 def run_pip_audit() -> list[dict[str, object]]:
     """pip-audit's JSON list of dependencies (each with `vulns` or a `skip_reason`)."""
-    command = [str(Path(sys.executable).with_name("pip-audit")), "--format", "json", "--progress-spinner", "off"]
+    pip_audit = str(Path(sys.executable).with_name("pip-audit"))
+    command = [pip_audit, "--format", "json", "--progress-spinner", "off", "--require-hashes", "--disable-pip"]
     for name in REQUIREMENTS:
         command += ["-r", str(REPO_ROOT / name)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)

@@ -1,11 +1,11 @@
 # syntax=docker/dockerfile:1
 # SQAL backend and ESP32 simulator images.
 #
-#   docker build -t sqal-backend:1.0.0 .                                  # backend (default, last stage)
-#   docker build --target simulator -t sqal-simulator:1.0.0 .             # simulator
+#   docker build -t sqal-backend:"$(python -m scripts.version)" .          # backend (default, last stage)
+#   docker build --target simulator -t sqal-simulator:"$(python -m scripts.version)" .   # simulator
 #
 # Stages: builder (compilers, builds the virtualenv) -> runtime (slim, no compilers, non-root appuser 1000)
-#         -> simulator | backend. Only requirements.txt is installed: dev tools never reach an image.
+#         -> simulator | backend. Only requirements.lock (runtime, hash-locked) is installed: dev tools never reach an image.
 
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 
@@ -24,9 +24,8 @@ RUN apt-get update \
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
-COPY requirements.txt /tmp/requirements.txt
-RUN pip install --upgrade pip \
-    && pip install -r /tmp/requirements.txt
+COPY requirements.lock /tmp/requirements.lock
+RUN pip install --no-deps --require-hashes -r /tmp/requirements.lock && pip check
 
 # ---------------------------------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime

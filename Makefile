@@ -2,23 +2,28 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
+# Installs come from the hash-locked files (pip-tools); requirements*.txt are their inputs (`make lock`).
+STAMP := $(VENV)/.installed-$(shell cat requirements-dev.lock | cksum | cut -d' ' -f1)
+PIP_COMPILE := CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe \
+	--strip-extras --no-emit-index-url --no-emit-find-links
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help install run test lint typecheck pytest audit fuzz openapi env-example bench clean
+.PHONY: help install run test lint typecheck pytest audit fuzz lock openapi wire-schemas env-example bench clean
 
 help:
 	@echo "make run    - venv, install, migrate, seed, serve on http://127.0.0.1:8000 (embedded PG/Redis if unset)"
 	@echo "make test   - venv, install, ruff, mypy, pytest (real PostgreSQL and Redis)"
 	@echo "make bench  - the six benchmark scenarios (~10 min, needs wrk); regenerates docs/benchmarks.md"
 	@echo "make fuzz   - deep schemathesis run; make audit - known vulnerabilities in the pinned dependencies"
-	@echo "make openapi / env-example - regenerate docs/openapi.json / .env.example from the code"
+	@echo "make lock   - re-resolve requirements*.txt into the hash-locked requirements*.lock"
+	@echo "make openapi / wire-schemas / env-example - regenerate docs/openapi.json / docs/wire + docs/asyncapi.yaml / .env.example"
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements-dev.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	@# --no-deps: the lock is the whole closure (and pip's hash mode mishandles a dependency's extras, pypa/pip#9644).
+	$(BIN)/python -m pip install --quiet --no-deps --require-hashes -r requirements-dev.lock
+	$(BIN)/python -m pip check
 	@rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 install: $(STAMP)
@@ -44,8 +49,15 @@ fuzz: install
 audit: install
 	$(BIN)/python -m scripts.audit
 
+lock: install
+	$(PIP_COMPILE) -o requirements.lock requirements.txt
+	$(PIP_COMPILE) -o requirements-dev.lock requirements-dev.txt
+
 openapi: install
 	$(BIN)/python -m scripts.openapi docs/openapi.json
+
+wire-schemas: install
+	$(BIN)/python -m scripts.wire_schemas docs
 
 env-example: install
 	$(BIN)/python -m scripts.env_example > .env.example

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from backend import __version__
 from backend.core.config import documented_variables
 
 HEADER = """\
@@ -20,7 +21,7 @@ COMPOSE_VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("POSTGRES_USER", "sqal", "docker compose: TimescaleDB user"),
     ("POSTGRES_DB", "sqal", "docker compose: TimescaleDB database"),
     ("GRAFANA_ADMIN_USER", "admin", "docker compose: Grafana admin user"),
-    ("SQAL_VERSION", "1.0.0", "docker compose: image tag of backend and simulator"),
+    ("SQAL_VERSION", __version__, "docker compose: image tag of backend and simulator"),
     ("BACKEND_REPLICAS", "2", "docker compose: backend replicas (Prometheus scrapes each)"),
     ("BACKEND_PORTS", "8000-8001", "docker compose: host port range of the backend replicas"),
     ("SIMULATOR_DEVICES", "3", "docker compose: simulated ESP32 devices"),

@@ -35,9 +35,10 @@ def test_no_compiler_reaches_a_final_image() -> None:
     assert copies == ["--from=builder /opt/venv /opt/venv"], "only the virtualenv crosses from the builder"
 
 
-def test_only_runtime_requirements_are_installed() -> None:
+def test_only_runtime_requirements_are_installed_from_the_hash_lock() -> None:
     text = DOCKERFILE.read_text()
-    assert "requirements.txt" in text
+    installs = [run for run in stage("builder").args("RUN") if "pip install" in run]
+    assert installs == ["pip install --no-deps --require-hashes -r /tmp/requirements.lock && pip check"]
     assert "requirements-dev" not in text
 
 
@@ -83,4 +84,4 @@ def test_copied_files_exist_and_pass_the_dockerignore() -> None:
         assert (REPO / source).exists(), f"COPY {source}: no such file"
         assert source in allowed, f"COPY {source} is excluded by .dockerignore"
     assert {"**/.env", "**/__pycache__"} <= set(rules)
-    assert not allowed & {"tests", ".git", ".venv", ".env", "requirements-dev.txt"}
+    assert not allowed & {"tests", ".git", ".venv", ".env", "requirements-dev.txt", "requirements-dev.lock"}

@@ -7,13 +7,15 @@ STAMP := $(VENV)/.installed-$(shell cat requirements-dev.lock | cksum | cut -d' 
 PIP_COMPILE := CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe \
 	--strip-extras --no-emit-index-url --no-emit-find-links
 PYTEST_ARGS ?=
+# The TimescaleDB the app's suites run on once more in `make test` (scripts/timescaledb.sh builds it).
+TIMESCALEDB_VERSION ?= 2.28.3
 BENCH_ARGS ?=
 
-.PHONY: help install run test lint typecheck pytest audit fuzz lock openapi wire-schemas env-example bench clean
+.PHONY: help install run test lint typecheck pytest pytest-timescaledb audit fuzz lock openapi wire-schemas env-example bench clean
 
 help:
 	@echo "make run    - venv, install, migrate, seed, serve on http://127.0.0.1:8000 (embedded PG/Redis if unset)"
-	@echo "make test   - venv, install, ruff, mypy, pytest (real PostgreSQL and Redis)"
+	@echo "make test   - venv, install, ruff, mypy, pytest (real PostgreSQL and Redis), then the app's suites on TimescaleDB"
 	@echo "make bench  - the six benchmark scenarios (~10 min, needs wrk); regenerates docs/benchmarks.md"
 	@echo "make fuzz   - deep schemathesis run; make audit - known vulnerabilities in the pinned dependencies"
 	@echo "make lock   - re-resolve requirements*.txt into the hash-locked requirements*.lock"
@@ -31,7 +33,7 @@ install: $(STAMP)
 run: install
 	@bash scripts/run.sh
 
-test: install lint typecheck pytest
+test: install lint typecheck pytest pytest-timescaledb
 
 lint: install
 	$(BIN)/ruff check .
@@ -42,6 +44,14 @@ typecheck: install
 
 pytest: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Ingestion, reads, dashboard figures and bugs on a throwaway TimescaleDB cluster (the hypertable path). Without the
+# build it skips with one line locally; with CI=true it runs and fails.
+pytest-timescaledb: install
+	@reason=$$($(BIN)/python -c 'from scripts.timescale import missing_reason; print(missing_reason("$(TIMESCALEDB_VERSION)") or "")'); \
+	if [ -n "$$reason" ] && [ "$${CI:-}" != true ]; then echo "pytest-timescaledb skipped: $$reason"; exit 0; fi; \
+	echo "pytest on TimescaleDB $(TIMESCALEDB_VERSION): tests/sqal tests/sqal_reads tests/bugs"; \
+	SQAL_TEST_TIMESCALEDB=$(TIMESCALEDB_VERSION) $(BIN)/python -m pytest tests/sqal tests/sqal_reads tests/bugs $(PYTEST_ARGS)
 
 fuzz: install
 	$(BIN)/python -m tests.fuzz.deep

@@ -84,6 +84,15 @@ class Settings:
     db_statement_timeout_ms: int = env(
         "DB_STATEMENT_TIMEOUT_MS", 10000, parse_int(0), "Server-side statement timeout (ms, 0 = none)"
     )
+    db_migration_lock_timeout_ms: int = env(
+        "DB_MIGRATION_LOCK_TIMEOUT_MS",
+        5000,
+        parse_int(1, 600000),
+        "Migrations give up waiting for a table lock after this (ms), then retry; no statement timeout applies",
+    )
+    db_migration_lock_retries: int = env(
+        "DB_MIGRATION_LOCK_RETRIES", 10, parse_int(0, 1000), "Retries of a migration run after a lock timeout"
+    )
     # Redis
     redis_url: str = env(
         "REDIS_URL",

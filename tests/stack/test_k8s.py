@@ -14,7 +14,8 @@ import yaml
 from apiflask import APIFlask
 
 from backend.core.config import Settings, documented_variables
-from tests.stack.stackfiles import REPO
+from scripts import timescale
+from tests.stack.stackfiles import REPO, compose_services, with_defaults
 
 K8S = REPO / "deploy" / "k8s"
 OVERLAY = K8S / "overlays" / "production"
@@ -169,6 +170,12 @@ def test_migration_job_runs_alembic_with_the_release_image() -> None:
     assert job["containers"][0]["command"] == ["flask", "--app", "backend", "db", "upgrade"]
     assert job["containers"][0]["image"] == container()["image"]
     assert container()["image"].endswith(":1.0.0")
+
+
+def test_the_database_is_the_timescaledb_the_tests_run() -> None:
+    image = f"timescale/timescaledb:{timescale.NEWEST_VERSION}-pg16"
+    assert with_defaults(compose_services()["timescaledb"]["image"]) == image
+    assert resource("Job")["metadata"]["annotations"]["sqal/database"] == image
 
 
 def test_config_map_sets_only_known_settings() -> None:

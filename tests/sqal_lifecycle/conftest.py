@@ -18,6 +18,7 @@ from backend.core.config import Settings
 from backend.extensions import db
 from scripts import timescale
 from scripts.services import TestServices, create_database, drop_database, with_database
+from tests.sqal_reads.conftest import reads_app, reads_client  # noqa: F401  (fixtures)
 from tests.sqal_reads.rows import device_row, sample_row
 
 NOW = datetime(2026, 3, 12, 15, 42, 17, 250000, tzinfo=UTC)

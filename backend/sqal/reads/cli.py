@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import click
+from flask.cli import with_appcontext
 from pydantic import ValidationError
 
 from backend.core.progress import Progress
@@ -21,6 +22,7 @@ from backend.sqal.reads.schemas import ExportQuery
 @click.option("--to", "end", default=None, help="Samples strictly before (ISO 8601 with zone).")
 @click.option("--min-score", default=None, help="Fused score at least (0-1).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+@with_appcontext
 def export(export_format: str, output: Any, quiet: bool, **raw: str | None) -> None:
     """Export samples oldest first (the reference table's columns) with a progress bar on stderr."""
     given = {"device_id": raw["device_id"], "grade": raw["grade"], "from": raw["start"], "to": raw["end"]}

@@ -51,11 +51,13 @@ def make_app(server_url: str, redis_url: str, **overrides: Any) -> Iterator[APIF
 
 def is_hypertable(application: APIFlask) -> bool:
     with application.app_context():
-        found = db.session.execute(
-            text("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")
-        ).scalar() is not None and db.session.execute(
-            text("SELECT 1 FROM timescaledb_information.hypertables WHERE hypertable_name = 'sensor_samples'")
-        ).scalar() is not None
+        found = (
+            db.session.execute(text("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")).scalar() is not None
+            and db.session.execute(
+                text("SELECT 1 FROM timescaledb_information.hypertables WHERE hypertable_name = 'sensor_samples'")
+            ).scalar()
+            is not None
+        )
         db.session.remove()
         return found
 
@@ -76,7 +78,9 @@ def plain_app(services: TestServices) -> Iterator[APIFlask]:
     """An app on a fresh plain PostgreSQL database (skips when the session itself runs on TimescaleDB)."""
     for application in make_app(services.server_url, services.redis_url):
         if is_hypertable(application):
-            pytest.skip("this session runs on TimescaleDB (SQAL_TEST_TIMESCALEDB): the plain path runs in the plain one")
+            pytest.skip(
+                "this session runs on TimescaleDB (SQAL_TEST_TIMESCALEDB): the plain path runs in the plain one"
+            )
         yield application
 
 

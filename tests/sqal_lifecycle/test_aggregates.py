@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import timedelta
 from typing import Any
 
@@ -47,15 +48,15 @@ def _numbers(application: APIFlask) -> dict[str, Any]:
     return found
 
 
-def _assert_same(plain: Any, timescale: Any, where: str = "") -> None:
+def assert_same(plain: Any, timescale: Any, where: str = "") -> None:
     if isinstance(plain, dict):
         assert plain.keys() == timescale.keys(), where
         for key in plain:
-            _assert_same(plain[key], timescale[key], f"{where}.{key}")
+            assert_same(plain[key], timescale[key], f"{where}.{key}")
     elif isinstance(plain, list):
         assert len(plain) == len(timescale), where
         for index, (left, right) in enumerate(zip(plain, timescale, strict=True)):
-            _assert_same(left, right, f"{where}[{index}]")
+            assert_same(left, right, f"{where}[{index}]")
     elif isinstance(plain, float) and not isinstance(timescale, bool):
         assert timescale == pytest.approx(plain, rel=1e-9), where  # sums added in another order
     else:
@@ -103,13 +104,13 @@ def test_aggregates_and_plain_sql_agree(plain_app: APIFlask, timescale_app: APIF
 
     # Nothing materialized yet: the aggregates are computed from the raw rows at query time.
     assert _materialized(timescale_app, HOUR_VIEW) == 0
-    _assert_same(expected, _numbers(timescale_app), "real-time only")
+    assert_same(expected, _numbers(timescale_app), "real-time only")
 
     # Materialized up to 30 minutes before NOW: older buckets come from the aggregates, the rest in real time.
     _refresh(timescale_app, NOW - timedelta(minutes=30))
     assert _materialized(timescale_app, HOUR_VIEW) > 0
     assert _materialized(timescale_app, MINUTE_VIEW) > 0
-    _assert_same(expected, _numbers(timescale_app), "materialized")
+    assert_same(expected, _numbers(timescale_app), "materialized")
 
     # Fresh samples after the refresh count at once (materialized_only = false), on both paths alike.
     fresh = sample_data(200, days=0.01, seed=21)
@@ -123,7 +124,7 @@ def test_aggregates_and_plain_sql_agree(plain_app: APIFlask, timescale_app: APIF
     assert again["figures"]["samples_today"] == expected["figures"]["samples_today"] + len(
         [row for row in _load_fresh if row["timestamp"].date() == NOW.date()]
     )
-    _assert_same(again, _numbers(timescale_app), "fresh samples")
+    assert_same(again, _numbers(timescale_app), "fresh samples")
 
 
 def test_split_covers_the_range_exactly() -> None:
@@ -135,4 +136,4 @@ def test_split_covers_the_range_exactly() -> None:
             covered = sorted(span for span in spans.values() if span[0] < span[1])
             assert covered[0][0] == start, bucket
             assert covered[-1][1] == start + length, bucket
-            assert all(a[1] == b[0] for a, b in zip(covered, covered[1:], strict=False)), (bucket, covered)
+            assert all(a[1] == b[0] for a, b in itertools.pairwise(covered)), (bucket, covered)

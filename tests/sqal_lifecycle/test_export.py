@@ -81,8 +81,10 @@ def test_ndjson_objects(reads_client: FlaskClient, loaded: list[dict[str, Any]])
     assert len(objects) == len([row for row in loaded if row["device_id"] == "LINE_A"])
     assert all(tuple(item) == export.COLUMNS for item in objects)
     first = objects[0]
-    assert isinstance(first["vl53l8ch_distance_matrix"], list) and isinstance(first["as7341_channels"], dict)
-    assert isinstance(first["fusion_final_score"], float) and isinstance(first["seq"], int)
+    assert isinstance(first["vl53l8ch_distance_matrix"], list)
+    assert isinstance(first["as7341_channels"], dict)
+    assert isinstance(first["fusion_final_score"], float)
+    assert isinstance(first["seq"], int)
 
 
 @pytest.mark.parametrize(
@@ -114,7 +116,8 @@ def test_cli_writes_the_same_export_with_progress(
     assert f"{count:,}/{count:,} samples" in result.stderr  # not a terminal: plain lines, no carriage return
     assert "\r" not in result.stderr
     bad = reads_app.test_cli_runner().invoke(args=["sqal", "export", "--from", "yesterday"])
-    assert bad.exit_code == 2 and "from" in bad.output
+    assert bad.exit_code == 2
+    assert "from" in bad.output
 
 
 class _Terminal(io.StringIO):
@@ -129,5 +132,7 @@ def test_progress_is_a_bar_on_a_terminal_and_lines_when_piped() -> None:
         for _ in range(10):
             progress.advance(10)
         progress.finish()
-    assert terminal.getvalue().startswith("\r[") and "100/100 samples" in terminal.getvalue()
-    assert "\r" not in piped.getvalue() and piped.getvalue().count("\n") == 2  # the first line, then the last
+    assert terminal.getvalue().startswith("\r[")
+    assert "100/100 samples" in terminal.getvalue()
+    assert "\r" not in piped.getvalue()
+    assert piped.getvalue().count("\n") == 2

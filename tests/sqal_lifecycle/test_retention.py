@@ -74,8 +74,10 @@ def test_plain_postgresql_deletes_in_batches(plain_app: APIFlask) -> None:
     samples, oldest, keys, oldest_key = _remaining(plain_app)
     expected_samples = [row for row in rows if row["timestamp"] >= NOW - timedelta(days=3)]
     expected_keys = [row for row in rows if row["timestamp"] >= NOW - timedelta(days=5)]
-    assert samples == len(expected_samples) and oldest >= NOW - timedelta(days=3)
-    assert keys == len(expected_keys) and oldest_key >= NOW - timedelta(days=5)
+    assert samples == len(expected_samples)
+    assert oldest >= NOW - timedelta(days=3)
+    assert keys == len(expected_keys)
+    assert oldest_key >= NOW - timedelta(days=5)
     assert report.samples_deleted == len(rows) - len(expected_samples) > 100  # more than one batch
     assert report.keys_deleted == len(rows) - len(expected_keys)
     assert report.batches == 3  # 2 batches of samples (the second one short), 1 of keys

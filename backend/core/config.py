@@ -142,6 +142,19 @@ class Settings:
     sqal_generation_interval: float = env(
         "SQAL_GENERATION_INTERVAL", 5.0, parse_float(0.1, 3600), "Expected device interval; online = seen in 2"
     )
+    # SQAL data lifecycle (README "Data lifecycle")
+    sensor_retention_days: int = env(
+        "SENSOR_RETENTION_DAYS", 0, parse_int(0, 36500), "Drop samples older than N days (0 = keep forever)"
+    )
+    sample_ledger_retention_days: int = env(
+        "SAMPLE_LEDGER_RETENTION_DAYS",
+        0,
+        parse_int(0, 36500),
+        "Dedup ledger window in days, >= SENSOR_RETENTION_DAYS (0 = the same as it)",
+    )
+    sensor_compress_after_days: int = env(
+        "SENSOR_COMPRESS_AFTER_DAYS", 7, parse_int(0, 36500), "TimescaleDB: compress chunks older than N days (0 = off)"
+    )
     # Observability
     metrics_enabled: bool = env(
         "METRICS_ENABLED", True, parse_bool, "Prometheus metrics on (off: /metrics is 404, no HTTP or SQL series)"
@@ -211,6 +224,13 @@ class Settings:
             updates["redis_url"] = redis_url
         if self.redis_required and not redis_url:
             raise ConfigError("Missing REDIS_URL: REDIS_REQUIRED=true needs a redis:// URL (or REDIS_HOST)")
+        if 0 < self.sample_ledger_retention_days < self.sensor_retention_days or (
+            self.sample_ledger_retention_days and not self.sensor_retention_days
+        ):
+            raise ConfigError(
+                "SAMPLE_LEDGER_RETENTION_DAYS must be >= SENSOR_RETENTION_DAYS (and 0 while samples are kept forever): "
+                "a key dropped before its sample would let a resend store the sample twice"
+            )
         if not self.service_name:
             updates["service_name"] = self.otel_named_service or DEFAULT_SERVICE_NAME
         if self.database_url.startswith("postgresql://"):
@@ -239,6 +259,11 @@ class Settings:
         """`service.name` of traces: the OTel name, else JAEGER_SERVICE_NAME (traces only, as with jaeger-client),
         else SERVICE_NAME (so logs, metrics and traces share one name unless configured otherwise)."""
         return self.otel_named_service or self.jaeger_service_name or self.service_name or DEFAULT_SERVICE_NAME
+
+    @property
+    def ledger_retention_days(self) -> int:
+        """The dedup ledger's window in days (0 = forever): SAMPLE_LEDGER_RETENTION_DAYS, else the samples' one."""
+        return self.sample_ledger_retention_days or self.sensor_retention_days
 
     @property
     def is_production(self) -> bool:

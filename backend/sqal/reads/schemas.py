@@ -110,8 +110,8 @@ class Cursor:
         return cursor
 
 
-class SampleQuery(BaseModel):
-    """Query string of GET /api/sqal/samples. Filters combine with AND."""
+class SampleFilters(BaseModel):
+    """The filters of GET /api/sqal/samples and of its export. They combine with AND."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -120,6 +120,27 @@ class SampleQuery(BaseModel):
     from_: QueryDatetime | None = Field(None, alias="from", description="samples at or after (ISO 8601 with zone)")
     to: QueryDatetime | None = Field(None, description="samples strictly before (ISO 8601 with zone)")
     min_score: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SampleFilters:
+        if self.from_ is not None and self.to is not None and self.from_ >= self.to:
+            raise ValueError("`from` must be before `to`")
+        return self
+
+    def filters(self) -> dict[str, Any]:
+        """The filters as keyword arguments of the read services."""
+        return {
+            "device_id": self.device_id,
+            "grades": self.grade,
+            "start": self.from_,
+            "end": self.to,
+            "min_score": self.min_score,
+        }
+
+
+class SampleQuery(SampleFilters):
+    """Query string of GET /api/sqal/samples."""
+
     limit: Annotated[int, Field(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT
     cursor: Annotated[str, Field(min_length=1, max_length=500)] | None = Field(
         None, description="`next_cursor` of the previous page"
@@ -134,8 +155,6 @@ class SampleQuery(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> SampleQuery:
-        if self.from_ is not None and self.to is not None and self.from_ >= self.to:
-            raise ValueError("`from` must be before `to`")
         position = self.position()
         if position is not None and position.filters != self.filters_digest():
             raise ValueError("the cursor was issued for other filters; restart without a cursor")
@@ -158,6 +177,15 @@ class SampleQuery(BaseModel):
         if "grade" in args:
             args["grade"] = ",".join(args["grade"])
         return args
+
+
+ExportFormat = Literal["csv", "ndjson"]
+
+
+class ExportQuery(SampleFilters):
+    """Query string of GET /api/sqal/samples/export: the filters of /api/sqal/samples and the format."""
+
+    format: ExportFormat = Field("csv", description="csv (a header line, then one line per sample) or ndjson")
 
 
 class SampleLookupQuery(BaseModel):

@@ -6,15 +6,19 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from apiflask import APIFlask
 from flask.testing import FlaskClient
 
 from backend import create_app
 from backend.core.config import Settings
 from backend.extensions import db
+from scripts.devservices import free_port
+from tests.support.server import GunicornServer
 
 PROXY = "10.20.0.7"
 TOKEN = "ops-" + "x" * 28
@@ -163,3 +167,23 @@ def test_development_without_an_operations_side_keeps_one_port(make_app: Callabl
     with make_app().test_client() as client:
         assert client.get("/metrics").status_code == 200
         assert "checks" in ready(client)[1]
+
+
+@pytest.mark.gunicorn
+def test_gunicorn_serves_the_operations_side_on_a_second_listener(
+    app: APIFlask, server_env: dict[str, str], tmp_path: Path
+) -> None:
+    ops_port = free_port()
+    env = {**server_env, "APP_ENV": "production", "OPS_PORT": str(ops_port)}
+    with GunicornServer(env, tmp_path, workers=1) as server:
+        ops = f"http://127.0.0.1:{ops_port}"
+        assert requests.get(server.url("/metrics"), timeout=10).status_code == 404
+        public = requests.get(server.url("/health/ready"), timeout=10)
+        assert public.status_code == 200
+        assert set(public.json()) == {"status", "timestamp"}
+        scraped = requests.get(ops + "/metrics", timeout=10)
+        assert scraped.status_code == 200
+        assert "http_requests_total" in scraped.text
+        assert requests.get(ops + "/health/ready", timeout=10).json()["checks"]["database"]["status"] == "up"
+        for path in ("/products", "/ws/sensors/", "/docs"):
+            assert requests.get(ops + path, timeout=10).status_code == 404, path

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -201,3 +203,47 @@ def test_every_variable_compose_reads_is_documented_in_env_example() -> None:
     example = (REPO / ".env.example").read_text() if (REPO / ".env.example").exists() else ""
     documented = set(re.findall(r"^#?\s*(\w+)=", example, flags=re.MULTILINE))
     assert used - documented == set(), "add these to .env.example"
+
+
+OPERATIONS = ("prometheus", "alertmanager", "loki", "jaeger", "alloy", "grafana")
+
+
+def host_ip(port: str | dict[str, Any]) -> str | None:
+    """The host address of a resolved port (docker-compose 1 prints "IP:HOST:CONTAINER", the plugin a mapping)."""
+    if isinstance(port, dict):
+        return port.get("host_ip")
+    parts = str(port).split(":")
+    return parts[0] if len(parts) == 3 else None
+
+
+def test_operations_ports_listen_on_loopback_unless_opened(tmp_path: Path) -> None:
+    for name in OPERATIONS:
+        for port in compose_services()[name]["ports"]:
+            assert str(port).startswith("${OPS_BIND:-127.0.0.1}:"), f"{name} publishes {port} on every interface"
+    env_file = tmp_path / "stack.env"
+    env_file.write_text("POSTGRES_PASSWORD=test-only\nGRAFANA_ADMIN_PASSWORD=test-only\n")
+    resolved = yaml.safe_load(run_config(env_file).stdout)["services"]
+    for name in OPERATIONS:
+        assert {host_ip(port) for port in resolved[name]["ports"]} == {"127.0.0.1"}, name
+    env_file.write_text(env_file.read_text() + "OPS_BIND=0.0.0.0\n")
+    opened = yaml.safe_load(run_config(env_file).stdout)["services"]
+    assert {host_ip(port) for port in opened["prometheus"]["ports"]} == {"0.0.0.0"}
+
+
+def test_metrics_leave_the_backend_on_its_operations_port_only() -> None:
+    backend = compose_services()["backend"]
+    ops_port = backend["environment"]["OPS_PORT"]
+    settings = backend_settings()
+    assert settings.ops_port == int(ops_port) != settings.port
+    assert all(not str(port).endswith(f":{ops_port}") for port in backend["ports"]), "the ops port is published"
+
+
+def test_the_edge_is_an_optional_nginx_the_backend_trusts() -> None:
+    nginx = compose_services()["nginx"]
+    assert nginx["profiles"] == ["edge"]
+    assert "./deploy/nginx/sqal.conf:/etc/nginx/conf.d/default.conf:ro" in nginx["volumes"]
+    address = with_defaults(nginx["networks"]["default"]["ipv4_address"])
+    subnet = with_defaults(raw_compose()["networks"]["default"]["ipam"]["config"][0]["subnet"])
+    assert ipaddress.ip_address(address) in ipaddress.ip_network(subnet)
+    assert backend_settings().forwarded_allow_ips == (f"{address}/32",), "the backend must trust the edge, only it"
+    assert {with_defaults(str(port)).split(":")[-1] for port in nginx["ports"]} == {"443", "80"}

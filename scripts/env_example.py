@@ -16,7 +16,7 @@ HEADER = """\
 
 # Variables only docker-compose reads (the app never sees them); the stack tests keep this list complete.
 COMPOSE_VARIABLES: tuple[tuple[str, str, str], ...] = (
-    ("POSTGRES_PASSWORD", "", "docker compose: TimescaleDB password (required, no default; never commit it)"),
+    ("SECRETS_DIR", "./secrets", "docker compose: postgres_password and database_url files (`make secrets`)"),
     ("GRAFANA_ADMIN_PASSWORD", "", "docker compose: Grafana admin password (required, no default)"),
     ("POSTGRES_USER", "sqal", "docker compose: TimescaleDB user"),
     ("POSTGRES_DB", "sqal", "docker compose: TimescaleDB database"),

@@ -15,6 +15,7 @@ same status codes, so load balancers and Kubernetes probes on PORT keep working.
 from __future__ import annotations
 
 import hmac
+import logging
 from typing import Any
 
 from flask import Flask, current_app, request
@@ -23,6 +24,8 @@ from werkzeug.exceptions import NotFound
 from backend.core.auth import Unauthorized
 from backend.core.config import Settings
 from backend.observability.metrics import METRICS_PATH
+
+logger = logging.getLogger(__name__)
 
 HEALTH_PREFIX = "/health"
 CHALLENGE = 'Bearer realm="operations"'
@@ -91,4 +94,10 @@ def public_view(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def init_app(app: Flask) -> None:
+    settings: Settings = app.config["SETTINGS"]
+    if settings.is_production and settings.ops_port is None and not settings.metrics_token:
+        logger.warning(
+            "/metrics and the probes' details are served to no one: set OPS_PORT or METRICS_TOKEN",
+            extra={"event": "operations_closed"},
+        )
     app.before_request(_guard)

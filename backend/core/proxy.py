@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Iterable
+from functools import lru_cache
 from typing import Any
 
 from flask import Flask
@@ -54,8 +55,10 @@ class TrustedProxies:
         self.networks = tuple(ipaddress.ip_network(network) for network in networks)
         self.direct = inner
         self.proxied = ProxyFix(inner, x_for=hops, x_proto=1, x_host=0, x_port=0, x_prefix=0)
+        # Peers repeat (the proxies, then a bounded set of direct clients): decide once per address.
+        self.is_trusted: Callable[[str], bool] = lru_cache(maxsize=4096)(self._check)
 
-    def is_trusted(self, peer: str) -> bool:
+    def _check(self, peer: str) -> bool:
         try:
             address = ipaddress.ip_address(peer)
         except ValueError:

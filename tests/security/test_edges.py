@@ -187,3 +187,15 @@ def test_gunicorn_serves_the_operations_side_on_a_second_listener(
         assert requests.get(ops + "/health/ready", timeout=10).json()["checks"]["database"]["status"] == "up"
         for path in ("/products", "/ws/sensors/", "/docs"):
             assert requests.get(ops + path, timeout=10).status_code == 404, path
+
+
+def test_trust_is_decided_on_the_peer_address_only() -> None:
+    from backend.core.proxy import TrustedProxies
+
+    proxies = TrustedProxies(lambda environ, start_response: [], ["10.20.0.0/16", "fd00::/8"], 1)
+    assert proxies.is_trusted(PROXY)
+    assert proxies.is_trusted("::ffff:10.20.0.7"), "a dual-stack listener's view of an IPv4 proxy"
+    assert proxies.is_trusted("fd00::1")
+    assert not proxies.is_trusted("10.21.0.7")
+    assert not proxies.is_trusted("unix-socket")
+    assert not proxies.is_trusted("")

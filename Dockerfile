@@ -68,11 +68,13 @@ COPY --chown=root:root gunicorn.conf.py init_db.py app.py /app/
 
 # PROMETHEUS_MULTIPROC_DIR is left unset: gunicorn.conf.py then uses a fresh private directory under /tmp per
 # master, so a restarted container never inherits a dead worker's metric files.
+# OPS_PORT: /metrics and the probes' details on their own listener (the API port answers /metrics with 404).
 ENV HOST=0.0.0.0 \
     PORT=8000 \
+    OPS_PORT=9464 \
     APP_ENV=production
 
-EXPOSE 8000
+EXPOSE 8000 9464
 USER 1000:1000
 
 # Liveness only (no dependency call): an unreachable database must not get the container killed.

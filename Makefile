@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 TIMESCALEDB_VERSION ?= 2.28.3
 BENCH_ARGS ?=
 
-.PHONY: help install run test lint typecheck pytest pytest-timescaledb audit fuzz lock openapi wire-schemas env-example bench clean
+.PHONY: help install run test lint typecheck pytest pytest-timescaledb audit fuzz lock openapi wire-schemas env-example bench secrets clean
 
 help:
 	@echo "make run    - venv, install, migrate, seed, serve on http://127.0.0.1:8000 (embedded PG/Redis if unset)"
@@ -75,6 +75,10 @@ env-example: install
 
 bench: install
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# docker compose's secrets (secrets/postgres_password, secrets/database_url); existing ones are kept.
+secrets:
+	$(PYTHON) scripts/compose_secrets.py $(SECRETS_DIR)
 
 clean:
 	rm -rf $(VENV) .local .pytest_cache .mypy_cache .ruff_cache

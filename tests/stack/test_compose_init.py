@@ -58,16 +58,20 @@ def init_script(token_file: Path) -> str:
     return script.replace(CONTAINER_TOKEN_FILE, str(token_file))
 
 
-def init_environment(database_url: str, redis_url: str) -> dict[str, str]:
-    """backend-init's environment (image ENV + compose) with this machine's PostgreSQL/Redis instead of compose's."""
+def init_environment(database_url: str, redis_url: str, secrets_dir: Path) -> dict[str, str]:
+    """backend-init's environment (image ENV + compose) with this machine's PostgreSQL/Redis instead of compose's;
+    the database URL is a secret file, as compose mounts it (`make secrets` writes the real one)."""
     env = image_environment("runtime", "backend")
     env.update(
         (key, with_defaults(str(value))) for key, value in compose_services()["backend-init"]["environment"].items()
     )
-    env.update(DATABASE_URL=database_url, REDIS_URL=redis_url, OTEL_SDK_DISABLED="true")
+    assert env["DATABASE_URL_FILE"] == "/run/secrets/database_url"
+    (secrets_dir / "database_url").write_text(database_url + "\n")
+    env.update(DATABASE_URL_FILE=str(secrets_dir / "database_url"), REDIS_URL=redis_url, OTEL_SDK_DISABLED="true")
     # The image puts its virtualenv first on PATH; here, this interpreter's.
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    return {**os.environ, **env, "PATH": path}
+    inherited = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
+    return {**inherited, **env, "PATH": path}
 
 
 def scalar(database_url: str, query: str) -> Any:
@@ -92,7 +96,7 @@ def test_backend_init_prepares_an_empty_database_and_the_simulator(
 ) -> None:
     token_file = tmp_path / "tokens.json"
     script = init_script(token_file)
-    env = init_environment(empty_database, services.redis_url)
+    env = init_environment(empty_database, services.redis_url, tmp_path)
 
     def run() -> None:
         result = subprocess.run(["sh", "-ec", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)

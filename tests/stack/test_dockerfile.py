@@ -53,8 +53,13 @@ def test_backend_entrypoint_and_healthcheck() -> None:
     assert json.loads(backend.args("ENTRYPOINT")[-1]) == ["gunicorn", "-c", "gunicorn.conf.py", "backend:create_app()"]
     healthcheck = backend.args("HEALTHCHECK")[-1]
     assert "http://127.0.0.1:8000/health/live" in healthcheck
-    assert "8000" in backend.args("EXPOSE")
-    assert "HOST=0.0.0.0" in " ".join(backend.args("ENV"))
+    exposed = " ".join(backend.args("EXPOSE")).split()
+    assert "8000" in exposed
+    environment = " ".join(backend.args("ENV"))
+    assert "HOST=0.0.0.0" in environment
+    # The image serves /metrics on its operations port only (the API port answers 404).
+    assert "OPS_PORT=9464" in environment
+    assert "9464" in exposed
 
 
 def test_simulator_image_carries_no_backend_code() -> None:

@@ -42,6 +42,8 @@ SECURITY_SCHEMES = {
 WRITE_SECURITY: list[str | dict[str, list[Any]]] = [{"ApiKeyAuth": []}, {"BearerAuth": []}]
 
 CHALLENGE = 'Bearer realm="sqal"'
+# The scope a view requires, set on the view by `require_scope` and read by the `authenticate_first` hook.
+REQUIRED_SCOPE_ATTRIBUTE = "_required_scope"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -126,20 +128,37 @@ def presented_key() -> str | None:
 
 
 def require_scope(scope: str) -> Callable[[F], F]:
-    """Decorate a view so that, with AUTH_MODE=apikey, it needs a key granting `scope`."""
+    """Decorate a view so that, with AUTH_MODE=apikey, it needs a key granting `scope`.
+
+    The key is checked by the app's `authenticate_first` hook, before any other hook reads the body; the view
+    checks again only when that hook did not run (an app without `init_app`).
+    """
     if scope not in _scopes:
         raise ValueError(f"unknown scope {scope!r} (declare it with register_scopes)")
 
     def decorator(view: F) -> F:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if current_app.config["SETTINGS"].auth_mode == "apikey":
+            if current_app.config["SETTINGS"].auth_mode == "apikey" and g.get("authorized_scope") != scope:
                 g.api_key_id = _authorize(scope)
             return view(*args, **kwargs)
 
+        setattr(wrapper, REQUIRED_SCOPE_ATTRIBUTE, scope)
         return wrapper  # type: ignore[return-value]
 
     return decorator
+
+
+def authenticate_first() -> None:
+    """before_request: the key of a `require_scope` view is checked before the body is read or parsed, so an
+    anonymous client gets its 401 without making the server read, parse or validate up to MAX_CONTENT_LENGTH."""
+    if request.endpoint is None or request.method == "OPTIONS":  # CORS preflights carry no credentials
+        return
+    view = current_app.view_functions.get(request.endpoint)
+    scope = getattr(view, REQUIRED_SCOPE_ATTRIBUTE, None)
+    if scope is not None and current_app.config["SETTINGS"].auth_mode == "apikey":
+        g.api_key_id = _authorize(scope)
+        g.authorized_scope = scope
 
 
 def _authorize(scope: str) -> int:
@@ -159,6 +178,7 @@ def _authorize(scope: str) -> int:
 def init_app(app: APIFlask) -> None:
     """Declare the security schemes, register `flask keys`, warn loudly when auth is off."""
     app.security_schemes = SECURITY_SCHEMES
+    app.before_request(authenticate_first)  # before the request guards (registered later) read the body
     app.cli.add_command(keys_cli)
     if app.config["SETTINGS"].auth_mode == "off":
         logger.warning(

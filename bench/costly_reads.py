@@ -51,7 +51,7 @@ def cases(now: datetime) -> list[tuple[str, str]]:
         found.append((f"timeseries {bucket} over {days} d", TIMESERIES + urlencode(query)))
         query["device_id"] = DEVICE
         found.append((f"timeseries {bucket} over {days} d, one device", TIMESERIES + urlencode(query)))
-    samples = [
+    samples: list[tuple[str, dict[str, Any]]] = [
         ("min_score=0.5", {"min_score": 0.5}),
         ("min_score=0.999", {"min_score": 0.999}),
         ("min_score=1 (no sample)", {"min_score": 1}),

@@ -126,6 +126,9 @@ class Settings:
     )
     max_content_length: int = env("MAX_CONTENT_LENGTH", 1048576, parse_int(1024), "Largest request body (bytes)")
     auth_mode: str = env("AUTH_MODE", "", parse_choice(*AUTH_MODES), "off or apikey (default: apikey in production)")
+    allow_insecure_auth_off: bool = env(
+        "ALLOW_INSECURE_AUTH_OFF", False, parse_bool, "Let AUTH_MODE=off start with APP_ENV=production (closed demos)"
+    )
     # Chaos
     chaos_enabled: bool | None = env(
         "CHAOS_ENABLED", None, parse_bool, "Serve /slow and /error (default: on except in production)"
@@ -237,6 +240,11 @@ class Settings:
             updates["auth_mode"] = "apikey" if self.app_env == "production" else "off"
         if self.flask_debug and self.app_env == "production":
             raise ConfigError("FLASK_DEBUG=true is refused with APP_ENV=production: the debugger runs arbitrary code")
+        if self.auth_mode == "off" and self.app_env == "production" and not self.allow_insecure_auth_off:
+            raise ConfigError(
+                "AUTH_MODE=off is refused with APP_ENV=production: every write would be open to anyone "
+                "(use AUTH_MODE=apikey, or set ALLOW_INSECURE_AUTH_OFF=true on a closed network)"
+            )
         if not self.database_url:
             raise ConfigError("Missing DATABASE_URL: set it to a postgresql:// URL (make run starts one for you)")
         redis_url = self.redis_url or self._redis_url_from_parts()

@@ -80,6 +80,8 @@ class SensorSample(db.Model):  # type: ignore[name-defined]
             postgresql_include=["fusion_defects"],
             postgresql_where=text("fusion_defects <> '[]'::jsonb"),
         ),
+        # Made by migration 0009_sqal_score_index: `?min_score=` reads only the samples at or above it.
+        Index("ix_sensor_samples_score_time", "fusion_final_score", "timestamp"),
         CheckConstraint(f"vl53l8ch_grade IN ({_GRADE_LIST})", name="vl53l8ch_grade"),
         CheckConstraint(f"as7341_grade IN ({_GRADE_LIST})", name="as7341_grade"),
         CheckConstraint(f"fusion_final_grade IN ({_GRADE_LIST})", name="fusion_final_grade"),

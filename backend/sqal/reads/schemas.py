@@ -79,6 +79,9 @@ GradeList = Annotated[
 ]
 
 
+_FILTERS_DIGEST = re.compile(r"[0-9a-f]{16}")
+
+
 class CursorError(ValueError):
     """The cursor is not one this API issued (or was issued for other filters)."""
 
@@ -98,15 +101,25 @@ class Cursor:
 
     @classmethod
     def decode(cls, text: str) -> Cursor:
-        """Parse a cursor, or raise CursorError."""
+        """Parse a cursor and check every field, or raise CursorError.
+
+        The cursor is client input: a well-formed one may still hold what no page ever issued (an offset
+        PostgreSQL refuses such as +20:00, a number for the id). Each field is checked against what `encode`
+        writes (a UTC timestamp, a UUID, a filters digest), so nothing the database could refuse reaches it.
+        """
         try:
             raw = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-            timestamp = datetime.fromisoformat(raw["t"])
-            cursor = cls(timestamp, uuid.UUID(raw["i"]), str(raw["f"]))
-        except (binascii.Error, ValueError, TypeError, KeyError, UnicodeDecodeError):
+            if not isinstance(raw, dict) or set(raw) != {"t", "i", "f"}:
+                raise ValueError("unexpected fields")
+            stamp, identifier, filters = raw["t"], raw["i"], raw["f"]
+            if not all(isinstance(value, str) for value in (stamp, identifier, filters)):
+                raise ValueError("every field is a string")
+            timestamp = datetime.fromisoformat(stamp)
+            if timestamp.utcoffset() != timedelta(0) or not _FILTERS_DIGEST.fullmatch(filters):
+                raise ValueError("not a UTC timestamp, or not a digest")
+            cursor = cls(timestamp, uuid.UUID(hex=identifier), filters)
+        except (binascii.Error, ValueError, UnicodeDecodeError):
             raise CursorError("not a cursor returned by this endpoint") from None
-        if timestamp.tzinfo is None:
-            raise CursorError("not a cursor returned by this endpoint")
         return cursor
 
 

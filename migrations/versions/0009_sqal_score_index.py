@@ -7,11 +7,13 @@ Create Date: 2026-12-06
 `?min_score=` alone walked the timestamp index newest first and read every row until 50 passed: a threshold that
 few or no samples reach read the whole table (about 10 s on 1M samples, the statement timeout). With
 `(fusion_final_score, "timestamp")` the planner reads only the samples at or above the threshold when they are
-few (measured in bench/costly_reads.py). On a TimescaleDB hypertable the index is created on every chunk (existing
-chunks in this transaction: on a large table, run it in a maintenance window).
+few (measured in bench/costly_reads.py). Built without blocking ingestion (docs/migrations.md): `CONCURRENTLY` on a
+plain table, one transaction per chunk on a hypertable.
 """
 
 from alembic import op
+
+from migrations.hypertables import create_index_concurrently
 
 revision = "0009_sqal_score_index"
 down_revision = "0008_api_key_expiry"
@@ -22,7 +24,7 @@ SCORE_INDEX = "ix_sensor_samples_score_time"
 
 
 def upgrade() -> None:
-    op.create_index(SCORE_INDEX, "sensor_samples", ["fusion_final_score", "timestamp"])
+    create_index_concurrently(SCORE_INDEX, "sensor_samples", ["fusion_final_score", '"timestamp"'])
 
 
 def downgrade() -> None:

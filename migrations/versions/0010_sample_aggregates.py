@@ -1,7 +1,7 @@
 """Data lifecycle: the dedup ledger's `stored_at`, and continuous aggregates of `sensor_samples` on TimescaleDB
 
 Revision ID: 0010_sample_aggregates
-Revises: 0006_reference_frames
+Revises: 0009_sqal_score_index
 Create Date: 2026-11-25
 
 `sensor_sample_keys.stored_at` is when a key entered the ledger; the ledger is pruned on it
@@ -22,7 +22,7 @@ from alembic import op
 from sqlalchemy.engine import Connection
 
 revision = "0010_sample_aggregates"
-down_revision = "0006_reference_frames"
+down_revision = "0009_sqal_score_index"
 branch_labels = None
 depends_on = None
 

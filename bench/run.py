@@ -113,7 +113,8 @@ def _say(message: str) -> None:
 
 def run(selected: list[str], mode: str, output: Path) -> dict[str, Any]:
     """Run the selected scenarios; merge them into the results at `output` (written after each scenario)."""
-    results = _previous(output)
+    # A fresh checkout has no local results yet: start from the committed ones, so --only keeps the others' figures.
+    results = _previous(output) or (_previous(report.COMMITTED_RESULTS) if output == RESULTS else {})
     results.setdefault("scenarios", {})
     results["host"] = {
         "cpus": os.cpu_count(),

@@ -4,6 +4,7 @@ index. Both compare two arms of the same run, alternated round by round: each ro
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 from bench.report_overhead import ratio, yes
@@ -43,6 +44,10 @@ only. Each read is requested a few times after a warm-up; the figures are the me
 PostgreSQL cancels at `DB_STATEMENT_TIMEOUT_MS` answers 503 with `Retry-After`, so a status other than 200 is a
 read past the timeout.""",
 }
+
+
+def _paragraph(text: str) -> str:
+    return textwrap.fill(text, 116, break_long_words=False, break_on_hyphens=False) + "\n"
 
 
 def _ms(value: float) -> str:
@@ -88,25 +93,26 @@ def evaluate_7(r: dict[str, Any]) -> tuple[str, str, str]:
 def details_7(r: dict[str, Any]) -> str:
     ts = r["timescaledb"]
     load = r["load"]
-    lines = [
-        f"{load['rounds']} rounds × {load['repeat']} runs of each query per database; milliseconds: median over the "
-        "rounds of each round's median (spread min–max).\n",
-    ]
     plain_data = r["plain"]["data"]
-    data = f"Plain: {plain_data['rows']:,} rows ({plain_data['action']} in {plain_data['prepare_seconds']:.0f} s)"
-    if "skipped" in ts:
-        lines.append(f"{data}; TimescaleDB not measured: {ts['skipped']}.\n")
-        return "\n".join(lines)
-    lines.append(
-        f"{data}; TimescaleDB {ts['version']}: {ts['data']['rows']:,} rows ({ts['data']['action']} in "
-        f"{ts['data']['prepare_seconds']:.0f} s), aggregates refreshed in {ts['refresh_seconds']:.0f} s.\n"
+    data = (
+        f"{load['rounds']} rounds × {load['repeat']} runs of each query per database; milliseconds: median over the "
+        f"rounds of each round's median (spread min–max). Plain: {plain_data['rows']:,} rows ({plain_data['action']} "
+        f"in {plain_data['prepare_seconds']:.0f} s)"
     )
+    if "skipped" in ts:
+        return _paragraph(f"{data}; TimescaleDB not measured: {ts['skipped']}.")
+    lines = [
+        _paragraph(
+            f"{data}; TimescaleDB {ts['version']}: {ts['data']['rows']:,} rows ({ts['data']['action']} in "
+            f"{ts['data']['prepare_seconds']:.0f} s), aggregates refreshed in {ts['refresh_seconds']:.0f} s."
+        )
+    ]
     lines.append("| query (1M samples, uncached) | plain PostgreSQL ms | TimescaleDB ms | TimescaleDB / plain |")
     lines.append("|---|---|---|---|")
     for name, q in r["queries"].items():
         plain, ts = _spread_ms(q["plain_ms"]), _spread_ms(q["timescaledb_ms"])
         lines.append(f"| {name} | {plain} | {ts} | {ratio(q['ratio'])} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines)
 
 
 def _with_index_ok(r: dict[str, Any]) -> tuple[bool, str, float]:
@@ -139,10 +145,12 @@ def evaluate_8(r: dict[str, Any]) -> tuple[str, str, str]:
 def details_8(r: dict[str, Any]) -> str:
     load = r["load"]
     lines = [
-        f"{load['rounds']} rounds (index on then off, off then on, …) × {load['runs']} requests per read after a "
-        f"warm-up; {r['data']['rows']:,} rows ({r['data']['action']} in {r['data']['prepare_seconds']:.0f} s); "
-        f"statement timeout {r['statement_timeout_ms']:,} ms. Milliseconds: median over the rounds (spread), "
-        "then the slowest single request.\n",
+        _paragraph(
+            f"{load['rounds']} rounds (index on then off, off then on, …) × {load['runs']} requests per read after "
+            f"a warm-up; {r['data']['rows']:,} rows ({r['data']['action']} in {r['data']['prepare_seconds']:.0f} "
+            f"s); statement timeout {r['statement_timeout_ms']:,} ms. Milliseconds: median over the rounds "
+            "(spread), then the slowest single request."
+        ),
         "| read (1M samples, uncached) | with index ms | slowest | without index ms | slowest | without / with | "
         "statuses with / without |",
         "|---|---|---|---|---|---|---|",
@@ -160,4 +168,4 @@ def details_8(r: dict[str, Any]) -> str:
             f"| {label} | {_spread_ms(read['with_ms'])} | {_ms(read['with_max_ms'])} | {without[0]} | {without[1]} "
             f"| {without[2]} | {', '.join(map(str, read['with_statuses']))} / {without[3]} |"
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines)

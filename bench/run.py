@@ -1,6 +1,6 @@
 """`make bench`: run the eight benchmark scenarios of docs/benchmarks.md and regenerate that page.
 
-    .venv/bin/python -m bench.run                 # all eight, about 20-25 minutes on 2 cores (cached data)
+    .venv/bin/python -m bench.run                 # all eight, about 12-15 minutes on 2 cores (cached data)
     .venv/bin/python -m bench.run --only 7,8      # some of them; the others keep their previous results
     .venv/bin/python -m bench.run --quick         # shorter runs, for a smoke test of the harness
 
@@ -34,7 +34,8 @@ from scripts.services import TestServices
 
 RESULTS = BENCH_ROOT / "results.json"
 TITLES = report.SECTION_TITLES
-# Seconds, rounds and sizes per mode: the full plan fits 15 minutes on 2 cores with the first 1M-row load.
+# Seconds, rounds and sizes per mode: scenarios 1-6 take ~8 minutes on 2 cores, 7 and 8 ~4 more with their 1M-row
+# databases cached (5.5 minutes with the first loads of TimescaleDB's and scenario 8's).
 PLANS: dict[str, dict[str, Any]] = {
     "full": {
         "http_rounds": 4,

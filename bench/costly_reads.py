@@ -10,12 +10,17 @@ Data: the dashboard benchmark's generator (`bench.dashboard.prepare`: 20 devices
 7 days, loaded server-side with generate_series) in a database of its own, `sqal_bench_costly_reads`, kept
 between runs. `--without-index` drops the `(fusion_final_score, "timestamp")` index of migration 0009 for the run
 (and makes it again after) to show what it buys.
+
+Scenario 8 of `make bench` (`scenario`) measures both in one run: `--rounds` rounds alternating the index on and
+off (on first, then off first, …), the `min_score` reads in both arms, the timeseries (which do not use that index)
+with it only.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -26,9 +31,10 @@ from urllib.parse import urlencode
 import psycopg2
 import requests
 
+from backend.core.config import Settings
 from bench import dashboard
-from bench.harness import Server, bench_services, dsn
-from scripts.services import drop_database
+from bench.harness import Server, bench_services, dsn, spread
+from scripts.services import TestServices, drop_database
 
 DATABASE = "sqal_bench_costly_reads"
 SCORE_INDEX = "ix_sensor_samples_score_time"
@@ -37,6 +43,7 @@ WIDEST = {"1m": 1, "5m": 7, "15m": 14, "1h": 31, "1d": 366}  # days: TimeseriesQ
 DEVICE = "BENCH_007"
 TIMESERIES = "/api/sqal/stats/timeseries?"
 CREATE_SCORE_INDEX = f'CREATE INDEX {SCORE_INDEX} ON sensor_samples (fusion_final_score, "timestamp")'
+DROP_SCORE_INDEX = f"DROP INDEX IF EXISTS {SCORE_INDEX}"
 
 
 def _iso(moment: datetime) -> str:
@@ -98,7 +105,7 @@ def run(rows: int, runs: int, without_index: bool, fresh: bool, drop: bool) -> d
     with bench_services() as services:
         database_url, data = dashboard.prepare(services.server_url, rows, 20, 7.0, fresh, database=DATABASE)
         if without_index:
-            _execute(database_url, f"DROP INDEX IF EXISTS {SCORE_INDEX}")
+            _execute(database_url, DROP_SCORE_INDEX)
         report: dict[str, Any] = {"data": data, "score_index": not without_index, "results": {}}
         try:
             with Server(database_url, services.redis_url, SERVER_ENV) as server:
@@ -111,6 +118,63 @@ def run(rows: int, runs: int, without_index: bool, fresh: bool, drop: bool) -> d
             if drop:
                 drop_database(services.server_url, DATABASE)
     return report
+
+
+def _arm(server: Server, database_url: str, index: bool, runs: int) -> dict[str, Any]:
+    """One arm of a round: the index made (`IF NOT EXISTS`: a run killed without it left must not count as with
+    it) or dropped, then every read that arm measures."""
+    _execute(database_url, CREATE_SCORE_INDEX.replace("INDEX", "INDEX IF NOT EXISTS", 1) if index else DROP_SCORE_INDEX)
+    _execute(database_url, "ANALYZE sensor_samples")
+    return {
+        label: measure(server, path, runs)
+        for label, path in cases(datetime.now(UTC))
+        if index or label.startswith("samples ")
+    }
+
+
+def _summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per read: median latency of each arm over the rounds, the slowest request, every status, and the
+    without/with ratio of each round (reads measured with the index only have no ratio)."""
+    reads: dict[str, Any] = {}
+    for label in rounds[0]["with"]:
+        arms = {arm: [run[arm][label] for run in rounds if label in run[arm]] for arm in ("with", "without")}
+        read: dict[str, Any] = {}
+        for arm, measured in arms.items():
+            if measured:
+                read[f"{arm}_ms"] = spread([m["median_ms"] for m in measured])
+                read[f"{arm}_max_ms"] = max(m["max_ms"] for m in measured)
+                read[f"{arm}_statuses"] = sorted({status for m in measured for status in m["statuses"]})
+        if arms["without"]:
+            read["ratio"] = spread([b["median_ms"] / a["median_ms"] for a, b in zip(*arms.values(), strict=True)])
+        reads[label] = read
+    return reads
+
+
+def _statement_timeout_ms(database_url: str) -> int:
+    """DB_STATEMENT_TIMEOUT_MS as the benchmark's gunicorn reads it (this environment, else the default)."""
+    environ = {**os.environ, **SERVER_ENV}
+    return Settings.from_env(environ, database_url=database_url, app_env="test").db_statement_timeout_ms
+
+
+def scenario(services: TestServices, runs: int, rounds: int, rows: int = 1_000_000) -> dict[str, Any]:
+    """Scenario 8: every read with and without the score index, alternated over `rounds`; the index is left made."""
+    database_url, data = dashboard.prepare(services.server_url, rows, 20, 7.0, database=DATABASE)
+    measured: list[dict[str, Any]] = []
+    try:
+        with Server(database_url, services.redis_url, SERVER_ENV) as server:
+            for number in range(rounds):
+                order = [True, False] if number % 2 == 0 else [False, True]
+                arms = {("with" if index else "without"): _arm(server, database_url, index, runs) for index in order}
+                measured.append({"order": list(arms), **arms})
+    finally:
+        _execute(database_url, CREATE_SCORE_INDEX.replace("INDEX", "INDEX IF NOT EXISTS", 1))
+    return {
+        "data": data,
+        "load": {"rows": rows, "runs": runs, "rounds": rounds, "server": SERVER_ENV},
+        "statement_timeout_ms": _statement_timeout_ms(database_url),
+        "rounds": measured,
+        "reads": _summary(measured),
+    }
 
 
 def main() -> int:

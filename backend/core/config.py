@@ -104,6 +104,12 @@ class Settings:
     cors_origins: tuple[str, ...] = env("CORS_ORIGINS", (), parse_list, "Comma-separated allowed CORS origins")
     max_content_length: int = env("MAX_CONTENT_LENGTH", 1048576, parse_int(1024), "Largest request body (bytes)")
     auth_mode: str = env("AUTH_MODE", "", parse_choice(*AUTH_MODES), "off or apikey (default: apikey in production)")
+    require_if_match: bool = env(
+        "REQUIRE_IF_MATCH", False, parse_bool, "Updates (PUT/PATCH) without If-Match are refused (428)"
+    )
+    idempotency_ttl: int = env(
+        "IDEMPOTENCY_TTL", 86400, parse_int(60, 30 * 86400), "How long an Idempotency-Key's response is replayed (s)"
+    )
     # Chaos
     chaos_enabled: bool | None = env(
         "CHAOS_ENABLED", None, parse_bool, "Serve /slow and /error (default: on except in production)"

@@ -12,6 +12,7 @@ from apiflask import APIBlueprint, APIFlask
 from flask import current_app, request
 
 from backend.core import cache
+from backend.core.contract import sends
 from backend.core.errors import COMMON_ERRORS
 from backend.sqal.reads import figures, service
 from backend.sqal.reads.schemas import (
@@ -33,9 +34,11 @@ bp = APIBlueprint("sqal_reads", __name__, tag={"name": "SQAL reads", "descriptio
 
 
 @bp.get("/api/sqal/samples")
+@sends(200, "Link")
 @bp.input(SampleQuery, location="query", arg_name="query")
 @bp.output(SamplePage)
 @bp.doc(
+    operation_id="listSamples",
     summary="List samples, newest first (keyset pages: next_cursor in the body and a Link header)",
     responses=[*COMMON_ERRORS],
 )
@@ -64,6 +67,7 @@ def list_samples(query: SampleQuery) -> tuple[SamplePage, int, dict[str, str]]:
 @bp.input(SampleLookupQuery, location="query", arg_name="query")
 @bp.output(SampleDetail)
 @bp.doc(
+    operation_id="getSample",
     summary="One sample with its matrices and channels (by sample_id, or by id)",
     description="409 `ambiguous_sample_id` when several devices used this sample_id: add `?device_id=`.",
     responses=[404, 409, *COMMON_ERRORS],
@@ -75,7 +79,9 @@ def get_sample(sample_id: str, query: SampleLookupQuery) -> SampleDetail:
 @bp.get("/api/sqal/devices")
 @bp.output(DeviceList)
 @bp.doc(
-    summary="Devices with last_seen_at, online, firmware, samples today and latest grade", responses=[*COMMON_ERRORS]
+    operation_id="listDevices",
+    summary="Devices with last_seen_at, online, firmware, samples today and latest grade",
+    responses=[*COMMON_ERRORS],
 )
 def list_devices() -> DeviceList:
     settings = current_app.config["SETTINGS"]
@@ -87,6 +93,7 @@ def list_devices() -> DeviceList:
 @bp.input(TimeseriesQuery, location="query", arg_name="query")
 @bp.output(Timeseries)
 @bp.doc(
+    operation_id="getTimeseries",
     summary="Per time bucket: sample count, average score, count per grade",
     description="Buckets and widest range: "
     + ", ".join(f"{name} ≤ {widest.days} d" for name, (_w, _s, widest) in BUCKETS.items())
@@ -106,6 +113,7 @@ def timeseries(query: TimeseriesQuery) -> Timeseries:
 @bp.get("/api/dashboard/metrics/")
 @bp.output(DashboardMetrics)
 @bp.doc(
+    operation_id="getDashboardMetrics",
     summary="Dashboard figures (computed in SQL, cached ≤ 5 s: see generated_at)",
     tags=["Dashboard"],
     responses=[*COMMON_ERRORS],

@@ -12,7 +12,7 @@ from flask_migrate import upgrade
 from sqlalchemy import text
 
 from backend import create_app
-from backend.core import auth, cache
+from backend.core import auth, cache, idempotency
 from backend.core.config import Settings
 from backend.extensions import db
 from scripts.services import TestServices, session_services
@@ -59,6 +59,7 @@ def truncate_all(application: APIFlask) -> None:
             db.session.commit()
         # Truncation bypasses the cache invalidation that writes do, and ids restart: start from an empty cache.
         cache.clear(application)
+        idempotency.clear(application)  # stored responses name rows that no longer exist
         db.session.remove()
 
 

@@ -21,8 +21,8 @@ from backend.bugs.schemas import (
 )
 from backend.core import cache
 from backend.core.auth import WRITE_SECURITY, require_scope
-from backend.core.conditional import CONDITIONAL_ERRORS, etag, if_match
-from backend.core.contract import reads, sends
+from backend.core.conditional import CONDITIONAL_ERRORS, conditional, etag, if_match
+from backend.core.contract import sends
 from backend.core.errors import BODY_ERRORS, COMMON_ERRORS
 from backend.core.idempotency import idempotent
 from backend.core.pagination import pagination_headers
@@ -108,8 +108,7 @@ def get_bug(bug_id: int) -> tuple[BugDetail, int, dict[str, str]]:
     responses=[404, 409, *CONDITIONAL_ERRORS, *BODY_ERRORS],
     security=WRITE_SECURITY,
 )
-@reads("If-Match")
-@sends(200, "ETag")
+@conditional
 def patch_bug(bug_id: int, body: BugPatch) -> tuple[BugOut, int, dict[str, str]]:
     bug = service.update_bug(bug_id, body.changes(), precondition=if_match())
     return _bug(bug), 200, {"ETag": etag(bug.version)}

@@ -8,11 +8,16 @@ Entity tags are strong and compared strongly (RFC 9110 §13.1.1): `"3"` matches 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from flask import current_app, request
 
+from backend.core.contract import reads, sends
 from backend.core.errors import ApiError
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 # Statuses to declare on a conditional update, beyond BODY_ERRORS: stale If-Match, missing one when required.
 CONDITIONAL_ERRORS = (412, 428)
@@ -61,3 +66,9 @@ def if_match() -> IfMatch | None:
     if raw == "*":
         return IfMatch(None)
     return IfMatch(frozenset(tag.strip() for tag in raw.split(",") if tag.strip()))
+
+
+def conditional(view: F) -> F:
+    """Document a conditional update: it reads If-Match and sends the ETag (of the new version on 200, of the
+    current one on 412)."""
+    return sends(412, "ETag")(sends(200, "ETag")(reads("If-Match")(view)))

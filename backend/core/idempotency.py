@@ -284,3 +284,11 @@ def idempotent(view: F) -> F:
     contract.reads(HEADER)(wrapper)
     contract.sends(201, REPLAYED)(wrapper)
     return wrapper  # type: ignore[return-value]
+
+
+def clear(app: Flask) -> None:
+    """Forget every stored key in Redis (tests that empty tables behind the application's back)."""
+    client = redis_module.get_client(app)
+    if client is not None:
+        for name in client.scan_iter(match=key_prefix(app.config["SETTINGS"]) + "idem:*"):
+            client.delete(name)

@@ -9,8 +9,8 @@ from apiflask import APIBlueprint
 from flask import Response, current_app, request, url_for
 
 from backend.core.auth import WRITE_SECURITY, require_scope
-from backend.core.conditional import CONDITIONAL_ERRORS, etag, if_match
-from backend.core.contract import reads, sends
+from backend.core.conditional import CONDITIONAL_ERRORS, conditional, etag, if_match
+from backend.core.contract import sends
 from backend.core.errors import AUTH_ERRORS, BODY_ERRORS, COMMON_ERRORS
 from backend.core.idempotency import idempotent
 from backend.core.pagination import pagination_headers
@@ -84,8 +84,7 @@ def create_product(body: ProductIn) -> tuple[ProductOut, int, dict[str, str]]:
     responses=[404, *CONDITIONAL_ERRORS, *BODY_ERRORS],
     security=WRITE_SECURITY,
 )
-@reads("If-Match")
-@sends(200, "ETag")
+@conditional
 def replace_product(product_id: int, body: ProductIn) -> tuple[ProductOut, int, dict[str, str]]:
     return _with_etag(service.update_product(product_id, body.model_dump(), if_match()))
 
@@ -100,8 +99,7 @@ def replace_product(product_id: int, body: ProductIn) -> tuple[ProductOut, int, 
     responses=[404, *CONDITIONAL_ERRORS, *BODY_ERRORS],
     security=WRITE_SECURITY,
 )
-@reads("If-Match")
-@sends(200, "ETag")
+@conditional
 def patch_product(product_id: int, body: ProductPatch) -> tuple[ProductOut, int, dict[str, str]]:
     return _with_etag(service.update_product(product_id, body.changes(), if_match()))
 

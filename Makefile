@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help install run test lint typecheck pytest audit fuzz openapi env-example bench clean
+.PHONY: help install run test lint typecheck pytest audit fuzz openapi client env-example bench clean
 
 help:
 	@echo "make run    - venv, install, migrate, seed, serve on http://127.0.0.1:8000 (embedded PG/Redis if unset)"
@@ -14,6 +14,7 @@ help:
 	@echo "make bench  - the six benchmark scenarios (~10 min, needs wrk); regenerates docs/benchmarks.md"
 	@echo "make fuzz   - deep schemathesis run; make audit - known vulnerabilities in the pinned dependencies"
 	@echo "make openapi / env-example - regenerate docs/openapi.json / .env.example from the code"
+	@echo "make client - generate the Python client of docs/openapi.json into clients/python (pip install it)"
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +47,9 @@ audit: install
 
 openapi: install
 	$(BIN)/python -m scripts.openapi docs/openapi.json
+
+client: install
+	$(BIN)/python -m scripts.client clients/python
 
 env-example: install
 	$(BIN)/python -m scripts.env_example > .env.example

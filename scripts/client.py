@@ -27,7 +27,7 @@ def generate(output: Path, meta: str = "uv") -> Path:
     with tempfile.NamedTemporaryFile("w", suffix=".yaml") as config:
         config.write(CONFIG)
         config.flush()
-        subprocess.run(
+        done = subprocess.run(
             [
                 str(BIN / "openapi-python-client"),
                 "generate",
@@ -42,12 +42,14 @@ def generate(output: Path, meta: str = "uv") -> Path:
                 "--overwrite",
                 "--fail-on-warning",
             ],
-            check=True,
+            check=False,
             capture_output=True,
             text=True,
             # The generator formats its output with the ruff on PATH: this environment's.
             env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"},
         )
+    if done.returncode != 0:
+        raise RuntimeError(f"openapi-python-client failed on {SPEC}:\n{done.stdout}{done.stderr}")
     return output
 
 
@@ -55,6 +57,6 @@ if __name__ == "__main__":
     target = Path(sys.argv[1] if len(sys.argv) > 1 else REPO_ROOT / "clients" / "python")
     try:
         generate(target)
-    except subprocess.CalledProcessError as exc:
-        sys.exit(f"openapi-python-client failed:\n{exc.stdout}{exc.stderr}")
+    except RuntimeError as exc:
+        sys.exit(str(exc))
     print(f"client written to {target} (pip install {target})")

@@ -26,7 +26,7 @@ from typing import Any, Protocol, TypeVar
 import pybreaker
 import redis
 from flask import Flask, Response, current_app, g, request
-from sqlalchemy import DateTime, Integer, LargeBinary, String, delete, func, select, update
+from sqlalchemy import DateTime, Integer, LargeBinary, String, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -46,6 +46,8 @@ STORED_HEADERS = ("Content-Type", "Location", "ETag")
 LEASE_SECONDS = 60
 WAIT_SECONDS = 5.0
 POLL_SECONDS = 0.02
+# Expired rows of `idempotency_keys` deleted by each claim (the table is only written while Redis is unavailable).
+PURGE_BATCH = 100
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -116,7 +118,11 @@ class DatabaseStore:
     def claim(self, key: str, fingerprint: str) -> Stored | None:
         table = IdempotencyKey.__table__
         with db.engine.begin() as connection:
-            connection.execute(delete(table).where(table.c.key == key, table.c.expires_at < func.now()))
+            # This key if it expired, and a batch of other expired keys (nothing else ever deletes them).
+            batch = select(table.c.key).where(table.c.expires_at < func.now()).limit(PURGE_BATCH)
+            connection.execute(
+                delete(table).where(table.c.expires_at < func.now(), or_(table.c.key == key, table.c.key.in_(batch)))
+            )
             lease = func.now() + timedelta(seconds=LEASE_SECONDS)
             claimed = connection.execute(
                 insert(table)

@@ -139,11 +139,25 @@ def test_postgresql_keeps_the_response_for_idempotency_ttl(client_with: MakeClie
     assert 590 <= remaining <= 600
 
 
-def test_an_expired_postgresql_key_is_claimed_again(client_with: MakeClient) -> None:
+def test_an_expired_postgresql_key_is_claimed_again_and_expired_rows_are_purged(client_with: MakeClient) -> None:
     client = client_with(redis_url="")
-    assert post(client, "product", "k-old").status_code == 201
+    for key in ("k-old", "k-other", "k-live"):
+        assert post(client, "product", key).status_code == 201
     with client.application.app_context():
-        db.session.execute(text("UPDATE idempotency_keys SET expires_at = now() - interval '1 second'"))
+        db.session.execute(
+            text("UPDATE idempotency_keys SET expires_at = now() - interval '1 second' WHERE status_code = 201")
+        )
+        db.session.execute(
+            text(
+                "UPDATE idempotency_keys SET expires_at = now() + interval '1 hour' WHERE ctid = "
+                "(SELECT max(ctid) FROM idempotency_keys)"
+            )
+        )
         db.session.commit()
+        live = db.session.execute(text("SELECT count(*) FROM idempotency_keys WHERE expires_at > now()")).scalar()
+    assert live == 1
     assert post(client, "product", "k-old").headers.get("Idempotency-Replayed") is None
-    assert total(client, "/products") == 2
+    assert total(client, "/products") == 4
+    with client.application.app_context():
+        # k-old claimed again, k-other purged, the live one kept.
+        assert db.session.execute(text("SELECT count(*) FROM idempotency_keys")).scalar() == 2

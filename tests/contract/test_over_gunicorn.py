@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -38,16 +38,19 @@ def together(calls: list[Callable[[], requests.Response]]) -> list[requests.Resp
     return done
 
 
-@pytest.fixture(params=["redis", "postgresql"])
+@pytest.fixture(scope="module", params=["redis", "postgresql"])
 def server(
-    request: pytest.FixtureRequest, app: APIFlask, server_env: dict[str, str], tmp_path: Path
+    request: pytest.FixtureRequest, app: APIFlask, services: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GunicornServer]:
-    """gunicorn storing idempotency keys in Redis, or in PostgreSQL (Redis refuses connections)."""
+    """gunicorn storing idempotency keys in Redis, or in PostgreSQL (Redis refuses connections); one per store."""
     truncate_all(app)
-    env = dict(server_env)
-    if request.param == "postgresql":
-        env["REDIS_URL"] = "redis://127.0.0.1:1/0"
-    with GunicornServer(env, tmp_path, workers=2) as running:
+    env = {
+        "DATABASE_URL": services.database_url,
+        "REDIS_URL": services.redis_url if request.param == "redis" else "redis://127.0.0.1:1/0",
+        "RATE_LIMIT_ENABLED": "false",
+        "SHUTDOWN_DRAIN_DELAY": "0",
+    }
+    with GunicornServer(env, tmp_path_factory.mktemp("gunicorn"), workers=2) as running:
         yield running
 
 

@@ -6,7 +6,15 @@ from apiflask import APIBlueprint
 from flask import request, url_for
 
 from backend.bugs import service, stats
-from backend.bugs.models import BugComment, BugReport
+from backend.bugs.models import (
+    COMMENT_MAX,
+    DESCRIPTION_MAX,
+    DEVICE_ID_MAX,
+    PERSON_MAX,
+    TITLE_MAX,
+    BugComment,
+    BugReport,
+)
 from backend.bugs.schemas import (
     BugCommentIn,
     BugCommentOut,
@@ -24,6 +32,7 @@ from backend.core.auth import WRITE_SECURITY, require_scope
 from backend.core.conditional import CONDITIONAL_ERRORS, conditional, etag, if_match
 from backend.core.contract import sends
 from backend.core.errors import BODY_ERRORS, COMMON_ERRORS
+from backend.core.http import body_limit, json_text_bytes
 from backend.core.idempotency import idempotent
 from backend.core.pagination import pagination_headers
 
@@ -38,6 +47,9 @@ bp = APIBlueprint(
         "timestamps are UTC ISO 8601.",
     },
 )
+
+# The largest bug body: every text field at its longest.
+BUG_BODY_LIMIT = json_text_bytes(TITLE_MAX, DESCRIPTION_MAX, DEVICE_ID_MAX, PERSON_MAX, PERSON_MAX)
 
 
 def _bug(bug: BugReport) -> BugOut:
@@ -70,6 +82,7 @@ def list_bugs(query: BugQuery) -> tuple[list[BugOut], int, dict[str, str]]:
 
 @bp.post("/")
 @require_scope("bugs:write")
+@body_limit(BUG_BODY_LIMIT)
 @idempotent
 @sends(201, "Location", "ETag")
 @bp.input(BugCreate, arg_name="body")
@@ -96,6 +109,7 @@ def get_bug(bug_id: int) -> tuple[BugDetail, int, dict[str, str]]:
 
 @bp.patch("/<int:bug_id>")
 @require_scope("bugs:write")
+@body_limit(BUG_BODY_LIMIT)
 @bp.input(BugPatch, arg_name="body")
 @bp.output(BugOut)
 @bp.doc(
@@ -116,6 +130,7 @@ def patch_bug(bug_id: int, body: BugPatch) -> tuple[BugOut, int, dict[str, str]]
 
 @bp.post("/<int:bug_id>/comments")
 @require_scope("bugs:write")
+@body_limit(json_text_bytes(COMMENT_MAX, PERSON_MAX))
 @bp.input(BugCommentIn, arg_name="body")
 @bp.output(BugCommentOut, status_code=201)
 @bp.doc(

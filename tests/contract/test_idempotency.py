@@ -11,6 +11,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import text
 
 from backend.core.config import Settings
+from backend.core.resilience import key_prefix
 from backend.extensions import db
 from tests.bugs.helpers import assert_error
 from tests.conftest import make_key
@@ -123,7 +124,8 @@ def test_redis_keeps_the_response_for_idempotency_ttl(client_with: MakeClient, s
     client = client_with(idempotency_ttl=600)
     assert post(client, "product", "k-ttl").status_code == 201
     connection = redis.Redis.from_url(settings.redis_url)
-    names = list(connection.scan_iter(match="*idem:*"))
+    prefix = key_prefix(client.application.config["SETTINGS"])
+    names = list(connection.scan_iter(match=f"{prefix}idem:*"))
     assert len(names) == 1
     assert 590 <= connection.ttl(names[0]) <= 600
 

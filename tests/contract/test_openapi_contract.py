@@ -29,6 +29,7 @@ OPERATION_IDS = {
     ("get", "/api/bugs/metrics/summary"): "getBugSummary",
     ("get", "/api/bugs/metrics/trends"): "getBugTrends",
     ("get", "/api/sqal/samples"): "listSamples",
+    ("get", "/api/sqal/samples/export"): "exportSamples",
     ("get", "/api/sqal/samples/{sample_id}"): "getSample",
     ("get", "/api/sqal/devices"): "listDevices",
     ("post", "/api/sqal/devices"): "createDevice",

@@ -1,11 +1,12 @@
 """products.version (ETag / If-Match) and idempotency_keys (the PostgreSQL fallback of Idempotency-Key)
 
-Revision ID: 0009_product_version
-Revises: 0006_reference_frames
+Revision ID: 0011_product_version
+Revises: 0010_sample_aggregates
 Create Date: 2026-12-06
 
 `products.version` starts at 1 for every existing row and grows by one with every update, like
-`bug_reports.version`. `idempotency_keys` holds the stored first response of a create sent with an
+`bug_reports.version`. A NOT NULL column with a constant default is a catalogue change (PostgreSQL 11+): the
+table is not rewritten. `idempotency_keys` holds the stored first response of a create sent with an
 Idempotency-Key while Redis is unavailable (Redis holds them otherwise); rows past `expires_at` are ignored and
 replaced.
 """
@@ -14,8 +15,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = "0009_product_version"
-down_revision = "0006_reference_frames"
+revision = "0011_product_version"
+down_revision = "0010_sample_aggregates"
 branch_labels = None
 depends_on = None
 

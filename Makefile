@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 TIMESCALEDB_VERSION ?= 2.28.3
 BENCH_ARGS ?=
 
-.PHONY: help install run test lint typecheck pytest pytest-timescaledb audit fuzz lock openapi wire-schemas env-example bench secrets clean
+.PHONY: help install run test lint typecheck pytest pytest-timescaledb audit fuzz lock openapi client wire-schemas env-example bench secrets clean
 
 help:
 	@echo "make run    - venv, install, migrate, seed, serve on http://127.0.0.1:8000 (embedded PG/Redis if unset)"
@@ -20,6 +20,7 @@ help:
 	@echo "make fuzz   - deep schemathesis run; make audit - known vulnerabilities in the pinned dependencies"
 	@echo "make lock   - re-resolve requirements*.txt into the hash-locked requirements*.lock"
 	@echo "make openapi / wire-schemas / env-example - regenerate docs/openapi.json / docs/wire + docs/asyncapi.yaml / .env.example"
+	@echo "make client - generate the Python client of docs/openapi.json into clients/python (pip install it)"
 
 $(STAMP): requirements-dev.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -65,6 +66,9 @@ lock: install
 
 openapi: install
 	$(BIN)/python -m scripts.openapi docs/openapi.json
+
+client: install
+	$(BIN)/python -m scripts.client clients/python
 
 wire-schemas: install
 	$(BIN)/python -m scripts.wire_schemas docs

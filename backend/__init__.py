@@ -10,7 +10,19 @@ from apiflask import APIFlask
 from flask_cors import CORS
 
 from backend import observability
-from backend.core import auth, cache, database, docs, health, operations, proxy, ratelimit, resilience, shutdown
+from backend.core import (
+    auth,
+    cache,
+    contract,
+    database,
+    docs,
+    health,
+    operations,
+    proxy,
+    ratelimit,
+    resilience,
+    shutdown,
+)
 from backend.core import redis as redis_client
 from backend.core.config import ConfigError, Settings
 from backend.core.errors import register_error_handlers
@@ -71,9 +83,15 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> APIFlask:
 
     register_error_handlers(app)
     register_request_guards(app)
+    contract.init_app(app)  # response and request headers in the OpenAPI document
     docs.init_app(app)  # /docs assets served locally, CSP on the page
     if settings.cors_origins:
-        CORS(app, origins=list(settings.cors_origins), supports_credentials="*" not in settings.cors_origins)
+        CORS(
+            app,
+            origins=list(settings.cors_origins),
+            supports_credentials="*" not in settings.cors_origins,
+            expose_headers=list(contract.EXPOSED_HEADERS),  # browsers may read them
+        )
 
     _register_routes(app, settings)
     proxy.init_app(app)  # outermost middleware: the client address (FORWARDED_ALLOW_IPS) for everything inside

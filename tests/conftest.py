@@ -14,7 +14,7 @@ from flask_migrate import upgrade
 from sqlalchemy import text
 
 from backend import create_app
-from backend.core import auth, cache
+from backend.core import auth, cache, idempotency
 from backend.core.config import Settings
 from backend.extensions import db
 from scripts import timescale
@@ -89,6 +89,7 @@ def truncate_all(application: APIFlask) -> None:
             db.session.commit()
         # Truncation bypasses the cache invalidation that writes do, and ids restart: start from an empty cache.
         cache.clear(application)
+        idempotency.clear(application)  # stored responses name rows that no longer exist
         db.session.remove()
 
 

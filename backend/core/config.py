@@ -129,6 +129,12 @@ class Settings:
     allow_insecure_auth_off: bool = env(
         "ALLOW_INSECURE_AUTH_OFF", False, parse_bool, "Let AUTH_MODE=off start with APP_ENV=production (closed demos)"
     )
+    require_if_match: bool = env(
+        "REQUIRE_IF_MATCH", False, parse_bool, "Updates (PUT/PATCH) without If-Match are refused (428)"
+    )
+    idempotency_ttl: int = env(
+        "IDEMPOTENCY_TTL", 86400, parse_int(60, 30 * 86400), "How long an Idempotency-Key's response is replayed (s)"
+    )
     # Chaos
     chaos_enabled: bool | None = env(
         "CHAOS_ENABLED", None, parse_bool, "Serve /slow and /error (default: on except in production)"

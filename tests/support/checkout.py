@@ -29,7 +29,11 @@ def checkout_dir() -> Iterator[Path]:
 
 
 def copy_checkout(destination: Path) -> Path:
-    """Copy the working tree (what `git ls-files` lists, untracked new files included) to `destination`."""
+    """Copy the working tree (what `git ls-files` lists, untracked new files included) to `destination`.
+
+    The venv is this checkout's, up to date first: a copy's `make` must never install into it (pip would write the
+    copy's path, soon deleted, into the venv's scripts)."""
+    subprocess.run(["make", "-s", "install"], cwd=REPO_ROOT, check=True, capture_output=True, timeout=600)
     listed = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         cwd=REPO_ROOT,

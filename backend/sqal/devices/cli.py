@@ -14,7 +14,7 @@ from backend.sqal.vocabulary import DeviceId
 DEVICE_ID = TypeAdapter(DeviceId)
 ID_RULE = "1-100 chars: letters, digits, _ . : - (starting with a letter or digit)"
 
-sqal_cli = AppGroup("sqal", help="SQAL devices.")
+sqal_cli = AppGroup("sqal", help="SQAL devices, data lifecycle and export.")
 
 
 def _check_device_id(_ctx: click.Context, _param: click.Parameter, value: str) -> str:

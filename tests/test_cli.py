@@ -104,24 +104,28 @@ def test_device_tokens_alone_on_stdout_and_bulk_provisioning_with_progress(cli_e
     devices = json.loads(bulk.stdout)["devices"]
     assert sorted(devices) == [f"BULK_{suffix}_{n:02d}" for n in range(1, 13)]
     assert all(TOKEN.fullmatch(token) for token in devices.values())
-    # Piped: plain progress lines on stderr, never on stdout.
-    progress_lines = [line for line in bulk.stderr.splitlines() if line.startswith("provisioning devices:")]
-    assert progress_lines[-1] == "provisioning devices: 12/12"
-    assert len(progress_lines) == 12  # 12 items: one line each (every tenth of the work, at least every item)
+    # Piped: plain progress lines on stderr (no carriage return), never on stdout.
+    assert "12/12 provisioning devices" in bulk.stderr.splitlines()[-1]
+    assert "\r" not in bulk.stderr
+    assert "provisioning" not in bulk.stdout
 
 
-def test_progress_is_plain_lines_when_piped() -> None:
-    from backend.core.cli import progress  # here, not at module level: the other tests run on any checkout
+def test_progress_is_plain_lines_when_piped(monkeypatch: pytest.MonkeyPatch) -> None:
+    from backend.core import cli  # here, not at module level: the other tests run on any checkout
 
+    clock = iter(range(0, 1000, 2))  # every clock reading 2 s later: slow work
+    monkeypatch.setattr(cli.time, "monotonic", lambda: float(next(clock)))
     out = io.StringIO()
-    assert list(progress(range(95), "export", stream=out)) == list(range(95))
+    assert list(cli.progress(range(10), "export", stream=out)) == list(range(10))
     lines = out.getvalue().splitlines()
-    assert (lines[0], lines[-1]) == ("export: 9/95", "export: 95/95")
-    assert len(lines) == 11
+    shown = [line.split("] ", 1)[1].split(" (")[0].strip() for line in lines]
+    assert 2 <= len(lines) <= 5  # not one per item: at most one per 5 s of work, and the final state
+    assert shown[-1] == "100.0% 10/10 export"
+    assert all(line.startswith("[") and "\r" not in line for line in lines)
 
     unknown = io.StringIO()
-    assert sum(progress((n for n in range(250)), "rows", stream=unknown)) == sum(range(250))
-    assert unknown.getvalue().splitlines() == ["rows: 100", "rows: 200", "rows: 250 done"]
+    assert sum(cli.progress((n for n in range(250)), "rows", stream=unknown)) == sum(range(250))
+    assert unknown.getvalue().splitlines()[-1].startswith("250 rows (")
 
 
 def test_progress_is_a_bar_on_a_terminal() -> None:
@@ -141,9 +145,8 @@ def test_progress_is_a_bar_on_a_terminal() -> None:
     finally:
         os.close(leader)
         os.close(follower)
-    assert "seeding" in shown
-    assert f"[{'#' * 36}]  40/40" in shown  # the full bar, redrawn in place
-    assert "seeding: 4/40" not in shown  # not the piped form
+    assert shown.startswith("\r[")  # redrawn in place
+    assert f"[{'#' * 30}] 100.0% 40/40 seeding" in shown
 
 
 def test_config_finds_the_running_services_of_this_checkout_only_in_development(

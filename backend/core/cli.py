@@ -1,7 +1,8 @@
 """Helpers shared by every `flask …` command (and by scripts that do long work).
 
-- `progress`: a progress bar on a terminal, plain lines when piped, always on stderr, so stdout stays the
-  command's output (a key, a token, JSON) for `$(…)` and pipes.
+- `Progress(total, label)` with `advance(n)` / `finish()`, and `progress(items, label)` around an iterable: a bar
+  redrawn in place on a terminal, a plain line every few seconds when piped or logged, always on stderr, so
+  stdout stays the command's output (a key, a token, JSON, an export) for `$(…)` and pipes.
 - `emit_json`: one JSON object on one line, for `--json`.
 - `refuse_commands`: the CLI of an app built without a valid configuration still lists its commands and answers
   every `--help`; running a command prints the configuration error and exits 1.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import sys
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TextIO, TypeVar
 
@@ -19,27 +21,63 @@ import click
 from flask import Flask
 
 T = TypeVar("T")
-PLAIN_STEPS = 10  # plain-line mode reports every tenth of the work (and the last item)
+BAR_WIDTH = 30
+LINE_EVERY_SECONDS = 5.0  # when piped: one plain line at most this often
+REDRAW_EVERY_SECONDS = 0.1
+
+
+class Progress:
+    """Count `total` units of `label`; redraws a bar on a TTY, else prints a line every LINE_EVERY_SECONDS."""
+
+    def __init__(self, total: int | None, label: str, stream: TextIO | None = None) -> None:
+        self.total = total
+        self.label = label
+        self.stream = stream or sys.stderr
+        self.done = 0
+        self.started = time.monotonic()
+        self._last = 0.0
+        self.tty = self.stream.isatty()
+
+    def _rate(self) -> float:
+        return self.done / max(time.monotonic() - self.started, 1e-6)
+
+    def _bar(self) -> str:
+        if not self.total:
+            return f"{self.done:,} {self.label}"
+        share = min(self.done / self.total, 1.0)
+        filled = int(share * BAR_WIDTH)
+        bar = "#" * filled + "-" * (BAR_WIDTH - filled)
+        return f"[{bar}] {share:6.1%} {self.done:,}/{self.total:,} {self.label}"
+
+    def advance(self, count: int) -> None:
+        """`count` more units done."""
+        self.done += count
+        now = time.monotonic()
+        interval = REDRAW_EVERY_SECONDS if self.tty else LINE_EVERY_SECONDS
+        if now - self._last >= interval:
+            self._last = now
+            self._show(final=False)
+
+    def _show(self, final: bool) -> None:
+        text = f"{self._bar()} ({self._rate():,.0f}/s)"
+        if self.tty:
+            self.stream.write("\r" + text + ("\n" if final else ""))
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        """Print the final state (always, once)."""
+        self._show(final=True)
 
 
 def progress(items: Iterable[T], label: str, length: int | None = None, stream: TextIO | None = None) -> Iterator[T]:
-    """Yield `items`, reporting progress on `stream` (default stderr): click's bar on a terminal, else lines
-    `label: done/total` every tenth of the work, so logs and CI output stay readable."""
-    out = stream if stream is not None else sys.stderr
-    total = length if length is not None else _length(items)
-    if out.isatty():
-        with click.progressbar(items, length=total, label=label, file=out, show_pos=True) as bar:
-            yield from bar
-        return
-    step = max(1, (total or 0) // PLAIN_STEPS) if total else 100
-    done = 0
+    """Yield `items`, reporting each one done with `Progress` (the total is `length`, else `len(items)` if any)."""
+    report = Progress(length if length is not None else _length(items), label, stream)
     for item in items:
         yield item
-        done += 1
-        if done % step == 0 or done == total:
-            print(f"{label}: {done}/{total}" if total else f"{label}: {done}", file=out, flush=True)
-    if total is None or done != total:
-        print(f"{label}: {done} done", file=out, flush=True)
+        report.advance(1)
+    report.finish()
 
 
 def _length(items: Iterable[Any]) -> int | None:

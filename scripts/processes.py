@@ -21,6 +21,8 @@ def package_dir(name: str) -> Path:
 
 def alive(pid: int) -> psutil.Process | None:
     """The live (non-zombie) process with this pid, if any."""
+    if pid <= 0:  # a standalone backend (initdb's bootstrap) writes its pid negated in postmaster.pid
+        return None
     try:
         proc = psutil.Process(pid)
         if proc.status() != psutil.STATUS_ZOMBIE:

@@ -37,7 +37,9 @@ run: install
 test: install lint typecheck pytest pytest-timescaledb
 
 # A second terminal next to `make run`: the venv, FLASK_APP, the running services' URLs and `psql` on PATH.
-env: install
+# Its stdout is for eval: a first install's output goes to stderr.
+env:
+	@$(MAKE) --no-print-directory -s install >&2
 	@$(BIN)/python -m scripts.devservices env
 
 shell: install

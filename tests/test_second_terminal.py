@@ -45,7 +45,10 @@ def _ports(checkout: Path) -> tuple[int, int]:
 class MakeRun:
     """`make run` in a checkout, in its own process group (as a terminal runs it)."""
 
+    started: list[MakeRun] = []
+
     def __init__(self, checkout: Path, env: dict[str, str]) -> None:
+        MakeRun.started.append(self)
         self.checkout = checkout
         self.log = checkout / "make-run.log"
         with self.log.open("wb") as out:
@@ -79,6 +82,11 @@ def checkouts() -> Iterator[tuple[Path, Path]]:
         try:
             yield first, second
         finally:
+            for run in MakeRun.started:  # a failed test must not leave a `make run` behind
+                if run.process.poll() is None:
+                    os.killpg(run.process.pid, signal.SIGTERM)
+                    run.process.wait(60)
+            MakeRun.started.clear()
             for checkout in (first, second):
                 shell(checkout, "make -s stop", terminal_env())
 

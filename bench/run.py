@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from backend.core.cli import progress
 from bench import costly_reads, lifecycle, report, scenario_http, scenario_sqal
 from bench.harness import BENCH_ROOT, OtlpSink, bench_services, load_average, migrate
 from scripts.devservices import REPO_ROOT
@@ -128,7 +129,7 @@ def run(selected: list[str], mode: str, output: Path) -> dict[str, Any]:
     with bench_services() as services, OtlpSink() as sink, tempfile.TemporaryDirectory() as tmp:
         migrate(services.database_url)
         scenarios = _scenarios(services, sink, Path(tmp), plan)
-        for number in [n for n in scenarios if n in selected]:
+        for number in progress([n for n in scenarios if n in selected], "scenarios"):
             _say(f"scenario {number} ({TITLES[number]}), load average {load_average()}")
             entry: dict[str, Any] = {
                 "title": TITLES[number],

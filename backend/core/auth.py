@@ -30,6 +30,7 @@ from sqlalchemy import ARRAY, DateTime, Integer, String, func, select, text, upd
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Mapped, mapped_column
 
+from backend.core.cli import emit_json
 from backend.core.errors import ApiError
 from backend.core.security import generate_token, hash_token
 from backend.extensions import db
@@ -284,9 +285,14 @@ class _Expiry(click.ParamType):
 @click.option("--name", required=True, help="Who or what uses the key")
 @click.option("--scope", "scopes", multiple=True, required=True, type=_ScopeChoice(), help="Repeatable")
 @click.option("--expires", type=_Expiry(), default=None, help="30d, 12h, 90m or an ISO 8601 date (default: never)")
-def create_command(name: str, scopes: tuple[str, ...], expires: datetime | None) -> None:
-    """Create a key and print it once."""
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: id, name, scopes, expires_at, key.")
+def create_command(name: str, scopes: tuple[str, ...], expires: datetime | None, as_json: bool) -> None:
+    """Create a key and print it once: the key alone on stdout (KEY=$(flask … keys create …)), details on stderr."""
     row, key = create_key(name, list(scopes), expires)
+    if as_json:
+        fields = {"id": row.id, "name": row.name, "scopes": list(row.scopes), "expires_at": row.expires_at}
+        emit_json({**fields, "key": key})
+        return
     expiry = row.expires_at.isoformat() if row.expires_at else "never"
     click.echo(f"id={row.id} name={row.name} scopes={','.join(row.scopes)} expires={expiry}", err=True)
     click.echo(key)
@@ -302,10 +308,16 @@ def revoke_command(key_id: int) -> None:
 
 
 @keys_cli.command("list")
-def list_command() -> None:
+@click.option("--json", "as_json", is_flag=True, help='Print one JSON object: {"keys": [...]}.')
+def list_command(as_json: bool) -> None:
     """List keys (never the keys themselves)."""
+    rows = list(db.session.execute(select(ApiKey).order_by(ApiKey.id)).scalars())
+    if as_json:
+        fields = ("id", "name", "scopes", "created_at", "expires_at", "last_used_at", "revoked_at")
+        emit_json({"keys": [{field: getattr(row, field) for field in fields} for row in rows]})
+        return
     now = datetime.now(UTC)
-    for row in db.session.execute(select(ApiKey).order_by(ApiKey.id)).scalars():
+    for row in rows:
         expired = row.expires_at is not None and row.expires_at <= now
         state = "revoked" if row.revoked_at else "expired" if expired else "active"
         expiry = f"expires {row.expires_at.isoformat()}" if row.expires_at else "never expires"

@@ -11,6 +11,7 @@ import dataclasses
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from backend.core.config_values import (
@@ -31,6 +32,7 @@ from backend.core.config_values import (
     parse_str,
     parse_token,
     redis_url_from_parts,
+    running_local_services,
 )
 
 APP_ENVS = ("development", "production", "test")
@@ -39,6 +41,8 @@ DEFAULT_SERVICE_NAME = "backend"
 AUTH_MODES = ("off", "apikey")
 # A secret setting NAME may instead be read from the file named by NAME_FILE (the official database images' way).
 FILE_SUFFIX = "_FILE"
+# Written by `python -m scripts.devservices up` (`make run`): the URLs of this checkout's embedded services.
+LOCAL_SERVICES_FILE = Path(__file__).resolve().parents[2] / ".local" / "services.json"
 
 
 class ConfigError(ValueError):
@@ -72,6 +76,12 @@ class Settings:
         "SERVICE_NAME", "", parse_str, "`service` of logs, `app_info` of metrics (default: OTEL_SERVICE_NAME/backend)"
     )
     log_level: str = env("LOG_LEVEL", "INFO", parse_choice(*LOG_LEVELS, upper=True), "Root log level")
+    local_services: bool = env(
+        "LOCAL_SERVICES",
+        True,
+        parse_bool,
+        "Development: unset DATABASE_URL/REDIS_URL → this checkout's running `make run` services (.local/)",
+    )
     # Database
     database_url: str = env(
         "DATABASE_URL",
@@ -221,7 +231,7 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Read every declared variable from `environ` (default `os.environ`); raise ConfigError on a bad one."""
-        source = os.environ if environ is None else environ
+        source = _with_local_services(os.environ) if environ is None else environ
         values: dict[str, Any] = {}
         for spec in dataclasses.fields(cls):
             name = spec.metadata["env"]
@@ -312,6 +322,29 @@ class Settings:
             value = getattr(self, spec.name)
             summary[spec.metadata["env"]] = ("set" if value else "unset") if spec.metadata["secret"] else value
         return summary
+
+
+def _with_local_services(source: Mapping[str, str]) -> Mapping[str, str]:
+    """In development, DATABASE_URL / REDIS_URL default to the embedded services this checkout runs (`make run` in
+    another terminal), so `flask …`, `python app.py` and `python init_db.py` need no URL. Set values always win."""
+    if source.get("APP_ENV", "").strip().lower() not in ("", "development"):
+        return source
+    try:
+        if not parse_bool(source.get("LOCAL_SERVICES", "") or "true"):
+            return source
+    except ValueError:
+        return source  # reported by from_env, naming the variable
+    running = running_local_services(LOCAL_SERVICES_FILE)
+    defaults = {}
+    if "DATABASE_URL" in running and not _is_set(source, "DATABASE_URL"):
+        defaults["DATABASE_URL"] = running["DATABASE_URL"]
+    if "REDIS_URL" in running and not (_is_set(source, "REDIS_URL") or _is_set(source, "REDIS_HOST")):
+        defaults["REDIS_URL"] = running["REDIS_URL"]
+    return {**source, **defaults} if defaults else source
+
+
+def _is_set(source: Mapping[str, str], name: str) -> bool:
+    return bool(source.get(name, "").strip() or source.get(name + FILE_SUFFIX, "").strip())
 
 
 def _read_secret_file(source: Mapping[str, str], name: str) -> str | None:

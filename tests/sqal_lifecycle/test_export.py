@@ -12,7 +12,7 @@ import pytest
 from apiflask import APIFlask
 from flask.testing import FlaskClient
 
-from backend.core.progress import Progress
+from backend.core.cli import Progress
 from backend.sqal.reads import export
 from tests.sqal_lifecycle.conftest import devices, sample_data
 from tests.sqal_reads.rows import insert_devices, insert_samples

@@ -8,7 +8,7 @@ import click
 from flask.cli import with_appcontext
 from pydantic import ValidationError
 
-from backend.core.progress import Progress
+from backend.core.cli import Progress
 from backend.sqal.reads import export as sample_export
 from backend.sqal.reads.schemas import ExportQuery
 

@@ -157,7 +157,7 @@ def test_a_metrics_token_opens_metrics_and_details_on_the_api_port(make_app: Cal
 
 
 def test_production_without_an_operations_side_publishes_nothing(make_app: Callable[..., APIFlask]) -> None:
-    app = make_app(app_env="production", auth_mode="off")
+    app = make_app(app_env="production", auth_mode="apikey")
     with app.test_client() as client:
         assert client.get("/metrics").status_code == 404
         assert set(ready(client)[1]) == {"status", "timestamp"}

@@ -149,8 +149,37 @@ def violations(root: Path) -> list[str]:
     return found
 
 
+def import_cycles(root: Path) -> list[list[str]]:
+    """Modules of backend/ that import each other, directly or through others (each cycle once, as a path)."""
+    graph: dict[str, set[str]] = {}
+    for path in sorted((root / "backend").rglob("*.py")):
+        name = module_name(root, path)
+        graph[name] = {target for _, target in imported(root, path) if target.startswith("backend.") and target != name}
+    cycles: list[list[str]] = []
+    done: set[str] = set()
+
+    def visit(name: str, trail: list[str]) -> None:
+        if name in trail:
+            cycles.append([*trail[trail.index(name) :], name])
+            return
+        if name in done:
+            return
+        for target in sorted(graph.get(name, ())):
+            visit(target, [*trail, name])
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name, [])
+    return cycles
+
+
 def test_the_code_follows_the_layout_rules() -> None:
     assert violations(ROOT) == []
+
+
+def test_no_import_cycles() -> None:
+    """A cycle (even under TYPE_CHECKING) means two modules are one: merge them or pass a protocol."""
+    assert import_cycles(ROOT) == []
 
 
 def _plant(root: Path, relative: str, text: str) -> None:

@@ -23,7 +23,14 @@ from backend.core import ratelimit
 from backend.observability.collectors import StoreCollector
 from backend.observability.metrics import zero_series
 from backend.sqal import protocol
-from backend.sqal.vocabulary import CONFORMING, GRADES, sql_list
+from backend.sqal.vocabulary import (
+    CONFORMING,
+    GRADES,
+    ONLINE_INTERVALS,
+    THROUGHPUT_WINDOW_SECONDS,
+    online_seconds,
+    sql_list,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +39,7 @@ ENDPOINT = "/ws/sensors/"
 ERROR_CODES = protocol.ERROR_CODES
 RECEIVED_TYPES = ("sensor_data", "sensor_batch", "ping", "invalid", "unknown", "oversize", "rate_limited")
 SENT_TYPES = ("ack", "batch_ack", "error", "pong")  # the replies of /ws/sensors/ (docs/protocol.md)
-WINDOW_SECONDS = 300
+WINDOW_SECONDS = THROUGHPUT_WINDOW_SECONDS
 CACHE_SECONDS = 5.0
 
 websocket_connections_active = Gauge(
@@ -99,7 +106,9 @@ class SqalCollector(StoreCollector):
         yield GaugeMetricFamily("average_quality_score", f"Mean final quality score {window}")
         yield GaugeMetricFamily("conformity_rate_percent", f"Share of samples graded A or B {window}, %")
         yield GaugeMetricFamily("reject_rate_percent", f"Share of samples graded REJECT {window}, %")
-        yield GaugeMetricFamily("devices_active", "Enabled devices seen within 2 generation intervals")
+        yield GaugeMetricFamily(
+            "devices_active", f"Enabled devices seen within {ONLINE_INTERVALS} generation intervals"
+        )
         yield GaugeMetricFamily(
             "device_last_seen_timestamp_seconds",
             "Unix time a device was last seen",
@@ -109,10 +118,9 @@ class SqalCollector(StoreCollector):
     def compute(self) -> list[Metric]:
         from backend.extensions import db
 
-        settings = self.app.config["SETTINGS"]
+        online = online_seconds(self.app.config["SETTINGS"])
         with self.app.app_context(), db.engine.connect() as connection:
             window = connection.execute(_WINDOW_QUERY, {"window": self.window_seconds}).one()
-            online = 2 * settings.sqal_generation_interval
             devices = connection.execute(_DEVICES_QUERY, {"online": online}).all()
         throughput, average, conformity, reject, active, last_seen = self.families()
         samples = int(window.samples)

@@ -29,6 +29,7 @@ from backend.sqal.reads.schemas import (
     Timeseries,
     TimeseriesQuery,
 )
+from backend.sqal.vocabulary import online_seconds
 
 REGISTERED_KEY = "sqal_reads"
 
@@ -115,7 +116,7 @@ def get_sample(sample_id: str, query: SampleLookupQuery) -> SampleDetail:
 )
 def list_devices() -> DeviceList:
     settings = current_app.config["SETTINGS"]
-    rows = service.list_devices(datetime.now(UTC), 2 * settings.sqal_generation_interval)
+    rows = service.list_devices(datetime.now(UTC), online_seconds(settings))
     return DeviceList.model_validate({"items": rows})
 
 

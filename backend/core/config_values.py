@@ -16,6 +16,7 @@ from psycopg2 import ProgrammingError
 from psycopg2.extensions import parse_dsn
 
 OTLP_PROTOCOL = "http/protobuf"
+OTLP_HTTP_PORT = 4318  # the collector's OTLP/HTTP port (JAEGER_AGENT_HOST points there)
 
 
 def parse_int(minimum: int | None = None, maximum: int | None = None) -> Callable[[str], int]:
@@ -132,7 +133,7 @@ def parse_otlp_protocol(raw: str) -> str:
     value = raw.strip().lower() or OTLP_PROTOCOL
     if value != OTLP_PROTOCOL:
         raise ValueError(
-            f"only {OTLP_PROTOCOL} is supported: point the endpoint at the collector's OTLP/HTTP port 4318"
+            f"only {OTLP_PROTOCOL} is supported: point the endpoint at the collector's OTLP/HTTP port {OTLP_HTTP_PORT}"
         )
     return value
 

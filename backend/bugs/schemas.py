@@ -80,9 +80,6 @@ class BugCreate(BaseModel):
     assignee: Person | None = None
 
 
-NULLABLE = frozenset({"device_id", "reporter", "assignee"})
-
-
 class BugPatch(BaseModel):
     """Body of PATCH /api/bugs/<id> (camelCase): any non-empty subset of the fields.
 

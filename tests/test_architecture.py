@@ -10,20 +10,26 @@ Every import counts, at module level or inside a function. Layers of `backend/`,
                  but a sibling sub-package only where SIBLING_IMPORTS allows it.
   factory        backend/__init__.py: anything.
 Outside: simulator/ imports nothing from backend/; backend/, scripts/ and bench/ import nothing from tests/; backend/
-imports nothing from scripts/, bench/ or simulator/. Modules outside tests/ stay within MAX_LINES lines.
+imports nothing from scripts/, bench/ or simulator/; migrations/ (frozen revisions) and observability/ (the Grafana
+generators, run alone) import nothing from backend/ either; the root scripts (app.py, init_db.py, gunicorn.conf.py)
+import backend/ but no test or tool code. Modules outside tests/ stay within MAX_LINES lines.
+Services (`service.py`) never read `flask.request`: routes pass them what they need. Core (above the base) names no
+domain: no identifier or string of backend/core/ carries a domain's name.
 """
 
 from __future__ import annotations
 
 import ast
 import functools
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-CHECKED = ("backend", "simulator", "scripts", "bench")
+CHECKED = ("backend", "simulator", "scripts", "bench", "migrations", "observability")
+ROOT_SCRIPTS = ("app.py", "init_db.py", "gunicorn.conf.py")
 MAX_LINES = 400
 BASE = frozenset({"backend.extensions", "backend.core.config", "backend.core.config_values", "backend.core.errors"})
 LOWER = ("base", "observability", "core")
@@ -36,7 +42,12 @@ FORBIDDEN = {
     "simulator": ("backend", "tests"),
     "scripts": ("tests", "bench"),
     "bench": ("tests",),
+    "migrations": ("backend", "tests", "bench", "scripts", "simulator"),
+    "observability": ("backend", "tests", "bench", "scripts", "simulator"),
+    "root": ("tests", "bench", "scripts", "simulator"),
 }
+# Words of backend/core/ that name the service (SQAL), not its domain package: API key prefix and auth realm.
+SERVICE_NAME_IN_CORE = {"backend/core/auth.py": {"sqal_", 'Bearer realm="sqal"'}}
 
 
 def module_name(root: Path, path: Path) -> str:
@@ -127,25 +138,74 @@ def backend_violation(importer: str, target: str, domains: dict[str, set[str]]) 
     return None
 
 
+def checked_files(root: Path) -> list[tuple[str, Path]]:
+    """(rule set, path) of every file the layout rules cover."""
+    found = [(top, path) for top in CHECKED for path in sorted((root / top).rglob("*.py"))]
+    return found + [("root", root / name) for name in ROOT_SCRIPTS if (root / name).is_file()]
+
+
+def reads_flask_request(path: Path) -> int | None:
+    """The line where `path` imports or uses `flask.request`, or None."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module == "flask" and any(a.name == "request" for a in node.names):
+            return node.lineno
+        if isinstance(node, ast.Attribute) and node.attr == "request" and ast.unparse(node.value) == "flask":
+            return node.lineno
+    return None
+
+
+def domain_words_in_core(root: Path, path: Path, domains: dict[str, set[str]]) -> list[tuple[int, str]]:
+    """(line, word) of each identifier or non-docstring string of a core module that names a domain."""
+    names = {word for name in domains for word in (name, name.removesuffix("s"))}
+    allowed = SERVICE_NAME_IN_CORE.get(path.relative_to(root).as_posix(), set())
+    tree = ast.parse(path.read_text())
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+    }
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            word = node.id
+        elif isinstance(node, ast.Attribute):
+            word = node.attr
+        elif isinstance(node, ast.FunctionDef | ast.ClassDef | ast.AsyncFunctionDef):
+            word = node.name
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            word = node.value
+        else:
+            continue
+        if word not in allowed and set(re.findall(r"[a-z]+", word.lower())) & names:
+            found.append((getattr(node, "lineno", 0), word))
+    return found
+
+
 def violations(root: Path) -> list[str]:
     """Every broken rule under `root`, one line each."""
     domains = domain_packages(root)
     found: list[str] = []
-    for top in CHECKED:
-        for path in sorted((root / top).rglob("*.py")):
-            where = path.relative_to(root)
-            lines = len(path.read_text().splitlines())
-            if lines > MAX_LINES:
-                found.append(f"{where}: {lines} lines (at most {MAX_LINES})")
-            importer = module_name(root, path)
-            for line, target in imported(root, path):
-                head = target.split(".")[0]
-                if head in FORBIDDEN[top]:
-                    found.append(f"{where}:{line}: {importer} imports {target} ({top}/ never imports {head}/)")
-                elif top == "backend" and head == "backend":
-                    reason = backend_violation(importer, target, domains)
-                    if reason:
-                        found.append(f"{where}:{line}: {importer} imports {target} ({reason})")
+    for top, path in checked_files(root):
+        where = path.relative_to(root)
+        lines = len(path.read_text().splitlines())
+        if lines > MAX_LINES:
+            found.append(f"{where}: {lines} lines (at most {MAX_LINES})")
+        importer = module_name(root, path)
+        for line, target in imported(root, path):
+            head = target.split(".")[0]
+            if head in FORBIDDEN[top]:
+                found.append(f"{where}:{line}: {importer} imports {target} ({top}/ never imports {head}/)")
+            elif top == "backend" and head == "backend":
+                reason = backend_violation(importer, target, domains)
+                if reason:
+                    found.append(f"{where}:{line}: {importer} imports {target} ({reason})")
+        if top == "backend" and path.name == "service.py" and (at := reads_flask_request(path)):
+            found.append(f"{where}:{at}: a service reads flask.request (routes pass it what it needs)")
+        if top == "backend" and layer(importer, domains) == "core":
+            named = domain_words_in_core(root, path, domains)
+            found.extend(f"{where}:{at}: core names a domain ({word!r})" for at, word in named)
     return found
 
 
@@ -204,11 +264,20 @@ def _plant(root: Path, relative: str, text: str) -> None:
         ("bench/plant.py", "from tests.conftest import make_key\n", "bench/ never imports tests/"),
         ("scripts/plant.py", "from tests.support import server\n", "scripts/ never imports tests/"),
         ("scripts/plant.py", "x = 1\n" * (MAX_LINES + 1), f"{MAX_LINES + 1} lines (at most {MAX_LINES})"),
+        ("migrations/versions/plant.py", "from backend.sqal import models\n", "migrations/ never imports backend/"),
+        ("observability/grafana/plant.py", "import backend\n", "observability/ never imports backend/"),
+        ("app.py", "from tests.conftest import make_key\n", "root/ never imports tests/"),
+        ("backend/bugs/service.py", "from flask import request\n", "a service reads flask.request"),
+        ("backend/sqal/devices/service.py", "import flask\nx = flask.request\n", "a service reads flask.request"),
+        ("backend/core/plant.py", "def f(app):\n    return app.extensions['bugs']\n", "core names a domain ('bugs')"),
+        ("backend/core/plant.py", "products_cache = None\n", "core names a domain ('products_cache')"),
     ],
 )
 def test_a_planted_violation_is_reported(tmp_path: Path, relative: str, text: str, expected: str) -> None:
     for top in CHECKED:
         shutil.copytree(ROOT / top, tmp_path / top, ignore=shutil.ignore_patterns("__pycache__", "static"))
+    for name in ROOT_SCRIPTS:
+        shutil.copy(ROOT / name, tmp_path / name)
     (tmp_path / "backend/sqal/beta").mkdir()
     (tmp_path / "backend/sqal/beta/__init__.py").write_text("thing = 1\n")
     (tmp_path / "backend/sqal/gamma.py").write_text("from backend.sqal.beta import thing\n")  # vocabulary: fine

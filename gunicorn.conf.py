@@ -20,8 +20,8 @@ _owned_multiproc_dir = (
 )
 
 from backend import __version__  # noqa: E402
+from backend.base.config import ConfigError, Settings  # noqa: E402
 from backend.core import shutdown  # noqa: E402
-from backend.core.config import ConfigError, Settings  # noqa: E402
 from backend.observability import gunicorn as hooks  # noqa: E402
 from backend.observability import tracing  # noqa: E402
 from backend.observability.logging import gunicorn_logconfig  # noqa: E402

@@ -1,9 +1,9 @@
 """The layout rules of CONTRIBUTING.md, checked on the source: who may import whom, and how long a module may be.
 
 Every import counts, at module level or inside a function. Layers of `backend/`, lowest first:
-  base           backend.extensions, backend.core.config(_values), backend.core.errors: import only each other
+  base           backend.extensions and backend.base.* (config, config_values, errors): import only each other
   observability  backend.observability.*: base and itself
-  core           the rest of backend.core.*: base, observability and core
+  core           backend.core.*: base, observability and core
   domains        every other top-level package or module under backend/ (products, sqal, bugs, chaos...): the
                  layers below and their own modules, never another domain nor the factory. A sub-package of a
                  domain (backend/sqal/reads/) may import the domain's top-level modules (its shared vocabulary)
@@ -31,8 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CHECKED = ("backend", "simulator", "scripts", "bench", "migrations", "observability")
 ROOT_SCRIPTS = ("app.py", "init_db.py", "gunicorn.conf.py")
 MAX_LINES = 400
-BASE = frozenset({"backend.extensions", "backend.core.config", "backend.core.config_values", "backend.core.errors"})
-LOWER = ("base", "observability", "core")
+BASE = frozenset({"backend.extensions"})  # base besides the backend/base/ package
+LOWER = ("base", "observability", "core")  # the layers below the domains, lowest first: each a package
 # Allowed imports between sub-packages of one domain: "sqal.live": {"sqal.reads"} lets backend/sqal/live/ import
 # backend/sqal/reads/. Empty: sub-packages share only their domain's top-level modules.
 SIBLING_IMPORTS: dict[str, frozenset[str]] = {}
@@ -93,7 +93,7 @@ def domain_packages(root: Path) -> dict[str, set[str]]:
     domains: dict[str, set[str]] = {}
     for entry in sorted((root / "backend").iterdir()):
         name = entry.stem
-        if name in {"core", "observability", "extensions", "__init__", "__pycache__"}:
+        if name in {*LOWER, "extensions", "__init__", "__pycache__"}:
             continue
         if entry.suffix == ".py":
             domains[name] = set()
@@ -108,7 +108,7 @@ def layer(name: str, domains: dict[str, set[str]]) -> str:
         return "factory"
     if name in BASE:
         return "base"
-    if parts[1] in {"observability", "core"}:
+    if parts[1] in LOWER:
         return parts[1]
     return "domain" if parts[1] in domains else "factory"
 
@@ -255,12 +255,12 @@ def _plant(root: Path, relative: str, text: str) -> None:
         ("backend/core/plant.py", "def f():\n    from backend import sqal\n", "core may import only"),
         ("backend/core/plant.py", "import backend\n", "core may import only"),
         ("backend/observability/plant.py", "from backend.core import cache\n", "observability may import only"),
-        ("backend/core/config.py", "from backend.observability import metrics\n", "base may import only"),
+        ("backend/base/config.py", "from backend.observability import metrics\n", "base may import only"),
         ("backend/chaos.py", "from backend.products import service\n", "domains never import each other"),
         ("backend/bugs/plant.py", "from backend import create_app\n", "a domain never imports the factory"),
         ("backend/sqal/alpha/__init__.py", "from ..beta import thing\n", "sub-packages of a domain share only"),
         ("backend/core/plant.py", "import scripts.devservices\n", "backend/ never imports scripts/"),
-        ("simulator/plant.py", "import backend.core.errors\n", "simulator/ never imports backend/"),
+        ("simulator/plant.py", "import backend.base.errors\n", "simulator/ never imports backend/"),
         ("bench/plant.py", "from tests.conftest import make_key\n", "bench/ never imports tests/"),
         ("scripts/plant.py", "from tests.support import server\n", "scripts/ never imports tests/"),
         ("scripts/plant.py", "x = 1\n" * (MAX_LINES + 1), f"{MAX_LINES + 1} lines (at most {MAX_LINES})"),

@@ -13,13 +13,13 @@ from typing import Any
 from sqlalchemy import ColumnElement, case, func, or_, select
 from sqlalchemy.orm import selectinload
 
+from backend.base.errors import Conflict
 from backend.bugs import workflow
 from backend.bugs.enums import Priority, Severity, Status, values
 from backend.bugs.models import BugComment, BugReport
 from backend.core import cache
 from backend.core.conditional import IfMatch, PreconditionFailed
 from backend.core.database import get_or_404, rollback_on
-from backend.core.errors import Conflict
 from backend.extensions import db
 
 

@@ -30,8 +30,8 @@ from sqlalchemy import ARRAY, DateTime, Integer, String, func, select, text, upd
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Mapped, mapped_column
 
+from backend.base.errors import ApiError
 from backend.core.cli import emit_json
-from backend.core.errors import ApiError
 from backend.core.security import DIGEST_LENGTH, generate_token, hash_token
 from backend.extensions import db
 

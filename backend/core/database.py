@@ -14,8 +14,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm.interfaces import ORMOption
 
-from backend.core.config import Settings
-from backend.core.errors import NotFound
+from backend.base.config import Settings
+from backend.base.errors import NotFound
 from backend.extensions import db
 
 M = TypeVar("M")

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 from flask import Flask, Response, current_app, request
 from werkzeug.wsgi import ClosingIterator
 
-from backend.core.errors import error_response
+from backend.base.errors import error_response
 
 logger = logging.getLogger(__name__)
 

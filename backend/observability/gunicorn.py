@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from gunicorn.glogging import Logger as GunicornLogger
 
-from backend.core.config import Settings
+from backend.base.config import Settings
 from backend.observability import metrics, tracing
 from backend.observability.logging import log_startup_banner
 from backend.observability.sampling import build_sampler

@@ -6,7 +6,7 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import Field
 
-from backend.core.config import Settings
+from backend.base.config import Settings
 from backend.core.resilience import key_prefix
 
 Grade = Literal["A", "B", "C", "REJECT"]

@@ -14,8 +14,8 @@ import pybreaker
 import pytest
 
 from backend import create_app
+from backend.base.config import Settings
 from backend.core import resilience
-from backend.core.config import Settings
 from backend.core.resilience import Breaker
 from backend.observability import internals
 

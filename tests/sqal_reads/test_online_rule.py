@@ -6,7 +6,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from backend.core.config import Settings
+from backend.base.config import Settings
 from backend.sqal.vocabulary import ONLINE_INTERVALS, online_seconds
 
 ROOT = Path(__file__).resolve().parents[2]

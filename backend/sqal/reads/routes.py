@@ -12,9 +12,9 @@ from urllib.parse import urlencode
 from apiflask import APIBlueprint, APIFlask
 from flask import Response, current_app, request, stream_with_context
 
+from backend.base.errors import COMMON_ERRORS
 from backend.core import cache
 from backend.core.contract import sends
-from backend.core.errors import COMMON_ERRORS
 from backend.sqal.reads import export, figures, service
 from backend.sqal.reads.schemas import (
     BUCKETS,

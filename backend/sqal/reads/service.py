@@ -17,8 +17,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, select, text, tuple_
 from sqlalchemy.engine import Engine, RowMapping
 
+from backend.base.errors import Conflict, NotFound
 from backend.core.clock import day_bounds
-from backend.core.errors import Conflict, NotFound
 from backend.extensions import db
 from backend.sqal.models import SensorSample
 from backend.sqal.reads import cells

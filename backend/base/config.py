@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backend.core.config_values import (
+from backend.base.config_values import (
     OTLP_HTTP_PORT,
     OTLP_PROTOCOL,
     check_resource_attributes,

@@ -1,4 +1,4 @@
-"""The parsers behind `backend.core.config.Settings`: each turns one raw environment value into a typed value or
+"""The parsers behind `backend.base.config.Settings`: each turns one raw environment value into a typed value or
 raises ValueError with a message the settings loader prefixes with the variable's name; and the reader of the
 embedded services' state file (development defaults for DATABASE_URL / REDIS_URL)."""
 

@@ -362,6 +362,9 @@ class DeviceLink:
 
     def _on_error(self, message: dict[str, Any]) -> None:
         code = message.get("code")
+        if code == "session_replaced":  # not a reply: a newer connection of this device took over, 1008 follows
+            log.warning("%s: connection replaced by a newer one of this device", self.device_id)
+            return
         if message.get("batch_id") is not None:
             frame = self._pop_frame("batch", message.get("batch_id"))
         elif message.get("sample_id") is not None:
@@ -379,7 +382,7 @@ class DeviceLink:
             self._batch_limit = max(1, self._batch_limit // 2)
             log.warning("%s: batch refused, batch size now %d: %s", self.device_id, self._batch_limit, reason)
             self._requeue(samples)
-        elif code in ("validation_error", "invalid_json", "unknown_type"):
+        elif code in ("validation_error", "invalid_json", "unknown_type", "conflict"):
             sample_id = message.get("sample_id")
             named = self._unacked.get(sample_id) if isinstance(sample_id, str) else None
             for sample in samples or ([named] if named is not None else []):

@@ -19,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Uuid,
     func,
@@ -54,6 +55,8 @@ class SampleKey(db.Model):  # type: ignore[name-defined]
 
     device_id: Mapped[str] = mapped_column(String(100), ForeignKey("devices.device_id"), primary_key=True)
     sample_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    # blake2b-128 of the validated sample (0007): a resend with other content is a `conflict`; null before 0007.
+    content_hash: Mapped[bytes | None] = mapped_column(LargeBinary(16))
 
 
 class SensorSample(db.Model):  # type: ignore[name-defined]

@@ -196,7 +196,7 @@ def test_disabling_a_device_closes_its_connection_at_the_next_frame(
 def test_rate_limit_is_per_device_across_connections_then_shutdown_closes_1001(
     app: APIFlask, services: TestServices, tmp_path: Path
 ) -> None:
-    server = start_server(services, tmp_path, WS_DEVICE_RATE_LIMIT="5/minute")
+    server = start_server(services, tmp_path, WS_DEVICE_RATE_LIMIT="5/minute", WS_DEVICE_MAX_SOCKETS="2")
     try:
         url = f"ws://127.0.0.1:{server.port}/ws/sensors/"
         device_id, token = make_device(app)

@@ -362,9 +362,6 @@ class DeviceLink:
 
     def _on_error(self, message: dict[str, Any]) -> None:
         code = message.get("code")
-        if code == "session_replaced":  # not a reply: a newer connection of this device took over, 1008 follows
-            log.warning("%s: connection replaced by a newer one of this device", self.device_id)
-            return
         if message.get("batch_id") is not None:
             frame = self._pop_frame("batch", message.get("batch_id"))
         elif message.get("sample_id") is not None:

@@ -35,7 +35,7 @@ def create_device(body: DeviceCreate) -> tuple[DeviceToken, int, dict[str, str]]
 @require_scope("devices:admin")
 @bp.output(DeviceToken)
 @bp.doc(
-    summary="Issue a new token; the old one is refused from the next connection",
+    summary="Issue a new token; the old one is refused and its open sockets are closed (1008)",
     responses=[404, *AUTH_ERRORS],
     security=WRITE_SECURITY,
 )
@@ -49,7 +49,7 @@ def rotate_token(device_id: str) -> tuple[DeviceToken, int, dict[str, str]]:
 @bp.input(DeviceUpdate, arg_name="body")
 @bp.output(DeviceState)
 @bp.doc(
-    summary="Enable or disable a device (a disabled device is refused at its next frame)",
+    summary="Enable or disable a device (disabling closes its open sockets with 1008)",
     responses=[404, *BODY_ERRORS],
     security=WRITE_SECURITY,
 )

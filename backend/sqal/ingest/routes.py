@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -112,6 +113,7 @@ def sensors(ws: Server) -> None:
     """One device connection."""
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     runtime: SqalRuntime = app.extensions[EXTENSION_KEY]
+    opened_ns = time.time_ns()
     try:
         with runtime.socket_slot() as admitted:
             if not admitted:
@@ -121,7 +123,8 @@ def sensors(ws: Server) -> None:
             authenticated = _authenticate(ws, token)
             if authenticated is not None:
                 identity, span = authenticated
-                _connection(app, runtime, DeviceSession(ws, identity.device_id, identity.token_hash), span)
+                session = DeviceSession(ws, identity.device_id, identity.token_hash, opened_ns)
+                _connection(app, runtime, session, span)
     except ConnectionClosed:  # the peer closed, or the reader closed on a protocol error: its reply goes out first
         let_reader_finish(ws)
         raise

@@ -52,7 +52,8 @@ RECHECK_SECONDS = 30.0
 WAKE = object()  # queued into a socket's input buffer to wake its thread (see DeviceSession.wake)
 
 # KEYS[1] the device's session set; ARGV: lease ms, newcomer, cap, channel, device_id, tombstone key prefix.
-# Returns the evicted members. Server TIME: one clock for every instance's leases.
+# Returns the evicted members: the oldest by connection time, which is the newcomer itself when its upgrade request
+# arrived before a socket admitted meanwhile (its authentication was slower). Server TIME: one clock for leases.
 _ADMIT = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
@@ -66,13 +67,11 @@ local excess = #members - tonumber(ARGV[3])
 local evicted = {}
 for _, member in ipairs(members) do
     if excess <= 0 then break end
-    if member ~= ARGV[2] then
-        redis.call('ZREM', KEYS[1], member)
-        redis.call('SET', ARGV[6] .. member, '1', 'PX', lease)
-        redis.call('PUBLISH', ARGV[4], cjson.encode({kind = 'evict', device_id = ARGV[5], session = member}))
-        table.insert(evicted, member)
-        excess = excess - 1
-    end
+    redis.call('ZREM', KEYS[1], member)
+    redis.call('SET', ARGV[6] .. member, '1', 'PX', lease)
+    redis.call('PUBLISH', ARGV[4], cjson.encode({kind = 'evict', device_id = ARGV[5], session = member}))
+    table.insert(evicted, member)
+    excess = excess - 1
 end
 return evicted
 """
@@ -97,11 +96,14 @@ class DeviceSession:
     session and wakes the socket's thread, which then closes with 1001.
     """
 
-    def __init__(self, ws: Server, device_id: str, token_hash: str) -> None:
+    def __init__(self, ws: Server, device_id: str, token_hash: str, opened_ns: int | None = None) -> None:
         self.ws = ws
         self.device_id = device_id
         self.token_hash = token_hash
-        self.member = f"{time.time_ns() // 1_000_000:013d}-{uuid.uuid4().hex[:16]}"
+        # Ordered by when the upgrade request arrived (`opened_ns`), not by when authentication ended: a socket the
+        # device already gave up on must not take over from the one it opened next.
+        opened_ms = (opened_ns if opened_ns is not None else time.time_ns()) // 1_000_000
+        self.member = f"{opened_ms:013d}-{uuid.uuid4().hex[:16]}"
         self.going_away = threading.Event()
         self.replaced = threading.Event()
         self.recheck = threading.Event()
@@ -155,7 +157,7 @@ class SessionRegistry:
             self._degraded.warn("device socket cap enforced per process only: Redis unavailable", exc)
             with self._lock:
                 members = sorted(self._local.get(session.device_id, {}))
-            evicted = [member for member in members if member != session.member][: max(0, len(members) - self.cap)]
+            evicted = members[: max(0, len(members) - self.cap)]
         for member in evicted:
             self._replace(session.device_id, _text(member))
 

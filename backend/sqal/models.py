@@ -55,7 +55,7 @@ class SampleKey(db.Model):  # type: ignore[name-defined]
 
     device_id: Mapped[str] = mapped_column(String(100), ForeignKey("devices.device_id"), primary_key=True)
     sample_id: Mapped[str] = mapped_column(String(100), primary_key=True)
-    # blake2b-128 of the validated sample (0007): a resend with other content is a `conflict`; null before 0007.
+    # blake2b-128 of the stored content (0007): a resend with other content is a `conflict`; null before 0007.
     content_hash: Mapped[bytes | None] = mapped_column(LargeBinary(16))
 
 

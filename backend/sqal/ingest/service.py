@@ -132,10 +132,16 @@ _STORE_FRAME = text(
 )
 
 
-def content_digest(sample: SampleIn) -> str:
-    """A 128-bit digest of the validated sample (every field the protocol defines, unknown keys left out): two
-    sends of one `sample_id` with equal digests are the same sample, a resend; unequal ones are a conflict."""
-    return hashlib.blake2b(sample.model_dump_json().encode(), digest_size=16).hexdigest()
+def row_json(sample: SampleIn) -> bytes:
+    """The sample's stored content (`sample_row`) as the JSON the insert sends."""
+    return to_json(sample_row(sample))
+
+
+def content_digest(row: bytes) -> str:
+    """A 128-bit digest of a sample's stored content (`row_json`): two sends of one `sample_id` with equal digests
+    store the same record (a resend); unequal ones are a conflict. Hashing the JSON the insert sends anyway costs a
+    few microseconds per sample; digesting the whole validated model would cost ~100 µs."""
+    return hashlib.blake2b(row, digest_size=16).hexdigest()
 
 
 def sample_row(sample: SampleIn) -> dict[str, Any]:
@@ -182,7 +188,8 @@ def store_samples(
     first_index: dict[str, int] = {}
     for index, sample in enumerate(samples):
         first_index.setdefault(sample.sample_id, index)
-    digests = [content_digest(sample) for sample in samples]
+    rows = [row_json(sample) for sample in samples]
+    digests = [content_digest(row) for row in rows]
     unique = [samples[index] for index in first_index.values()]
     meta = samples[-1].meta
     try:
@@ -196,7 +203,7 @@ def store_samples(
                 "sample_ids": [sample.sample_id for sample in unique],
                 "digests": [digests[index] for index in first_index.values()],
                 "received_at": received_at,
-                "rows": to_json([sample_row(sample) for sample in unique]).decode(),
+                "rows": (b"[" + b",".join(rows[index] for index in first_index.values()) + b"]").decode(),
             },
         ).one()
         if not outcome.enabled:

@@ -42,7 +42,7 @@ tracer = trace.get_tracer(__name__)
 
 ENDPOINT = metrics.ENDPOINT
 RATE_SCOPE = "ws_device"
-# Receives wait this long at most; shutdown normally wakes them at once (see DeviceSocket.close).
+# Receives wait this long at most; shutdown, take-over and revocation wake them at once (DeviceSession.wake).
 RECEIVE_POLL = 10.0
 CLOSE_GOING_AWAY = 1001
 CLOSE_INTERNAL_ERROR = 1011
@@ -190,7 +190,7 @@ def _serve(
             )
             _refuse(ws, error(refusal.code, refusal.message), CLOSE_POLICY_VIOLATION)
             return
-        message = ws.receive(timeout=RECEIVE_POLL)
+        message = ws.receive(timeout=min(RECEIVE_POLL, session.until_next_check()))
         if message is None or message is WAKE:
             continue
         outcome = _handle(handler, message, connection_span)

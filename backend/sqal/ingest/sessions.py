@@ -49,6 +49,7 @@ logger = logging.getLogger(__name__)
 LEASE_SECONDS = 30.0
 HEARTBEAT_SECONDS = 10.0
 RECHECK_SECONDS = 30.0
+LISTENER_WAIT_SECONDS = 2.0
 WAKE = object()  # queued into a socket's input buffer to wake its thread (see DeviceSession.wake)
 
 # KEYS[1] the device's session set; ARGV: lease ms, newcomer, cap, channel, device_id, tombstone key prefix.
@@ -111,6 +112,10 @@ class DeviceSession:
         self.next_renewal = now + HEARTBEAT_SECONDS
         self.next_recheck = now + RECHECK_SECONDS
 
+    def until_next_check(self) -> float:
+        """Seconds until the lease renewal or the credential re-check is due (how long a receive may wait)."""
+        return max(0.0, min(self.next_renewal, self.next_recheck) - time.monotonic())
+
     def close(self, reason: Any = None, message: Any = None) -> None:
         self.going_away.set()
         self.wake()
@@ -139,12 +144,14 @@ class SessionRegistry:
         self._local: dict[str, dict[str, DeviceSession]] = {}
         self._pid: int | None = None
         self._stop = threading.Event()
+        self._live = threading.Event()  # subscribed to the control channel
         self._degraded = ThrottledWarning(logger, "device_sessions_degraded")
 
     # -- lifecycle of one session --------------------------------------------------------------------
     def admit(self, session: DeviceSession) -> None:
         """Register the session; the device's oldest sessions beyond the cap are replaced (take-over)."""
-        self._ensure_listener()
+        if self._ensure_listener():  # the process's first socket: a notice published before it listens is lost
+            self._live.wait(LISTENER_WAIT_SECONDS)
         with self._lock:
             self._local.setdefault(session.device_id, {})[session.member] = session
         args = (LEASE_SECONDS * 1000, session.member, self.cap, self.channel, session.device_id, self._tombstone(""))
@@ -234,26 +241,35 @@ class SessionRegistry:
         elif notice.get("kind") == RECHECK:
             self._recheck(notice["device_id"])
 
-    def _ensure_listener(self) -> None:
-        """Start the control-channel listener in this process if not yet (threads do not survive a fork)."""
+    def _ensure_listener(self) -> bool:
+        """Start the control-channel listener in this process if not yet (threads do not survive a fork); True when
+        this call started it."""
         if self._pid == os.getpid() or not self._redis_url:
-            return
+            return False
         with self._lock:
             if self._pid == os.getpid():
-                return
+                return False
             self._pid = os.getpid()
             self._local = {}
             self._stop = threading.Event()
             threading.Thread(
                 target=subscribe_loop,
                 args=(self._redis_url, [self.channel], self.on_notice, self._stop),
-                kwargs={"event": "device_sessions_subscriber_error"},
+                kwargs={"on_live": self._set_live, "event": "device_sessions_subscriber_error"},
                 name="sqal-device-sessions",
                 daemon=True,
             ).start()
+        return True
 
     def stop(self) -> None:
         self._stop.set()
+
+    def _set_live(self, live: bool) -> None:
+        (self._live.set if live else self._live.clear)()
+
+    def wait_live(self, timeout: float) -> bool:
+        """Wait until this process listens to the control channel (started by the first admission)."""
+        return self._live.wait(timeout)
 
     def local_count(self, device_id: str) -> int:
         with self._lock:

@@ -1,11 +1,11 @@
 # syntax=docker/dockerfile:1
 # SQAL backend and ESP32 simulator images.
 #
-#   docker build -t sqal-backend:1.0.0 .                                  # backend (default, last stage)
-#   docker build --target simulator -t sqal-simulator:1.0.0 .             # simulator
+#   docker build -t sqal-backend:"$(python -m scripts.version)" .          # backend (default, last stage)
+#   docker build --target simulator -t sqal-simulator:"$(python -m scripts.version)" .   # simulator
 #
 # Stages: builder (compilers, builds the virtualenv) -> runtime (slim, no compilers, non-root appuser 1000)
-#         -> simulator | backend. Only requirements.txt is installed: dev tools never reach an image.
+#         -> simulator | backend. Only requirements.lock (runtime, hash-locked) is installed: dev tools never reach an image.
 
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 
@@ -24,9 +24,8 @@ RUN apt-get update \
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
-COPY requirements.txt /tmp/requirements.txt
-RUN pip install --upgrade pip \
-    && pip install -r /tmp/requirements.txt
+COPY requirements.lock /tmp/requirements.lock
+RUN pip install --no-deps --require-hashes -r /tmp/requirements.lock && pip check
 
 # ---------------------------------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
@@ -69,11 +68,13 @@ COPY --chown=root:root gunicorn.conf.py init_db.py app.py /app/
 
 # PROMETHEUS_MULTIPROC_DIR is left unset: gunicorn.conf.py then uses a fresh private directory under /tmp per
 # master, so a restarted container never inherits a dead worker's metric files.
+# OPS_PORT: /metrics and the probes' details on their own listener (the API port answers /metrics with 404).
 ENV HOST=0.0.0.0 \
     PORT=8000 \
+    OPS_PORT=9464 \
     APP_ENV=production
 
-EXPOSE 8000
+EXPOSE 8000 9464
 USER 1000:1000
 
 # Liveness only (no dependency call): an unreachable database must not get the container killed.

@@ -40,6 +40,11 @@ tracing.defer_until_fork()
 
 wsgi_app = "backend:create_app()"
 bind = [f"{_settings.host}:{_settings.port}"]
+if _settings.ops_port is not None:
+    # The operations listener: /metrics and /health* only (backend/core/operations.py).
+    bind.append(f"{_settings.host}:{_settings.ops_port}")
+# X-Forwarded-Proto & co. only from the proxies the app trusts (gunicorn would trust 127.0.0.1 by default).
+forwarded_allow_ips = ",".join(_settings.forwarded_allow_ips)
 workers = _settings.web_concurrency
 worker_class = "gthread"
 threads = _settings.threads

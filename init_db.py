@@ -1,17 +1,24 @@
-"""Migrate the database to head, then seed the sample data. Idempotent: safe to run on every start."""
+"""Migrate the database to head, then seed the sample data. Idempotent: safe to run on every start.
+
+Reads `.flaskenv` / `.env` as `flask` does; without DATABASE_URL, in development, it uses the database `make run`
+is running for this checkout."""
 
 from __future__ import annotations
 
 import sys
 
+from flask.cli import load_dotenv
+from flask.helpers import get_load_dotenv
 from flask_migrate import upgrade
 
 from backend import create_app
+from backend.core.cli import progress
 from backend.core.config import ConfigError
 
 
 def main() -> int:
     """Run migrations and seeds inside an app context."""
+    load_dotenv(load_defaults=get_load_dotenv())
     try:
         app = create_app()
     except ConfigError as exc:
@@ -19,7 +26,7 @@ def main() -> int:
         return 2
     with app.app_context():
         upgrade()
-        for seed in app.extensions.get("seeders", []):
+        for seed in progress(app.extensions.get("seeders", []), "seeding"):
             seed()
     return 0
 

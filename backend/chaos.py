@@ -39,7 +39,11 @@ class ChaosError(RuntimeError):
 
 @bp.get("/slow")
 @bp.input(SlowQuery, location="query", arg_name="query")
-@bp.doc(summary="Answer after a delay (SLOW_ENDPOINT_DELAY, or ?delay= 0–30 s)", responses=[*COMMON_ERRORS])
+@bp.doc(
+    operation_id="chaosSlow",
+    summary="Answer after a delay (SLOW_ENDPOINT_DELAY, or ?delay= 0–30 s)",
+    responses=[*COMMON_ERRORS],
+)
 def slow(query: SlowQuery) -> dict[str, Any]:
     delay = current_app.config["SETTINGS"].slow_endpoint_delay if query.delay is None else query.delay
     started = time.perf_counter()
@@ -50,6 +54,7 @@ def slow(query: SlowQuery) -> dict[str, Any]:
 @bp.get("/error")
 @bp.input(ErrorQuery, location="query", arg_name="query")
 @bp.doc(
+    operation_id="chaosError",
     summary="Fail with a real error (?probability= share of failing calls, ?kind= to choose)",
     responses=[500, 504, *COMMON_ERRORS],
 )

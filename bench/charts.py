@@ -114,6 +114,38 @@ def _chart_6(r: dict[str, Any]) -> Figure:
     return figure
 
 
+def _paired_bars(rows: dict[str, tuple[float | None, float | None]], labels: tuple[str, str], title: str) -> Figure:
+    """Two horizontal bars per row (log scale: the arms differ by orders of magnitude); a missing value is left out."""
+    figure, ax = plt.subplots(figsize=(9, 0.45 * len(rows) + 1.4))
+    positions = range(len(rows))
+    for index, (label, colour) in enumerate(zip(labels, (A_COLOUR, B_COLOUR), strict=True)):
+        values = [(y, value) for y, pair in zip(positions, rows.values(), strict=True) if (value := pair[index])]
+        offset = 0.2 if index else -0.2
+        ax.barh([y + offset for y, _ in values], [v for _, v in values], 0.4, label=label, color=colour)
+    ax.set_yticks(list(positions), list(rows), fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    return figure
+
+
+def _chart_7(r: dict[str, Any]) -> Figure:
+    queries = r.get("queries") or {
+        name: {"plain_ms": {"median": run["median_ms"]}} for name, run in r["plain"]["rounds"][0].items()
+    }
+    rows = {name: (q["plain_ms"]["median"], q.get("timescaledb_ms", {}).get("median")) for name, q in queries.items()}
+    return _paired_bars(rows, ("plain PostgreSQL", "TimescaleDB aggregates"), "median ms per query (log scale)")
+
+
+def _chart_8(r: dict[str, Any]) -> Figure:
+    rows = {
+        label: (read.get("without_ms", {}).get("median"), read["with_ms"]["median"])
+        for label, read in r["reads"].items()
+    }
+    return _paired_bars(rows, ("without the score index", "with it"), "median ms per read (log scale)")
+
+
 CHARTS: dict[str, Callable[[dict[str, Any]], Figure]] = {
     "1": _chart_1,
     "2": lambda r: _chart_ab(
@@ -123,6 +155,8 @@ CHARTS: dict[str, Callable[[dict[str, Any]], Figure]] = {
     "4": _chart_4,
     "5": _chart_5,
     "6": _chart_6,
+    "7": _chart_7,
+    "8": _chart_8,
 }
 
 

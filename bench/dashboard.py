@@ -95,19 +95,19 @@ CREATE TABLE IF NOT EXISTS bench_dataset (
 """
 
 
-def _exists(server_url: str) -> bool:
+def _exists(server_url: str, database: str = DATABASE) -> bool:
     connection = psycopg2.connect(admin_dsn(server_url))
     try:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,))
+            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
             return cursor.fetchone() is not None
     finally:
         connection.close()
 
 
-def _recreate(server_url: str) -> None:
-    drop_database(server_url, DATABASE)
-    create_database(server_url, DATABASE)
+def _recreate(server_url: str, database: str = DATABASE) -> None:
+    drop_database(server_url, database)
+    create_database(server_url, database)
 
 
 def drop(server_url: str) -> None:
@@ -162,14 +162,16 @@ def _fill_to_now(cursor: Any, marker: dict[str, Any]) -> int:
     return max(added, 0)
 
 
-def prepare(server_url: str, rows: int, devices: int, days: float, fresh: bool = False) -> tuple[str, dict[str, Any]]:
-    """The benchmark database holding `rows` samples up to now: reused and topped up when its marker matches,
-    else (re)loaded. Returns its URL and what was done (timings, window sizes)."""
-    database_url = with_database(server_url, DATABASE)
+def prepare(
+    server_url: str, rows: int, devices: int, days: float, fresh: bool = False, database: str = DATABASE
+) -> tuple[str, dict[str, Any]]:
+    """The benchmark database (`database` on the server) holding `rows` samples up to now: reused and topped up
+    when its marker matches, else (re)loaded. Returns its URL and what was done (timings, window sizes)."""
+    database_url = with_database(server_url, database)
     wanted = {"version": DATASET_VERSION, "rows": rows, "devices": devices, "days": days}
     started = time.perf_counter()
     marker = None
-    if not fresh and _exists(server_url):
+    if not fresh and _exists(server_url, database):
         migrate(database_url)  # a new migration changes the revision, which invalidates the data
         connection = psycopg2.connect(dsn(database_url))
         try:
@@ -190,7 +192,7 @@ def prepare(server_url: str, rows: int, devices: int, days: float, fresh: bool =
     action = "reused"
     if marker is None:
         action = "loaded"
-        _recreate(server_url)
+        _recreate(server_url, database)
         migrate(database_url)
     connection = psycopg2.connect(dsn(database_url))
     connection.autocommit = True

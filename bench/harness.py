@@ -109,6 +109,7 @@ class Server:
             **os.environ,
             "APP_ENV": "production",
             "AUTH_MODE": "off",
+            "ALLOW_INSECURE_AUTH_OFF": "true",  # a benchmark on 127.0.0.1, not a deployment
             "HOST": "127.0.0.1",
             "PORT": str(self.port),
             "WEB_CONCURRENCY": str(workers),

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import charts as bench_charts
-from bench import report_overhead
+from bench import report_data, report_overhead
 from bench.report_overhead import yes as _yes
 from scripts.devservices import REPO_ROOT
 
@@ -33,6 +33,7 @@ SECTION_TITLES = {
     "4": "Concurrent device sockets",
     "5": "Cold start",
     "6": "Dashboard query on 1M samples",
+    **report_data.TITLES,
 }
 
 
@@ -43,6 +44,7 @@ TARGETS = {
     "4": "≥ 1,000 sockets per instance, heartbeats held, RSS recorded",
     "5": "< 3 s",
     "6": "p99 < 100 ms uncached",
+    **report_data.TARGETS,
 }
 
 INTRO = """# Benchmarks
@@ -55,7 +57,9 @@ other work: each scenario carries the load average measured before and after it.
 pessimistic and compare only ratios measured in the same run: the arms of a comparison run side by side and
 are alternated (A B, B A, …) after a warm-up, each round giving one ratio; the table shows the median ratio and, in
 brackets, the spread (min–max) over the rounds. Absolute times are never compared across runs. Speed targets live
-here, never as timed assertions in tests.
+here, never as timed assertions in tests. Each scenario says how long it took; scenarios 6-8 reuse their cached
+1M-sample databases (the first load adds about a minute each), and `make bench BENCH_ARGS="--only 7,8"` reruns
+some scenarios only, keeping the others' last figures.
 """
 
 SECTIONS = {
@@ -125,6 +129,7 @@ current time. Almost all the time is SQL: without the indexes of migration 0005 
 --without-index`, measured once) the same query took p50 478 ms and p99 3.7 s for one client. A busy line's full
 day under 100 ms p99 needs pre-computed aggregates (a TimescaleDB continuous aggregate, or a rollup table); the
 5 s cache is what protects the database from a wall of dashboards.""",
+    **report_data.SECTIONS,
 }
 
 
@@ -215,6 +220,8 @@ EVALUATORS: dict[str, Callable[[dict[str, Any]], tuple[str, str, str]]] = {
     "4": _evaluate_4,
     "5": _evaluate_5,
     "6": _evaluate_6,
+    "7": report_data.evaluate_7,
+    "8": report_data.evaluate_8,
 }
 
 
@@ -237,7 +244,8 @@ def _conditions(entry: dict[str, Any] | None) -> str:
         return "—"
     before, after = entry["load_average_before"], entry["load_average_after"]
     quick = ", quick" if entry.get("mode") == "quick" else ""
-    return f"{entry['measured_at'][:10]} ({entry['commit']}{quick}), load {before[0]:.1f} → {after[0]:.1f}"
+    took = f", took {entry['seconds']:,.0f} s" if "seconds" in entry else ""
+    return f"{entry['measured_at'][:10]} ({entry['commit']}{quick}), load {before[0]:.1f} → {after[0]:.1f}{took}"
 
 
 def table(results: dict[str, Any]) -> str:
@@ -251,7 +259,11 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-DETAILS: dict[str, Callable[[dict[str, Any]], str]] = {"1": report_overhead.details}
+DETAILS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "1": report_overhead.details,
+    "7": report_data.details_7,
+    "8": report_data.details_8,
+}
 
 
 def charts(results: dict[str, Any], directory: Path = CHART_DIR) -> dict[str, Path]:

@@ -1,11 +1,12 @@
-"""`make bench`: run the six benchmark scenarios of docs/benchmarks.md and regenerate that page.
+"""`make bench`: run the eight benchmark scenarios of docs/benchmarks.md and regenerate that page.
 
-    .venv/bin/python -m bench.run                 # all six, about 10-12 minutes on 2 cores
-    .venv/bin/python -m bench.run --only 1,2,5    # some of them; the others keep their previous results
+    .venv/bin/python -m bench.run                 # all eight, about 12-15 minutes on 2 cores (cached data)
+    .venv/bin/python -m bench.run --only 7,8      # some of them; the others keep their previous results
     .venv/bin/python -m bench.run --quick         # shorter runs, for a smoke test of the harness
 
 Services: DATABASE_URL / REDIS_URL when set, else embedded ones (PostgreSQL kept in .local/bench/postgres, where
-the 1M-sample dashboard database is cached between runs). Results are merged per scenario into
+the 1M-sample databases of scenarios 6-8 are cached between runs; scenario 7's TimescaleDB cluster is kept in
+.local/bench/timescaledb-<version>). Results are merged per scenario into
 `.local/bench/results.json`; `bench.report` then writes docs/benchmarks.md, docs/benchmarks/*.png and a copy of
 the JSON (docs/benchmarks/results.json), which are committed.
 """
@@ -26,14 +27,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import report, scenario_http, scenario_sqal
+from backend.core.cli import progress
+from bench import costly_reads, lifecycle, report, scenario_http, scenario_sqal
 from bench.harness import BENCH_ROOT, OtlpSink, bench_services, load_average, migrate
 from scripts.devservices import REPO_ROOT
 from scripts.services import TestServices
 
 RESULTS = BENCH_ROOT / "results.json"
 TITLES = report.SECTION_TITLES
-# Seconds, rounds and sizes per mode: the full plan fits 15 minutes on 2 cores with the first 1M-row load.
+# Seconds, rounds and sizes per mode: scenarios 1-6 take ~8 minutes on 2 cores, 7 and 8 ~4 more with their 1M-row
+# databases cached (5.5 minutes with the first loads of TimescaleDB's and scenario 8's).
 PLANS: dict[str, dict[str, Any]] = {
     "full": {
         "http_rounds": 4,
@@ -46,6 +49,11 @@ PLANS: dict[str, dict[str, Any]] = {
         "socket_seconds": 30,
         "dash_runs": 3,
         "dash_requests": 300,
+        "lifecycle_rounds": 3,
+        "lifecycle_repeat": 5,
+        "export": True,
+        "costly_rounds": 2,
+        "costly_runs": 3,
     },
     "quick": {
         "http_rounds": 2,
@@ -58,6 +66,11 @@ PLANS: dict[str, dict[str, Any]] = {
         "socket_seconds": 10,
         "dash_runs": 1,
         "dash_requests": 100,
+        "lifecycle_rounds": 2,
+        "lifecycle_repeat": 2,
+        "export": False,
+        "costly_rounds": 2,
+        "costly_runs": 1,
     },
 }
 
@@ -74,6 +87,8 @@ def _scenarios(
             services, workdir, plan["socket_runs"], plan["sockets"], plan["socket_seconds"]
         ),
         "6": lambda: scenario_sqal.dashboard_query(services, plan["dash_runs"], plan["dash_requests"], 4),
+        "7": lambda: lifecycle.scenario(services, plan["lifecycle_rounds"], plan["lifecycle_repeat"], plan["export"]),
+        "8": lambda: costly_reads.scenario(services, plan["costly_runs"], plan["costly_rounds"]),
     }
 
 
@@ -100,7 +115,8 @@ def _say(message: str) -> None:
 
 def run(selected: list[str], mode: str, output: Path) -> dict[str, Any]:
     """Run the selected scenarios; merge them into the results at `output` (written after each scenario)."""
-    results = _previous(output)
+    # A fresh checkout has no local results yet: start from the committed ones, so --only keeps the others' figures.
+    results = _previous(output) or (_previous(report.COMMITTED_RESULTS) if output == RESULTS else {})
     results.setdefault("scenarios", {})
     results["host"] = {
         "cpus": os.cpu_count(),
@@ -113,7 +129,7 @@ def run(selected: list[str], mode: str, output: Path) -> dict[str, Any]:
     with bench_services() as services, OtlpSink() as sink, tempfile.TemporaryDirectory() as tmp:
         migrate(services.database_url)
         scenarios = _scenarios(services, sink, Path(tmp), plan)
-        for number in [n for n in scenarios if n in selected]:
+        for number in progress([n for n in scenarios if n in selected], "scenarios"):
             _say(f"scenario {number} ({TITLES[number]}), load average {load_average()}")
             entry: dict[str, Any] = {
                 "title": TITLES[number],
@@ -140,7 +156,7 @@ def run(selected: list[str], mode: str, output: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="1,2,3,4,5,6", help="comma-separated scenario numbers (default: all)")
+    parser.add_argument("--only", default=",".join(TITLES), help="comma-separated scenario numbers (default: all)")
     parser.add_argument("--quick", action="store_true", help="shorter runs (smoke test; figures are noisier)")
     parser.add_argument("--output", type=Path, default=RESULTS, help=f"results JSON (default: {RESULTS})")
     parser.add_argument("--no-report", action="store_true", help="do not regenerate docs/benchmarks.md")
@@ -148,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     selected = [part.strip() for part in args.only.split(",") if part.strip()]
     unknown = sorted(set(selected) - set(TITLES))
     if unknown:
-        parser.error(f"unknown scenario(s) {', '.join(unknown)}; choose among 1-6")
+        parser.error(f"unknown scenario(s) {', '.join(unknown)}; choose among {', '.join(TITLES)}")
     results = run(selected, "quick" if args.quick else "full", args.output)
     if not args.no_report:
         written = report.write(results)

@@ -4,8 +4,9 @@ pip-audit resolves requirements.txt and requirements-dev.txt and asks PyPI's vul
 version. Some package mirrors serve only PyPI's project-level JSON (the latest release), not the versioned endpoint
 pip-audit asks for, so pip-audit then skips every package. For a skipped package whose pin IS the latest release,
 the project-level `vulnerabilities` list describes exactly that version, so it is used; any other skipped package is
-reported as not audited. Exit 1 on any known vulnerability; with AUDIT_STRICT=true, also when a package could not be
-audited.
+reported as not audited. Exit 1 on any known vulnerability, and when a package could not be audited: a package
+nobody checked is not a passed audit. `AUDIT_STRICT=false` reports those without failing (for a mirror that lacks
+the data; .ci/run says why it uses it).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 import requests
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-REQUIREMENTS = ("requirements.txt", "requirements-dev.txt")
+REQUIREMENTS = ("requirements-dev.lock",)  # every installed package, pinned and hashed (it includes the runtime)
 PYPI_PROJECT = "https://pypi.org/pypi/{name}/json"
 SKIPPED_VERSION = re.compile(r"\(([^()\s]+)\)\s*$")  # pip-audit's skip reason ends with "(<version>)"
 
@@ -38,7 +39,8 @@ class Audit:
 
 def run_pip_audit() -> list[dict[str, object]]:
     """pip-audit's JSON list of dependencies (each with `vulns` or a `skip_reason`)."""
-    command = [str(Path(sys.executable).with_name("pip-audit")), "--format", "json", "--progress-spinner", "off"]
+    pip_audit = str(Path(sys.executable).with_name("pip-audit"))
+    command = [pip_audit, "--format", "json", "--progress-spinner", "off", "--require-hashes", "--disable-pip"]
     for name in REQUIREMENTS:
         command += ["-r", str(REPO_ROOT / name)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
@@ -97,8 +99,8 @@ def main() -> int:
     )
     if result.vulnerabilities:
         return 1
-    if result.not_audited and os.environ.get("AUDIT_STRICT") == "true":
-        print("AUDIT_STRICT=true: every package must be audited")
+    if result.not_audited and os.environ.get("AUDIT_STRICT", "true") != "false":
+        print(f"audit: FAILED, {len(result.not_audited)} packages not audited (AUDIT_STRICT=false only reports)")
         return 1
     return 0
 

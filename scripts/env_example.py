@@ -4,28 +4,35 @@ from __future__ import annotations
 
 import sys
 
+from backend import __version__
 from backend.core.config import documented_variables
 
 HEADER = """\
 # Every variable the service reads, with its default. Copy to .env (never commit .env) and adjust.
-# Secrets (DATABASE_URL with a password, REDIS_URL with a password, REDIS_PASSWORD) come from the environment only.
+# Secrets (DATABASE_URL, REDIS_URL, REDIS_PASSWORD, METRICS_TOKEN) come from the environment or from the file that
+# NAME_FILE names (Docker/Kubernetes secrets), never from this file in production.
 # `make run` / `make test` start embedded PostgreSQL and Redis when DATABASE_URL / REDIS_URL (and REDIS_HOST) are unset.
 """
 
 
 # Variables only docker-compose reads (the app never sees them); the stack tests keep this list complete.
 COMPOSE_VARIABLES: tuple[tuple[str, str, str], ...] = (
-    ("POSTGRES_PASSWORD", "", "docker compose: TimescaleDB password (required, no default; never commit it)"),
+    ("SECRETS_DIR", "./secrets", "docker compose: postgres_password and database_url files (`make secrets`)"),
     ("GRAFANA_ADMIN_PASSWORD", "", "docker compose: Grafana admin password (required, no default)"),
     ("POSTGRES_USER", "sqal", "docker compose: TimescaleDB user"),
     ("POSTGRES_DB", "sqal", "docker compose: TimescaleDB database"),
     ("GRAFANA_ADMIN_USER", "admin", "docker compose: Grafana admin user"),
-    ("SQAL_VERSION", "1.0.0", "docker compose: image tag of backend and simulator"),
+    ("SQAL_VERSION", __version__, "docker compose: image tag of backend and simulator"),
     ("BACKEND_REPLICAS", "2", "docker compose: backend replicas (Prometheus scrapes each)"),
     ("BACKEND_PORTS", "8000-8001", "docker compose: host port range of the backend replicas"),
     ("SIMULATOR_DEVICES", "3", "docker compose: simulated ESP32 devices"),
     ("GENERATION_INTERVAL", "5", "docker compose: seconds between samples per simulated device"),
     ("SIMULATOR_PROFILE", "foiegras_standard_barquette", "docker compose: simulator lot profile"),
+    ("OPS_BIND", "127.0.0.1", "docker compose: host address of the operations ports (0.0.0.0 opens them)"),
+    ("EDGE_ADDRESS", "172.28.0.250", "docker compose: nginx's address in STACK_SUBNET (the backend trusts it)"),
+    ("STACK_SUBNET", "172.28.0.0/24", "docker compose: the stack's network"),
+    ("EDGE_HTTPS_PORT", "443", "docker compose --profile edge: host port of nginx's TLS listener"),
+    ("EDGE_HTTP_PORT", "80", "docker compose --profile edge: host port of the redirect to https"),
 )
 
 

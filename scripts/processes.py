@@ -16,11 +16,13 @@ def package_dir(name: str) -> Path:
     spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError(f"package {name!r} is not installed (pip install -r requirements-dev.txt)")
-    return Path(next(iter(spec.submodule_search_locations)))
+    return Path(next(iter(spec.submodule_search_locations))).resolve()  # a symlinked venv: the real path
 
 
 def alive(pid: int) -> psutil.Process | None:
     """The live (non-zombie) process with this pid, if any."""
+    if pid <= 0:  # a standalone backend (initdb's bootstrap) writes its pid negated in postmaster.pid
+        return None
     try:
         proc = psutil.Process(pid)
         if proc.status() != psutil.STATUS_ZOMBIE:

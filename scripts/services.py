@@ -14,6 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg2
 from psycopg2 import sql
 
+from scripts import timescale
 from scripts.devservices import REPO_ROOT, EmbeddedPostgres, EmbeddedRedis, free_port
 
 TEST_ROOT = REPO_ROOT / ".local" / "test"
@@ -66,12 +67,26 @@ def drop_database(server_url: str, name: str) -> None:
 
 @contextmanager
 def session_services() -> Iterator[TestServices]:
-    """Yield the session's services; embedded ones live under .local/test and are stopped afterwards."""
+    """Yield the session's services; embedded ones live under .local/test and are stopped afterwards.
+
+    With `SQAL_TEST_TIMESCALEDB=VERSION` the database server is a throwaway TimescaleDB cluster of that version
+    (`scripts/timescale.py`) instead of DATABASE_URL's, so whole suites run on the hypertable path.
+    """
     started: list[EmbeddedPostgres | EmbeddedRedis] = []
     server_url = os.environ.get("DATABASE_URL", "")
     redis_url = os.environ.get("REDIS_URL", "")
+    timescale_version = os.environ.get("SQAL_TEST_TIMESCALEDB", "")
     try:
-        if not server_url:
+        if timescale_version:
+            reason = timescale.missing_reason(timescale_version)
+            if reason:
+                raise RuntimeError(f"SQAL_TEST_TIMESCALEDB={timescale_version}: {reason}")
+            data_dir = TEST_ROOT / f"timescaledb-{timescale_version}-{os.getpid()}"
+            pg: EmbeddedPostgres = timescale.TimescalePostgres(timescale_version, data_dir, free_port())
+            pg.start()
+            started.append(pg)
+            server_url = pg.url("postgres")
+        elif not server_url:
             pg = EmbeddedPostgres(TEST_ROOT / f"postgres-{os.getpid()}", free_port())
             pg.start()
             started.append(pg)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -12,9 +14,10 @@ from flask_migrate import upgrade
 from sqlalchemy import text
 
 from backend import create_app
-from backend.core import auth, cache
+from backend.core import auth, cache, idempotency
 from backend.core.config import Settings
 from backend.extensions import db
+from scripts import timescale
 from scripts.services import TestServices, session_services
 from tests.support.server import GunicornServer
 
@@ -25,6 +28,33 @@ pytest_plugins = ["tests.support.browser"]  # the `browser` fixture (headless Ch
 def services() -> Iterator[TestServices]:
     with session_services() as found:
         yield found
+
+
+@pytest.fixture(scope="session")
+def timescale_clusters() -> Iterator[Callable[[str], timescale.TimescalePostgres]]:
+    """`start(version)`: a running TimescaleDB cluster of that version, one per session, stopped at its end.
+
+    Without the build the test skips with one line saying how to build it; in CI (`CI=true`) it fails instead.
+    """
+    clusters: dict[str, timescale.TimescalePostgres] = {}
+
+    def start(version: str) -> timescale.TimescalePostgres:
+        reason = timescale.missing_reason(version)
+        if reason:
+            if os.environ.get("CI") == "true":
+                pytest.fail(f"CI=true and {reason}")
+            pytest.skip(reason)
+        if version not in clusters:
+            data_dir = timescale.REPO_ROOT / ".local" / "test" / f"timescaledb-{version}-{os.getpid()}"
+            cluster = timescale.TimescalePostgres(version, data_dir, timescale.free_port())
+            cluster.start()
+            clusters[version] = cluster
+        return clusters[version]
+
+    yield start
+    for cluster in clusters.values():
+        cluster.stop(mode="immediate")
+        shutil.rmtree(cluster.data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -59,6 +89,7 @@ def truncate_all(application: APIFlask) -> None:
             db.session.commit()
         # Truncation bypasses the cache invalidation that writes do, and ids restart: start from an empty cache.
         cache.clear(application)
+        idempotency.clear(application)  # stored responses name rows that no longer exist
         db.session.remove()
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
+from pathlib import Path
 
 import pytest
 
-from backend.core.config import ConfigError, Settings
+from backend.core.config import ConfigError, Settings, documented_variables
 from scripts.devservices import REPO_ROOT
 from tests.support.server import GUNICORN
 
@@ -88,3 +90,80 @@ def test_gunicorn_refuses_to_start_with_one_clear_line() -> None:
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines == ["config error: Invalid value for DB_POOL_SIZE: 'abc' (expected an integer)"], result.stderr
+
+
+SECRET_SETTINGS = ("DATABASE_URL", "REDIS_URL", "REDIS_PASSWORD", "METRICS_TOKEN")
+
+
+def test_every_secret_setting_has_a_file_form() -> None:
+    secrets = {spec.metadata["env"] for spec in dataclasses.fields(Settings) if spec.metadata["secret"]}
+    assert set(SECRET_SETTINGS) <= secrets
+    documented = {name for name, _, _ in documented_variables()}
+    assert {name + "_FILE" for name in secrets} <= documented
+
+
+def test_secrets_are_read_from_files(tmp_path: Path) -> None:
+    files = {
+        "DATABASE_URL": "postgresql://app:s3cret@db:5432/sqal\n",  # a trailing newline, as `echo` writes it
+        "REDIS_PASSWORD": "r3dis pass",
+        "METRICS_TOKEN": "a-long-enough-operations-token",
+    }
+    environ = {"REDIS_HOST": "cache"}
+    for name, content in files.items():
+        (tmp_path / name).write_text(content)
+        environ[f"{name}_FILE"] = str(tmp_path / name)
+    settings = Settings.from_env(environ)
+    assert settings.database_url == "postgresql+psycopg2://app:s3cret@db:5432/sqal"
+    assert settings.redis_url == "redis://:r3dis%20pass@cache:6379/0"
+    assert settings.metrics_token == "a-long-enough-operations-token"
+    (tmp_path / "url").write_text("redis://:pw@cache:6379/1")
+    assert Settings.from_env({"DATABASE_URL": URL, "REDIS_URL_FILE": str(tmp_path / "url")}).redis_url.endswith("/1")
+
+
+def test_a_secret_and_its_file_together_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "url").write_text(URL)
+    with pytest.raises(ConfigError, match=r"^DATABASE_URL and DATABASE_URL_FILE are both set: keep one$"):
+        Settings.from_env({"DATABASE_URL": URL, "DATABASE_URL_FILE": str(tmp_path / "url")})
+
+
+def test_an_unreadable_secret_file_is_one_line_without_its_content(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as missing:
+        Settings.from_env({"DATABASE_URL_FILE": str(tmp_path / "absent")})
+    assert str(missing.value) == f"Cannot read DATABASE_URL_FILE='{tmp_path / 'absent'}': No such file or directory"
+    (tmp_path / "bad").write_text("mysql://root:hunter2@db/x")
+    with pytest.raises(ConfigError) as invalid:
+        Settings.from_env({"DATABASE_URL_FILE": str(tmp_path / "bad")})
+    assert "hunter2" not in str(invalid.value)
+    assert "\n" not in str(invalid.value)
+    assert str(invalid.value).startswith("Invalid value for DATABASE_URL: <hidden>")
+
+
+def test_gunicorn_reports_an_unreadable_secret_file_in_one_line(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "DATABASE_URL_FILE": str(tmp_path / "absent")}
+    result = subprocess.run(
+        [str(GUNICORN), "-c", str(REPO_ROOT / "gunicorn.conf.py"), "--check-config"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1].startswith("config error: Cannot read DATABASE_URL_FILE=")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("FORWARDED_ALLOW_IPS", "nginx", "is not an IP address or network"),
+        ("FORWARDED_ALLOW_IPS", "*", "is not an IP address or network"),
+        ("METRICS_TOKEN", "short", "at least 16 printable ASCII characters"),
+        ("OPS_PORT", "8000", "OPS_PORT=8000 is also PORT"),
+    ],
+)
+def test_edge_settings_are_checked(name: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env({"DATABASE_URL": URL, name: value})
+
+
+def test_trusting_proxies_is_opt_in() -> None:
+    default = Settings.from_env({"DATABASE_URL": URL})
+    assert (default.forwarded_allow_ips, default.proxy_trusted_hops, default.ops_port) == ((), 1, None)
+    trusted = Settings.from_env({"DATABASE_URL": URL, "FORWARDED_ALLOW_IPS": "10.0.0.1, 172.16.0.0/12"})
+    assert trusted.forwarded_allow_ips == ("10.0.0.1/32", "172.16.0.0/12")

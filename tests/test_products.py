@@ -186,12 +186,19 @@ def test_seed_is_idempotent(client: FlaskClient, app: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    "body", ["[" * 100_000 + "]" * 100_000, '{"a":' * 3000 + "1" + "}" * 3000, "[" * 33 + "]" * 33]
+    # Within the route's body limit (16 KiB), deep enough to exhaust the parser's recursion.
+    "body",
+    ["[" * 8000 + "]" * 8000, '{"a":' * 2500 + "1" + "}" * 2500, "[" * 33 + "]" * 33],
 )
 def test_deeply_nested_json_is_refused_not_a_crash(client: FlaskClient, body: str) -> None:
     response = client.post("/products", data=body, content_type="application/json")
     error = assert_error(response, 400, "json_too_deep")
     assert error["details"] == {"max_depth": 32}
+
+
+def test_a_body_beyond_the_route_limit_is_refused_unread(client: FlaskClient) -> None:
+    response = client.post("/products", data="[" * 100_000 + "]" * 100_000, content_type="application/json")
+    assert_error(response, 413, "payload_too_large")
 
 
 def test_responses_carry_security_headers(client: FlaskClient) -> None:

@@ -17,6 +17,7 @@ from backend.bugs import workflow
 from backend.bugs.enums import Priority, Severity, Status, values
 from backend.bugs.models import BugComment, BugReport
 from backend.core import cache
+from backend.core.conditional import IfMatch, PreconditionFailed
 from backend.core.database import get_or_404
 from backend.core.errors import Conflict
 from backend.extensions import db
@@ -122,23 +123,28 @@ def create_bug(fields: Mapping[str, Any], now: datetime | None = None) -> BugRep
     return bug
 
 
-def update_bug(bug_id: int, fields: Mapping[str, Any], now: datetime | None = None) -> BugReport:
+def update_bug(
+    bug_id: int, fields: Mapping[str, Any], now: datetime | None = None, precondition: IfMatch | None = None
+) -> BugReport:
     """Apply a partial update under a row lock (`SELECT ... FOR UPDATE`) and commit.
 
     The lock serialises concurrent PATCHes of one bug: each sees the previous one's result, so the workflow check
-    runs on the real current status and no update is lost. NotFound for an unknown id, Conflict for an illegal
-    status change (nothing is written then).
+    runs on the real current status and no update is lost. NotFound for an unknown id, PreconditionFailed when
+    `precondition` (If-Match) does not match the locked version, Conflict for an illegal status change (nothing is
+    written then).
     """
     bug = get_or_404(BugReport, bug_id, "Bug", for_update=True)
     at = now or utcnow()
     changes = dict(fields)
     target = changes.pop("status", None)
-    if target is not None:
-        try:
+    try:
+        if precondition is not None:
+            precondition.check(bug.version)
+        if target is not None:
             workflow.transition(bug, Status(target), at)
-        except Conflict:
-            db.session.rollback()  # releases the row lock now rather than at teardown
-            raise
+    except (Conflict, PreconditionFailed):
+        db.session.rollback()  # releases the row lock now rather than at teardown
+        raise
     for name, value in changes.items():
         setattr(bug, name, value)
     bug.version += 1

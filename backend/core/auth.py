@@ -14,17 +14,23 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
+import re
+import threading
+import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import click
 from apiflask import APIFlask
 from flask import current_app, g, request
 from flask.cli import AppGroup
-from sqlalchemy import ARRAY, DateTime, Integer, String, func, select, update
+from sqlalchemy import ARRAY, DateTime, Integer, String, func, select, text, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Mapped, mapped_column
 
+from backend.core.cli import emit_json
 from backend.core.errors import ApiError
 from backend.core.security import generate_token, hash_token
 from backend.extensions import db
@@ -42,8 +48,26 @@ SECURITY_SCHEMES = {
 WRITE_SECURITY: list[str | dict[str, list[Any]]] = [{"ApiKeyAuth": []}, {"BearerAuth": []}]
 
 CHALLENGE = 'Bearer realm="sqal"'
+# The scope a view requires, set on the view by `require_scope` and read by the `authenticate_first` hook.
+REQUIRED_SCOPE_ATTRIBUTE = "_required_scope"
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# `last_used_at` is written at most once per this many seconds per key, in its own short transaction that skips a
+# row another request is writing: requests sharing a key never wait for each other on its row.
+LAST_USED_RESOLUTION_SECONDS = 60
+_TOUCH_SQL = text(
+    """
+    UPDATE api_keys SET last_used_at = now()
+    WHERE id = (SELECT id FROM api_keys
+                WHERE id = :id AND (last_used_at IS NULL OR last_used_at < now() - make_interval(secs => :seconds))
+                FOR UPDATE SKIP LOCKED)
+    """
+)
+_last_touched: dict[int, float] = {}  # per process: key id -> monotonic time of the last write
+_touch_lock = threading.Lock()
+_EXPIRY_DELTA = re.compile(r"([1-9][0-9]{0,5})([mhd])")
+_EXPIRY_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 
 
 class ApiKey(db.Model):  # type: ignore[name-defined]
@@ -58,6 +82,7 @@ class ApiKey(db.Model):  # type: ignore[name-defined]
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 def register_scopes(*names: str) -> None:
@@ -80,15 +105,34 @@ class Forbidden(ApiError):
     status, code = 403, "forbidden"
 
 
-def create_key(name: str, granted: list[str]) -> tuple[ApiKey, str]:
-    """Store a new key; return the row and the plaintext key (shown once)."""
+def parse_expiry(value: str, now: datetime | None = None) -> datetime:
+    """When a key given `--expires VALUE` expires: `30d`, `12h`, `90m` from now, or an ISO 8601 date or date-time
+    (UTC when it has no zone). ValueError when malformed or not in the future."""
+    now = now or datetime.now(UTC)
+    spelled = value.strip()
+    delta = _EXPIRY_DELTA.fullmatch(spelled)
+    if delta:
+        expires = now + timedelta(**{_EXPIRY_UNITS[delta.group(2)]: int(delta.group(1))})
+    else:
+        try:
+            expires = datetime.fromisoformat(spelled)
+        except ValueError:
+            raise ValueError(f"{value!r} is neither a duration (30d, 12h, 90m) nor an ISO 8601 date") from None
+        expires = expires if expires.tzinfo else expires.replace(tzinfo=UTC)
+    if expires <= now:
+        raise ValueError(f"{value!r} is not in the future")
+    return expires
+
+
+def create_key(name: str, granted: list[str], expires_at: datetime | None = None) -> tuple[ApiKey, str]:
+    """Store a new key (valid until `expires_at`, or forever); return the row and the plaintext key (shown once)."""
     unknown = sorted(set(granted) - set(_scopes))
     if unknown or not granted:
         raise ValueError(
             f"unknown or missing scopes: {', '.join(unknown) or '(none)'}; choose from {', '.join(_scopes)}"
         )
     key = generate_token(KEY_PREFIX)
-    row = ApiKey(name=name, key_hash=hash_token(key), scopes=sorted(set(granted)))
+    row = ApiKey(name=name, key_hash=hash_token(key), scopes=sorted(set(granted)), expires_at=expires_at)
     db.session.add(row)
     db.session.commit()
     return row, key
@@ -126,20 +170,37 @@ def presented_key() -> str | None:
 
 
 def require_scope(scope: str) -> Callable[[F], F]:
-    """Decorate a view so that, with AUTH_MODE=apikey, it needs a key granting `scope`."""
+    """Decorate a view so that, with AUTH_MODE=apikey, it needs a key granting `scope`.
+
+    The key is checked by the app's `authenticate_first` hook, before any other hook reads the body; the view
+    checks again only when that hook did not run (an app without `init_app`).
+    """
     if scope not in _scopes:
         raise ValueError(f"unknown scope {scope!r} (declare it with register_scopes)")
 
     def decorator(view: F) -> F:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if current_app.config["SETTINGS"].auth_mode == "apikey":
+            if current_app.config["SETTINGS"].auth_mode == "apikey" and g.get("authorized_scope") != scope:
                 g.api_key_id = _authorize(scope)
             return view(*args, **kwargs)
 
+        setattr(wrapper, REQUIRED_SCOPE_ATTRIBUTE, scope)
         return wrapper  # type: ignore[return-value]
 
     return decorator
+
+
+def authenticate_first() -> None:
+    """before_request: the key of a `require_scope` view is checked before the body is read or parsed, so an
+    anonymous client gets its 401 without making the server read, parse or validate up to MAX_CONTENT_LENGTH."""
+    if request.endpoint is None or request.method == "OPTIONS":  # CORS preflights carry no credentials
+        return
+    view = current_app.view_functions.get(request.endpoint)
+    scope = getattr(view, REQUIRED_SCOPE_ATTRIBUTE, None)
+    if scope is not None and current_app.config["SETTINGS"].auth_mode == "apikey":
+        g.api_key_id = _authorize(scope)
+        g.authorized_scope = scope
 
 
 def _authorize(scope: str) -> int:
@@ -150,15 +211,38 @@ def _authorize(scope: str) -> int:
     row = find_active_key(key)
     if row is None:
         raise Unauthorized("Unknown or revoked API key", headers=challenge)
+    if row.expires_at is not None and row.expires_at <= datetime.now(UTC):
+        raise Unauthorized(
+            "This API key has expired: create a new one",
+            {"expired_at": row.expires_at.astimezone(UTC).isoformat().replace("+00:00", "Z")},
+            code="api_key_expired",
+            headers=challenge,
+        )
     if scope not in row.scopes:
         raise Forbidden(f"This API key lacks the {scope!r} scope", {"required_scope": scope, "key_id": row.id})
-    db.session.execute(update(ApiKey).where(ApiKey.id == row.id).values(last_used_at=datetime.now(UTC)))
+    touch_key(row.id)
     return row.id
+
+
+def touch_key(key_id: int) -> None:
+    """Record the key's use: at most once per LAST_USED_RESOLUTION_SECONDS per process, committed at once in its
+    own connection, and skipped when another request holds the row (best effort: a failure is only logged)."""
+    now = time.monotonic()
+    with _touch_lock:
+        if now - _last_touched.get(key_id, -math.inf) < LAST_USED_RESOLUTION_SECONDS:
+            return
+        _last_touched[key_id] = now
+    try:
+        with db.engine.begin() as connection:
+            connection.execute(_TOUCH_SQL, {"id": key_id, "seconds": LAST_USED_RESOLUTION_SECONDS})
+    except SQLAlchemyError as exc:
+        logger.warning("could not record an API key's use", extra={"event": "api_key_touch_failed", "error": str(exc)})
 
 
 def init_app(app: APIFlask) -> None:
     """Declare the security schemes, register `flask keys`, warn loudly when auth is off."""
     app.security_schemes = SECURITY_SCHEMES
+    app.before_request(authenticate_first)  # before the request guards (registered later) read the body
     app.cli.add_command(keys_cli)
     if app.config["SETTINGS"].auth_mode == "off":
         logger.warning(
@@ -185,13 +269,32 @@ class _ScopeChoice(click.Choice):
         pass  # the declared scopes are the only source
 
 
+class _Expiry(click.ParamType):
+    name = "expiry"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            return parse_expiry(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
 @keys_cli.command("create")
 @click.option("--name", required=True, help="Who or what uses the key")
 @click.option("--scope", "scopes", multiple=True, required=True, type=_ScopeChoice(), help="Repeatable")
-def create_command(name: str, scopes: tuple[str, ...]) -> None:
-    """Create a key and print it once."""
-    row, key = create_key(name, list(scopes))
-    click.echo(f"id={row.id} name={row.name} scopes={','.join(row.scopes)}", err=True)
+@click.option("--expires", type=_Expiry(), default=None, help="30d, 12h, 90m or an ISO 8601 date (default: never)")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: id, name, scopes, expires_at, key.")
+def create_command(name: str, scopes: tuple[str, ...], expires: datetime | None, as_json: bool) -> None:
+    """Create a key and print it once: the key alone on stdout (KEY=$(flask … keys create …)), details on stderr."""
+    row, key = create_key(name, list(scopes), expires)
+    if as_json:
+        fields = {"id": row.id, "name": row.name, "scopes": list(row.scopes), "expires_at": row.expires_at}
+        emit_json({**fields, "key": key})
+        return
+    expiry = row.expires_at.isoformat() if row.expires_at else "never"
+    click.echo(f"id={row.id} name={row.name} scopes={','.join(row.scopes)} expires={expiry}", err=True)
     click.echo(key)
 
 
@@ -205,8 +308,18 @@ def revoke_command(key_id: int) -> None:
 
 
 @keys_cli.command("list")
-def list_command() -> None:
+@click.option("--json", "as_json", is_flag=True, help='Print one JSON object: {"keys": [...]}.')
+def list_command(as_json: bool) -> None:
     """List keys (never the keys themselves)."""
-    for row in db.session.execute(select(ApiKey).order_by(ApiKey.id)).scalars():
-        state = "revoked" if row.revoked_at else "active"
-        click.echo(f"{row.id}\t{row.name}\t{','.join(row.scopes)}\t{state}\tlast used {row.last_used_at or 'never'}")
+    rows = list(db.session.execute(select(ApiKey).order_by(ApiKey.id)).scalars())
+    if as_json:
+        fields = ("id", "name", "scopes", "created_at", "expires_at", "last_used_at", "revoked_at")
+        emit_json({"keys": [{field: getattr(row, field) for field in fields} for row in rows]})
+        return
+    now = datetime.now(UTC)
+    for row in rows:
+        expired = row.expires_at is not None and row.expires_at <= now
+        state = "revoked" if row.revoked_at else "expired" if expired else "active"
+        expiry = f"expires {row.expires_at.isoformat()}" if row.expires_at else "never expires"
+        used = f"last used {row.last_used_at or 'never'}"
+        click.echo(f"{row.id}\t{row.name}\t{','.join(row.scopes)}\t{state}\t{expiry}\t{used}")

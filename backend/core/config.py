@@ -11,6 +11,7 @@ import dataclasses
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from backend.core.config_values import (
@@ -23,18 +24,25 @@ from backend.core.config_values import (
     parse_host,
     parse_int,
     parse_list,
+    parse_networks,
     parse_otlp_protocol,
     parse_rate,
     parse_redis_url,
     parse_resource_attributes,
     parse_str,
+    parse_token,
     redis_url_from_parts,
+    running_local_services,
 )
 
 APP_ENVS = ("development", "production", "test")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEFAULT_SERVICE_NAME = "backend"
 AUTH_MODES = ("off", "apikey")
+# A secret setting NAME may instead be read from the file named by NAME_FILE (the official database images' way).
+FILE_SUFFIX = "_FILE"
+# Written by `python -m scripts.devservices up` (`make run`): the URLs of this checkout's embedded services.
+LOCAL_SERVICES_FILE = Path(__file__).resolve().parents[2] / ".local" / "services.json"
 
 
 class ConfigError(ValueError):
@@ -68,6 +76,12 @@ class Settings:
         "SERVICE_NAME", "", parse_str, "`service` of logs, `app_info` of metrics (default: OTEL_SERVICE_NAME/backend)"
     )
     log_level: str = env("LOG_LEVEL", "INFO", parse_choice(*LOG_LEVELS, upper=True), "Root log level")
+    local_services: bool = env(
+        "LOCAL_SERVICES",
+        True,
+        parse_bool,
+        "Development: unset DATABASE_URL/REDIS_URL → this checkout's running `make run` services (.local/)",
+    )
     # Database
     database_url: str = env(
         "DATABASE_URL",
@@ -83,6 +97,15 @@ class Settings:
     db_connect_timeout: int = env("DB_CONNECT_TIMEOUT", 2, parse_int(1, 60), "TCP connect timeout to PostgreSQL (s)")
     db_statement_timeout_ms: int = env(
         "DB_STATEMENT_TIMEOUT_MS", 10000, parse_int(0), "Server-side statement timeout (ms, 0 = none)"
+    )
+    db_migration_lock_timeout_ms: int = env(
+        "DB_MIGRATION_LOCK_TIMEOUT_MS",
+        5000,
+        parse_int(1, 600000),
+        "Migrations give up waiting for a table lock after this (ms), then retry; no statement timeout applies",
+    )
+    db_migration_lock_retries: int = env(
+        "DB_MIGRATION_LOCK_RETRIES", 10, parse_int(0, 1000), "Retries of a migration run after a lock timeout"
     )
     # Redis
     redis_url: str = env(
@@ -102,8 +125,26 @@ class Settings:
     redis_socket_timeout: float = env("REDIS_SOCKET_TIMEOUT", 0.5, parse_float(0.01, 30), "Redis socket timeout (s)")
     # HTTP behaviour
     cors_origins: tuple[str, ...] = env("CORS_ORIGINS", (), parse_list, "Comma-separated allowed CORS origins")
+    forwarded_allow_ips: tuple[str, ...] = env(
+        "FORWARDED_ALLOW_IPS",
+        (),
+        parse_networks,
+        "Proxies (IPs/CIDRs) whose X-Forwarded-For/-Proto are believed (default: none, the peer is the client)",
+    )
+    proxy_trusted_hops: int = env(
+        "PROXY_TRUSTED_HOPS", 1, parse_int(1, 10), "Trusted proxies in front of the app (X-Forwarded-For entries)"
+    )
     max_content_length: int = env("MAX_CONTENT_LENGTH", 1048576, parse_int(1024), "Largest request body (bytes)")
     auth_mode: str = env("AUTH_MODE", "", parse_choice(*AUTH_MODES), "off or apikey (default: apikey in production)")
+    allow_insecure_auth_off: bool = env(
+        "ALLOW_INSECURE_AUTH_OFF", False, parse_bool, "Let AUTH_MODE=off start with APP_ENV=production (closed demos)"
+    )
+    require_if_match: bool = env(
+        "REQUIRE_IF_MATCH", False, parse_bool, "Updates (PUT/PATCH) without If-Match are refused (428)"
+    )
+    idempotency_ttl: int = env(
+        "IDEMPOTENCY_TTL", 86400, parse_int(60, 30 * 86400), "How long an Idempotency-Key's response is replayed (s)"
+    )
     # Chaos
     chaos_enabled: bool | None = env(
         "CHAOS_ENABLED", None, parse_bool, "Serve /slow and /error (default: on except in production)"
@@ -136,9 +177,28 @@ class Settings:
     sqal_generation_interval: float = env(
         "SQAL_GENERATION_INTERVAL", 5.0, parse_float(0.1, 3600), "Expected device interval; online = seen in 2"
     )
+    # SQAL data lifecycle (README "Data lifecycle")
+    sensor_retention_days: int = env(
+        "SENSOR_RETENTION_DAYS", 0, parse_int(0, 36500), "Drop samples older than N days (0 = keep forever)"
+    )
+    sample_ledger_retention_days: int = env(
+        "SAMPLE_LEDGER_RETENTION_DAYS",
+        0,
+        parse_int(0, 36500),
+        "Dedup ledger window in days, >= SENSOR_RETENTION_DAYS (0 = the same as it)",
+    )
+    sensor_compress_after_days: int = env(
+        "SENSOR_COMPRESS_AFTER_DAYS", 7, parse_int(0, 36500), "TimescaleDB: compress chunks older than N days (0 = off)"
+    )
     # Observability
     metrics_enabled: bool = env(
         "METRICS_ENABLED", True, parse_bool, "Prometheus metrics on (off: /metrics is 404, no HTTP or SQL series)"
+    )
+    ops_port: int | None = env(
+        "OPS_PORT", None, parse_int(1, 65535), "Operations port: /metrics and /health details (not on PORT)"
+    )
+    metrics_token: str = env(
+        "METRICS_TOKEN", "", parse_token, "Bearer token for /metrics and /health details on PORT", secret=True
     )
     prometheus_multiproc_dir: str = env(
         "PROMETHEUS_MULTIPROC_DIR", "", parse_str, "Directory for multiprocess metrics (set by gunicorn.conf.py)"
@@ -174,11 +234,12 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Read every declared variable from `environ` (default `os.environ`); raise ConfigError on a bad one."""
-        source = os.environ if environ is None else environ
+        source = _with_local_services(os.environ) if environ is None else environ
         values: dict[str, Any] = {}
         for spec in dataclasses.fields(cls):
             name = spec.metadata["env"]
-            raw = source.get(name)
+            raw = _read_secret_file(source, name) if spec.metadata["secret"] else None
+            raw = source.get(name) if raw is None else raw
             if raw is None or (raw.strip() == "" and spec.default in ("", None)):
                 continue
             try:
@@ -198,13 +259,27 @@ class Settings:
             updates["auth_mode"] = "apikey" if self.app_env == "production" else "off"
         if self.flask_debug and self.app_env == "production":
             raise ConfigError("FLASK_DEBUG=true is refused with APP_ENV=production: the debugger runs arbitrary code")
+        if self.auth_mode == "off" and self.app_env == "production" and not self.allow_insecure_auth_off:
+            raise ConfigError(
+                "AUTH_MODE=off is refused with APP_ENV=production: every write would be open to anyone "
+                "(use AUTH_MODE=apikey, or set ALLOW_INSECURE_AUTH_OFF=true on a closed network)"
+            )
         if not self.database_url:
             raise ConfigError("Missing DATABASE_URL: set it to a postgresql:// URL (make run starts one for you)")
         redis_url = self.redis_url or self._redis_url_from_parts()
         if redis_url != self.redis_url:
             updates["redis_url"] = redis_url
+        if self.ops_port is not None and self.ops_port == self.port:
+            raise ConfigError(f"OPS_PORT={self.ops_port} is also PORT: the operations port must be another one")
         if self.redis_required and not redis_url:
             raise ConfigError("Missing REDIS_URL: REDIS_REQUIRED=true needs a redis:// URL (or REDIS_HOST)")
+        if 0 < self.sample_ledger_retention_days < self.sensor_retention_days or (
+            self.sample_ledger_retention_days and not self.sensor_retention_days
+        ):
+            raise ConfigError(
+                "SAMPLE_LEDGER_RETENTION_DAYS must be >= SENSOR_RETENTION_DAYS (and 0 while samples are kept forever): "
+                "a key dropped before its sample would let a resend store the sample twice"
+            )
         if not self.service_name:
             updates["service_name"] = self.otel_named_service or DEFAULT_SERVICE_NAME
         if self.database_url.startswith("postgresql://"):
@@ -235,6 +310,11 @@ class Settings:
         return self.otel_named_service or self.jaeger_service_name or self.service_name or DEFAULT_SERVICE_NAME
 
     @property
+    def ledger_retention_days(self) -> int:
+        """The dedup ledger's window in days (0 = forever): SAMPLE_LEDGER_RETENTION_DAYS, else the samples' one."""
+        return self.sample_ledger_retention_days or self.sensor_retention_days
+
+    @property
     def is_production(self) -> bool:
         return self.app_env == "production"
 
@@ -247,6 +327,51 @@ class Settings:
         return summary
 
 
+def _with_local_services(source: Mapping[str, str]) -> Mapping[str, str]:
+    """In development, DATABASE_URL / REDIS_URL default to the embedded services this checkout runs (`make run` in
+    another terminal), so `flask …`, `python app.py` and `python init_db.py` need no URL. Set values always win."""
+    if source.get("APP_ENV", "").strip().lower() not in ("", "development"):
+        return source
+    try:
+        if not parse_bool(source.get("LOCAL_SERVICES", "") or "true"):
+            return source
+    except ValueError:
+        return source  # reported by from_env, naming the variable
+    running = running_local_services(LOCAL_SERVICES_FILE)
+    defaults = {}
+    if "DATABASE_URL" in running and not _is_set(source, "DATABASE_URL"):
+        defaults["DATABASE_URL"] = running["DATABASE_URL"]
+    if "REDIS_URL" in running and not (_is_set(source, "REDIS_URL") or _is_set(source, "REDIS_HOST")):
+        defaults["REDIS_URL"] = running["REDIS_URL"]
+    return {**source, **defaults} if defaults else source
+
+
+def _is_set(source: Mapping[str, str], name: str) -> bool:
+    return bool(source.get(name, "").strip() or source.get(name + FILE_SUFFIX, "").strip())
+
+
+def _read_secret_file(source: Mapping[str, str], name: str) -> str | None:
+    """The content of the file `NAME_FILE` names (trailing newline removed), or None when it is unset."""
+    path = source.get(name + FILE_SUFFIX, "").strip()
+    if not path:
+        return None
+    if source.get(name, "").strip():
+        raise ConfigError(f"{name} and {name}{FILE_SUFFIX} are both set: keep one")
+    try:
+        with open(path, encoding="utf-8") as secret_file:
+            return secret_file.read().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise ConfigError(f"Cannot read {name}{FILE_SUFFIX}={path!r}: {reason}") from None
+
+
 def documented_variables() -> list[tuple[str, Any, str]]:
-    """(variable, default, meaning) for every setting — the source of the README table and `.env.example`."""
-    return [(f.metadata["env"], f.default, f.metadata["doc"]) for f in dataclasses.fields(Settings)]
+    """(variable, default, meaning) for every setting — the source of the README table and `.env.example`.
+    Each secret setting is followed by its `NAME_FILE` form."""
+    rows: list[tuple[str, Any, str]] = []
+    for spec in dataclasses.fields(Settings):
+        name = spec.metadata["env"]
+        rows.append((name, spec.default, spec.metadata["doc"]))
+        if spec.metadata["secret"]:
+            rows.append((name + FILE_SUFFIX, "", f"File holding {name} (Docker/Kubernetes secret); not with {name}"))
+    return rows

@@ -1,10 +1,15 @@
 """The parsers behind `backend.core.config.Settings`: each turns one raw environment value into a typed value or
-raises ValueError with a message the settings loader prefixes with the variable's name."""
+raises ValueError with a message the settings loader prefixes with the variable's name; and the reader of the
+embedded services' state file (development defaults for DATABASE_URL / REDIS_URL)."""
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import math
+import os
 from collections.abc import Callable
+from pathlib import Path
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 from psycopg2 import ProgrammingError
@@ -70,6 +75,28 @@ def parse_str(raw: str) -> str:
 
 def parse_list(raw: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def parse_networks(raw: str) -> tuple[str, ...]:
+    """Comma-separated IP addresses or CIDR networks (`*` is refused: trusting every peer trusts forged headers)."""
+    networks = []
+    for item in parse_list(raw):
+        try:
+            networks.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address or network (e.g. 10.0.0.0/8)") from None
+    return tuple(networks)
+
+
+MIN_TOKEN_LENGTH = 16
+
+
+def parse_token(raw: str) -> str:
+    """A bearer token: long enough not to be guessed, and printable (it travels in a header)."""
+    value = raw.strip()
+    if value and (len(value) < MIN_TOKEN_LENGTH or not value.isascii() or not value.isprintable() or " " in value):
+        raise ValueError(f"expected at least {MIN_TOKEN_LENGTH} printable ASCII characters without spaces")
+    return value
 
 
 # Driver forms of the reference (asyncpg for FastAPI) and of psycopg 3, rewritten to the driver this service uses.
@@ -181,3 +208,30 @@ def parse_rate(raw: str) -> str:
     except ValueError:
         raise ValueError("expected a rate such as '100/minute' or '10 per second'") from None
     return value
+
+
+def running_local_services(state_file: Path) -> dict[str, str]:
+    """{variable: url} of the embedded services `python -m scripts.devservices up` recorded in `state_file`
+    (`.local/services.json`) whose process still runs; {} when there is no such file."""
+    try:
+        state = json.loads(state_file.read_text(encoding="utf-8"))
+        entries = state["services"].items()
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+    found: dict[str, str] = {}
+    for variable, entry in entries:
+        if isinstance(entry, dict) and isinstance(entry.get("url"), str) and _process_runs(entry.get("pid")):
+            found[variable] = entry["url"]
+    return found
+
+
+def _process_runs(pid: object) -> bool:
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process (PostgreSQL runs as `embedded_postgres` under root)
+    return True

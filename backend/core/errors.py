@@ -12,6 +12,8 @@ from typing import Any
 from apiflask import APIFlask
 from apiflask.exceptions import HTTPError
 from flask import Response, jsonify, request
+from psycopg2.errors import QueryCanceled
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 from backend.extensions import db
@@ -26,9 +28,11 @@ STATUS_CODES = {
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
+    412: "precondition_failed",
     413: "payload_too_large",
     415: "unsupported_media_type",
     422: "validation_error",
+    428: "precondition_required",
     429: "rate_limited",
     500: "internal_error",
     503: "service_unavailable",
@@ -166,6 +170,20 @@ def _rollback_quietly() -> None:
         logger.debug("rollback after error failed", exc_info=True)
 
 
+# A statement cancelled at DB_STATEMENT_TIMEOUT_MS: the database is busy or the query too costly for now.
+QUERY_TIMEOUT_RETRY_AFTER = 5
+
+
+def _query_timeout() -> Response:
+    return error_response(
+        503,
+        "query_timeout",
+        "The database cancelled the query at its statement timeout: retry later or narrow the request",
+        {"retry_after": QUERY_TIMEOUT_RETRY_AFTER},
+        {"Retry-After": str(QUERY_TIMEOUT_RETRY_AFTER)},
+    )
+
+
 def register_error_handlers(app: APIFlask) -> None:
     """Render every error as the JSON error shape, and document that shape in the OpenAPI document."""
     app.config["HTTP_ERROR_SCHEMA"] = HTTP_ERROR_SCHEMA
@@ -208,3 +226,12 @@ def register_error_handlers(app: APIFlask) -> None:
         _rollback_quietly()
         logger.error("unhandled exception", exc_info=error, extra={"event": "unhandled_exception"})
         return error_response(500, "internal_error", "Internal server error")
+
+    @app.errorhandler(OperationalError)
+    def handle_operational_error(error: OperationalError) -> Response:
+        if not isinstance(error.orig, QueryCanceled):
+            return handle_unexpected(error)
+        _rollback_quietly()
+        route = request.url_rule.rule if request.url_rule is not None else None
+        logger.warning("query cancelled at the statement timeout", extra={"event": "query_timeout", "route": route})
+        return _query_timeout()

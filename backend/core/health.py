@@ -6,6 +6,9 @@
   then `DEGRADED`, still 200) and the worker is not shutting down; 503 otherwise. Each check reports its latency.
 - `/health/startup`: 200 once the app factory finished and the schema was seen at head (then no more DB calls).
 
+`checks` (Redis host, schema revisions) are shown only on the operations side (`backend.core.operations`); the API
+port gets the status alone, with the same status code.
+
 Database and Redis checks go through the circuit breakers: while one is open the check answers `down` at once.
 """
 
@@ -19,7 +22,7 @@ from typing import Any
 from apiflask import APIBlueprint
 from flask import Flask, current_app
 
-from backend.core import database, shutdown
+from backend.core import database, operations, shutdown
 from backend.core import redis as redis_module
 from backend.core.auth import AUTH_OFF_WARNING
 from backend.core.config_values import redis_location
@@ -107,7 +110,7 @@ def readiness() -> tuple[str, dict[str, dict[str, Any]]]:
 
 
 @bp.get("/health")
-@bp.doc(summary="Service health (reference shape)", responses={200: "UP", 503: "DOWN"})
+@bp.doc(operation_id="getHealth", summary="Service health (reference shape)", responses={200: "UP", 503: "DOWN"})
 def health() -> tuple[dict[str, Any], int]:
     """UP with the database connected, DOWN (503) when PostgreSQL is unreachable; says when auth is off."""
     settings = current_app.config["SETTINGS"]
@@ -125,23 +128,26 @@ def health() -> tuple[dict[str, Any], int]:
 
 
 @bp.get("/health/live")
-@bp.doc(summary="Liveness: the process answers; no dependency is called")
+@bp.doc(operation_id="getLiveness", summary="Liveness: the process answers; no dependency is called")
 def live() -> dict[str, Any]:
     return {"status": "UP", "timestamp": _now()}
 
 
 @bp.get("/health/ready")
 @bp.doc(
+    operation_id="getReadiness",
     summary="Readiness: database, migrations at head, Redis (required or degraded), not shutting down",
     responses={200: "UP or DEGRADED", 503: "DOWN"},
 )
 def ready() -> tuple[dict[str, Any], int]:
     status, checks = readiness()
-    return {"status": status, "checks": checks, "timestamp": _now()}, 503 if status == "DOWN" else 200
+    body = operations.public_view({"status": status, "checks": checks, "timestamp": _now()})
+    return body, 503 if status == "DOWN" else 200
 
 
 @bp.get("/health/startup")
 @bp.doc(
+    operation_id="getStartup",
     summary="Startup: the app is built and the schema reached the Alembic head",
     responses={200: "started", 503: "starting"},
 )
@@ -152,7 +158,8 @@ def startup() -> tuple[dict[str, Any], int]:
         checks["migrations"] = check_migrations()
         state["completed"] = state["factory"] and checks["migrations"]["status"] == "up"
     ok = state["completed"]
-    return {"status": "UP" if ok else "DOWN", "checks": checks, "timestamp": _now()}, 200 if ok else 503
+    body = operations.public_view({"status": "UP" if ok else "DOWN", "checks": checks, "timestamp": _now()})
+    return body, 200 if ok else 503
 
 
 def announce_startup(app: Flask) -> None:

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+import io
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from apiflask import APIFlask
 from flask import Response, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from backend.core.errors import error_response
 from backend.core.validation import NUL
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# Largest body of a route that declares none with `body_limit`: every such body here is a few short fields.
+DEFAULT_BODY_LIMIT = 16 * 1024
+# Longest JSON spelling of one character of a string: an escaped surrogate pair such as `\ud83d\ude00`.
+JSON_BYTES_PER_CHARACTER = 12
+BODY_LIMIT_ATTRIBUTE = "_body_limit"
 # No request body of this API nests deeper than a few levels; deeper input is hostile or broken.
 MAX_JSON_DEPTH = 32
 SECURITY_HEADERS = {
@@ -19,6 +27,25 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
 }
 _SECURITY_HEADER_ITEMS = [(name.lower(), name, value) for name, value in SECURITY_HEADERS.items()]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def body_limit(limit: int) -> Callable[[F], F]:
+    """Decorate a view (under its route decorator) to accept bodies up to `limit` bytes instead of
+    DEFAULT_BODY_LIMIT; MAX_CONTENT_LENGTH stays the ceiling. Beyond it: 413 before the body is read."""
+
+    def decorator(view: F) -> F:
+        setattr(view, BODY_LIMIT_ATTRIBUTE, limit)
+        return view
+
+    return decorator
+
+
+def json_text_bytes(*max_lengths: int, overhead: int = 1024) -> int:
+    """The largest JSON body holding strings of these maximum lengths, every character escaped, plus `overhead`
+    for the field names, other values and whitespace: the `body_limit` of a route with long text fields."""
+    return JSON_BYTES_PER_CHARACTER * sum(max_lengths) + overhead
 
 
 def json_depth(value: Any) -> int:
@@ -58,8 +85,25 @@ def _check_json_body() -> Response | None:
     return None
 
 
+def _is_chunked() -> bool:
+    return "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+
+
 def _has_body() -> bool:
-    return bool(request.content_length) or "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    return bool(request.content_length) or _is_chunked()
+
+
+def _bound_chunked_body(limit: int) -> None:
+    """Read a chunked body here, at most `limit` bytes, and give the view that bounded copy; 413 beyond.
+
+    Gunicorn marks a chunked body `wsgi.input_terminated`, and werkzeug then applies no `max_content_length` at
+    all (it trusts the server to have limited the stream, which gunicorn does not): without this, any size is read.
+    """
+    environ = request.environ
+    data = environ["wsgi.input"].read(limit + 1)
+    if len(data) > limit:
+        raise RequestEntityTooLarge()
+    environ["wsgi.input"] = io.BytesIO(data)
 
 
 def _takes_body(app: APIFlask, endpoint: str) -> bool:
@@ -102,6 +146,11 @@ def register_request_guards(app: APIFlask) -> None:
     def require_json_body() -> Response | None:
         if request.method not in BODY_METHODS or request.endpoint is None:
             return None
+        # Per route: reading more than its largest real body raises 413 (declared length or chunked stream).
+        limit = getattr(app.view_functions.get(request.endpoint), BODY_LIMIT_ATTRIBUTE, DEFAULT_BODY_LIMIT)
+        request.max_content_length = limit = min(limit, app.config["MAX_CONTENT_LENGTH"] or limit)
+        if _is_chunked() and "stream" not in request.__dict__:  # the stream is read only once, here
+            _bound_chunked_body(limit)
         if not _has_body() and not _takes_body(app, request.endpoint):
             return None  # an action route without input (a POST that only names its target)
         if _is_json(request.mimetype):

@@ -40,7 +40,7 @@ def _annotate_span(route: str | None, query: str) -> None:
     if not span.is_recording():
         return
     if query:
-        span.set_attribute("url.query", query)  # the instrumentation copied the raw query string
+        span.set_attribute("url.query", query)  # already masked when the span opened; the same value again
     if route is None:
         # Semantic conventions: without a route the name is the method alone (paths would make endless names).
         span.update_name(request.method if request.method in metrics.HTTP_METHODS else "HTTP")

@@ -106,15 +106,17 @@ class JsonFormatter(_BaseJsonFormatter):
 
 
 class StdoutHandler(logging.StreamHandler):
-    """Writes each record as one line to the *current* `sys.stdout` (which test runners may swap)."""
+    """Writes each record as one line to the *current* `sys.stdout` (which test runners may swap), or to the current
+    `sys.stderr` for command-line tools, whose stdout is their output (`KEY=$(flask … keys create …)`)."""
 
-    def __init__(self) -> None:
-        super().__init__(sys.stdout)
+    def __init__(self, to_stderr: bool = False) -> None:
+        super().__init__(sys.stderr if to_stderr else sys.stdout)
+        self.to_stderr = to_stderr
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             line = self.format(record) + "\n"
-            stream = sys.stdout
+            stream = sys.stderr if self.to_stderr else sys.stdout
             stream.write(line)
             stream.flush()
         except RecursionError:
@@ -123,19 +125,20 @@ class StdoutHandler(logging.StreamHandler):
             self.handleError(record)
 
 
-def _json_handler(service: str) -> StdoutHandler:
-    handler = StdoutHandler()
+def _json_handler(service: str, to_stderr: bool = False) -> StdoutHandler:
+    handler = StdoutHandler(to_stderr)
     handler.setFormatter(JsonFormatter(service))
     return handler
 
 
-def configure_logging(settings: Settings) -> None:
-    """Route the root logger to JSON on stdout at LOG_LEVEL (idempotent: replaces our previous handler)."""
+def configure_logging(settings: Settings, to_stderr: bool = False) -> None:
+    """Route the root logger to JSON on stdout (stderr for the CLI) at LOG_LEVEL (idempotent: replaces our previous
+    handler)."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         if isinstance(handler, StdoutHandler):
             root.removeHandler(handler)
-    root.addHandler(_json_handler(settings.service_name))
+    root.addHandler(_json_handler(settings.service_name, to_stderr))
     root.setLevel(settings.log_level)
 
 

@@ -34,6 +34,8 @@ from opentelemetry.util.http import (
     OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE,
 )
 
+from backend.observability.redaction import redact_query
+
 TRACER_NAME = "opentelemetry.instrumentation.flask"  # the scope FlaskInstrumentor's spans carry
 _START = "backend.server_span.start"
 _SPAN = "backend.server_span.span"
@@ -45,6 +47,26 @@ EXTENSION_KEY = "observability.server_span_hook"
 
 def _path(environ: dict[str, Any]) -> str:
     return str(environ.get("SCRIPT_NAME", "")) + str(environ.get("PATH_INFO", ""))
+
+
+# Attributes that carry the raw query string, per semantic-convention mode: `url.query` (stable), `http.target` and
+# `http.url` (old, also sent with OTEL_SEMCONV_STABILITY_OPT_IN=http/dup). A device token may be in the query.
+_QUERY_ATTRIBUTES = ("url.query", "http.target", "http.url", "url.full")
+
+
+def redact_request_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
+    """`attributes` with the values of sensitive query parameters masked wherever the query string was copied."""
+    for name in _QUERY_ATTRIBUTES:
+        value = attributes.get(name)
+        if not isinstance(value, str) or not value:
+            continue
+        if name == "url.query":
+            attributes[name] = redact_query(value)
+            continue
+        head, separator, query = value.partition("?")
+        if separator:
+            attributes[name] = head + separator + redact_query(query)
+    return attributes
 
 
 def instrument_app(app: Flask, excluded_paths: Iterable[str]) -> Callable[[], None]:
@@ -83,7 +105,7 @@ def instrument_app(app: Flask, excluded_paths: Iterable[str]) -> Callable[[], No
         environ = request.environ
         if _path(environ) in excluded:
             return
-        attributes = otel_wsgi.collect_request_attributes(environ, mode)
+        attributes = redact_request_attributes(otel_wsgi.collect_request_attributes(environ, mode))
         if request.url_rule is not None:
             attributes[SpanAttributes.HTTP_ROUTE] = request.url_rule.rule
         span, token = _start_internal_or_server_span(

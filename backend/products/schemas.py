@@ -60,6 +60,7 @@ class ProductOut(BaseModel):
     name: str
     price: float
     category: str
+    version: int = Field(description="Grows by one with every update; the ETag header is this number quoted")
     created_at: UtcDatetime
     updated_at: UtcDatetime
 

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, select
 
 from backend.core import cache
+from backend.core.conditional import IfMatch, PreconditionFailed
 from backend.core.database import get_or_404, not_found
 from backend.extensions import db
 from backend.products.models import Product
@@ -93,11 +94,21 @@ def create_product(fields: Mapping[str, Any]) -> Product:
     return product
 
 
-def update_product(product_id: int, fields: Mapping[str, Any]) -> Product:
-    """Apply `fields` to the product (locked for the update) and commit."""
+def update_product(product_id: int, fields: Mapping[str, Any], precondition: IfMatch | None = None) -> Product:
+    """Apply `fields` to the product (locked for the update), bump its version and commit.
+
+    PreconditionFailed (nothing written) when `precondition` does not match the locked row's version.
+    """
     product = get_or_404(Product, product_id, "Product", for_update=True)
+    if precondition is not None:
+        try:
+            precondition.check(product.version)
+        except PreconditionFailed:
+            db.session.rollback()  # releases the row lock now rather than at teardown
+            raise
     for name, value in fields.items():
         setattr(product, name, value)
+    product.version += 1
     db.session.commit()
     cache.invalidate(CACHE)
     return product

@@ -44,7 +44,10 @@ def init_app(app: APIFlask) -> None:
     from backend.sqal.devices import cli, provisioning
     from backend.sqal.devices import routes as devices
     from backend.sqal.ingest import routes as ingest
+    from backend.sqal.lifecycle import cli as lifecycle_cli
+    from backend.sqal.lifecycle import service as lifecycle
     from backend.sqal.live import routes as live
+    from backend.sqal.reads import cli as reads_cli
     from backend.sqal.reads import figures
     from backend.sqal.reads.routes import register_reads
 
@@ -59,6 +62,8 @@ def init_app(app: APIFlask) -> None:
     app.extensions[ingest.EXTENSION_KEY] = ingest.SqalRuntime(app)
     app.register_blueprint(ingest.bp)
     app.register_blueprint(devices.bp)  # device administration over HTTP (devices:admin)
+    for command in (lifecycle_cli.lifecycle_cli, lifecycle_cli.retention_cli, reads_cli.export):
+        cli.sqal_cli.add_command(command)
     app.cli.add_command(cli.sqal_cli)
     register_scrape_collector(app, metrics.SqalCollector(app))
     metrics.zero_known_series((ingest.ENDPOINT, live.ENDPOINT), ingest.RATE_SCOPE)
@@ -70,4 +75,9 @@ def init_app(app: APIFlask) -> None:
         if written:
             logger.info("simulator devices provisioned", extra={"event": "seed", "token_file": str(written)})
 
-    app.extensions.setdefault("seeders", []).append(seed)
+    def apply_policies() -> None:
+        report = lifecycle.apply_policies(settings)
+        if report.actions:
+            logger.info("data lifecycle: " + "; ".join(report.actions), extra={"event": "lifecycle"})
+
+    app.extensions.setdefault("seeders", []).extend([seed, apply_policies])

@@ -26,24 +26,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from backend.core import ratelimit
 from backend.core.errors import ServiceUnavailable
 from backend.observability.metrics import zero_series
+from backend.sqal import protocol
 from backend.sqal.vocabulary import CONFORMING, GRADES, sql_list
 
 logger = logging.getLogger(__name__)
 
 ENDPOINT = "/ws/sensors/"
 # Error frame codes (docs/protocol.md §5) and received frame kinds, exported at 0 before their first occurrence.
-ERROR_CODES = (
-    "unauthorized",
-    "device_disabled",
-    "invalid_json",
-    "unknown_type",
-    "validation_error",
-    "message_too_large",
-    "rate_limited",
-    "internal_error",
-    "conflict",
-    "session_replaced",
-)
+ERROR_CODES = protocol.ERROR_CODES
 RECEIVED_TYPES = ("sensor_data", "sensor_batch", "ping", "invalid", "unknown", "oversize", "rate_limited")
 SENT_TYPES = ("ack", "batch_ack", "error", "pong")  # the replies of /ws/sensors/ (docs/protocol.md)
 WINDOW_SECONDS = 300

@@ -49,12 +49,17 @@ class Device(db.Model):  # type: ignore[name-defined]
 
 
 class SampleKey(db.Model):  # type: ignore[name-defined]
-    """One row per stored (device_id, sample_id): the uniqueness a hypertable cannot enforce by itself."""
+    """One row per stored (device_id, sample_id): the uniqueness a hypertable cannot enforce by itself.
+
+    `stored_at` (migration 0010) is when the key was stored: the ledger is pruned on it (README "Data lifecycle").
+    """
 
     __tablename__ = "sensor_sample_keys"
+    __table_args__ = (Index("ix_sensor_sample_keys_stored_at", "stored_at"),)
 
     device_id: Mapped[str] = mapped_column(String(100), ForeignKey("devices.device_id"), primary_key=True)
     sample_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    stored_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
     # blake2b-128 of the stored content (0007): a resend with other content is a `conflict`; null before 0007.
     content_hash: Mapped[bytes | None] = mapped_column(LargeBinary(16))
 
@@ -78,6 +83,8 @@ class SensorSample(db.Model):  # type: ignore[name-defined]
             postgresql_include=["fusion_defects"],
             postgresql_where=text("fusion_defects <> '[]'::jsonb"),
         ),
+        # Made by migration 0009_sqal_score_index: `?min_score=` reads only the samples at or above it.
+        Index("ix_sensor_samples_score_time", "fusion_final_score", "timestamp"),
         CheckConstraint(f"vl53l8ch_grade IN ({_GRADE_LIST})", name="vl53l8ch_grade"),
         CheckConstraint(f"as7341_grade IN ({_GRADE_LIST})", name="as7341_grade"),
         CheckConstraint(f"fusion_final_grade IN ({_GRADE_LIST})", name="fusion_final_grade"),

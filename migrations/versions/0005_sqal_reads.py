@@ -18,12 +18,15 @@ autovacuum would by default wait for 20 % of the table in new rows before settin
 the ones the dashboard reads, would always cost a heap visit. Vacuuming after every 10,000 inserts keeps that
 tail short; an insert-only vacuum only visits the new pages.
 
-On a TimescaleDB hypertable the indexes are created on every chunk (existing chunks are indexed in this
-transaction: on a large table, run it in a maintenance window).
+Both are built without blocking ingestion (`migrations.hypertables.create_index_concurrently`: `CONCURRENTLY` on a
+plain table, one transaction per chunk on a TimescaleDB hypertable), outside the migration's transaction; an
+interrupted build is dropped and done again when the migration is retried (docs/migrations.md).
 """
 
 import sqlalchemy as sa
 from alembic import op
+
+from migrations.hypertables import create_index_concurrently
 
 revision = "0005_sqal_reads"
 down_revision = "0004_api_keys"
@@ -36,18 +39,15 @@ VACUUM_OPTIONS = ("autovacuum_vacuum_insert_threshold", "autovacuum_vacuum_inser
 
 
 def upgrade() -> None:
-    op.create_index(
-        GRADE_TIME_INDEX,
-        "sensor_samples",
-        ["fusion_final_grade", "timestamp"],
-        postgresql_include=["fusion_final_score"],
+    create_index_concurrently(
+        GRADE_TIME_INDEX, "sensor_samples", ["fusion_final_grade", '"timestamp"'], include=["fusion_final_score"]
     )
-    op.create_index(
+    create_index_concurrently(
         DEFECTS_INDEX,
         "sensor_samples",
-        ["timestamp"],
-        postgresql_include=["fusion_defects"],
-        postgresql_where=sa.text("fusion_defects <> '[]'::jsonb"),
+        ['"timestamp"'],
+        include=["fusion_defects"],
+        where="fusion_defects <> '[]'::jsonb",
     )
     op.execute(sa.text(f"ALTER TABLE sensor_samples SET ({VACUUM_OPTIONS[0]} = 10000, {VACUUM_OPTIONS[1]} = 0)"))
 

@@ -7,9 +7,12 @@ description and README, and the server's 422 for breaking it is tested in tests/
 - `cursor` (GET /api/sqal/samples) is opaque: only a `next_cursor` this endpoint issued for the same filters is
   valid, so a generated string is rightly refused. Positive cases go without one; the stateful phase of the deep
   profile follows real `next_cursor` values.
-- `from` must be before `to` (samples and timeseries), and a timeseries range may span at most the bucket's widest
-  range (`1m`: 1 day ... `1d`: 366 days). A positive case breaking that loses its `from`, which the server then
-  derives from `to` (timeseries) or leaves open (samples).
+- `from` must be before `to` (samples, their export and timeseries), and a timeseries range may span at most the
+  bucket's widest range (`1m`: 1 day ... `1d`: 366 days). A positive case breaking that loses its `from`, which the
+  server then derives from `to` (timeseries) or leaves open (samples, export).
+- `If-Match` is valid only with an ETag the server issued for the resource's current version (else 412), and an
+  `Idempotency-Key` only when it was never used with another body (else 422): positive cases go without If-Match
+  and with a fresh key (tests/contract tests both refusals).
 
 One rule holds for every case, positive or negative: a request line longer than gunicorn's
 `limit_request_line` (4094 bytes) never reaches the app. gunicorn answers it with its own 414 page, which no
@@ -21,6 +24,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
+from uuid import uuid4
 
 import schemathesis
 from schemathesis import Case, HookContext
@@ -30,6 +34,7 @@ from backend.sqal.reads.schemas import BUCKETS
 GUNICORN_REQUEST_LINE_LIMIT = 4094  # gunicorn's default limit_request_line (bytes); gunicorn.conf.py keeps it
 REQUEST_LINE_MARGIN = 256  # the client's encoding of the same values may differ a little from urlencode's
 SAMPLES = "/api/sqal/samples"
+EXPORT = "/api/sqal/samples/export"  # the filters of SAMPLES, so its `from`/`to` rule
 TIMESERIES = "/api/sqal/stats/timeseries"
 
 
@@ -70,10 +75,25 @@ def map_case(context: HookContext, case: Case) -> Case:
     """Bring a positive case of the SQAL reads inside the rules above; leave every other case alone."""
     del context
     meta = case.meta
-    if meta is None or not meta.generation.mode.is_positive or case.method != "GET" or not case.query:
+    if meta is None or not meta.generation.mode.is_positive:
+        return case
+    _fresh_preconditions(case)
+    if case.method != "GET" or not case.query:
         return case
     if case.path == SAMPLES:
         case.query.pop("cursor", None)
-    if case.path in (SAMPLES, TIMESERIES) and "from" in case.query and not _range_is_valid(case.path, case.query):
+    ranged = case.path in (SAMPLES, EXPORT, TIMESERIES)
+    if ranged and "from" in case.query and not _range_is_valid(case.path, case.query):
         del case.query["from"]
     return case
+
+
+def _fresh_preconditions(case: Case) -> None:
+    """No If-Match (the server's ETag is unknown here) and a never-used Idempotency-Key (see the docstring)."""
+    if not case.headers:
+        return
+    for name in list(case.headers):
+        if name.lower() == "if-match":
+            del case.headers[name]
+        elif name.lower() == "idempotency-key":
+            case.headers[name] = str(uuid4())

@@ -86,7 +86,14 @@ def test_python_app_py_serves_on_port(server_env: dict[str, str], tmp_path: Path
 )
 def test_commands_without_database_url_print_one_line(command: list[str]) -> None:
     result = subprocess.run(
-        command, cwd=REPO_ROOT, env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=60, check=False
+        command,
+        cwd=REPO_ROOT,
+        # No .env, nor the services a `make run` of this checkout may be running: nothing gives a database.
+        env={"PATH": "/usr/bin:/bin", "FLASK_SKIP_DOTENV": "1", "LOCAL_SERVICES": "false"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode != 0
     assert [line for line in result.stderr.splitlines() if line.strip()] == [MISSING], result.stderr

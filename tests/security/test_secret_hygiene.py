@@ -231,7 +231,8 @@ PRIVATE_KEY = re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----")
 KNOWN_FORMATS = re.compile(r"\b(?:AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{36}|xox[abprs]-[A-Za-z0-9-]{10,})\b")
 URL_PASSWORD = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s/:@'\"]*:([^\s/@'\"]+)@")
 CONFIG_SECRET = re.compile(
-    r"(?i)^\s*[\w.-]*(?:password|passwd|secret|api_?key|token)[\w.-]*\s*[:=]\s*[\"']?([^\s\"'#]{6,})"
+    # `secretName:` names a Kubernetes Secret (a reference, not a value).
+    r"(?i)^\s*(?!secretName\s*:)[\w.-]*(?:password|passwd|secret|api_?key|token)[\w.-]*\s*[:=]\s*[\"']?([^\s\"'#]{6,})"
 )
 CONFIG_FILES = re.compile(r"(?:\.ya?ml|\.env|\.ini|\.toml|\.cfg|\.conf|\.json|Dockerfile)$")
 TEMPLATES = re.compile(r"\.example$|\.template\.|(?:^|/)tests/")  # placeholders, and the tests' fake credentials
@@ -299,6 +300,8 @@ def test_the_secret_scan_finds_what_it_looks_for() -> None:
     assert secret_findings("deploy/x.yaml", "  POSTGRES_PASSWORD: s3cr3tpw")
     assert not secret_findings("deploy/x.yaml", "  POSTGRES_PASSWORD: ${POSTGRES_PASSWORD:?set it}")
     assert not secret_findings("deploy/x.yaml", "automountServiceAccountToken: false")
+    assert not secret_findings("deploy/x.yaml", "    secretName: sqal-backend-secrets")
+    assert secret_findings("deploy/x.yaml", "    secret: sqal-backend-s3cr3t")
     assert not secret_findings("docs/x.md", "postgresql://USER:PASSWORD@HOST:5432/sqal")
     assert not secret_findings("backend/x.py", "# scheme://user:password@host")
     assert not secret_findings("deploy/x.yaml", "DEVICE_TOKEN_FILE: /var/lib/sqal/tokens.json")

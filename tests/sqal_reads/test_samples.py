@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -202,3 +204,38 @@ def test_sample_id_shared_by_two_devices_needs_device_id(reads_app: APIFlask, re
     error = assert_error(reads_client.get("/api/sqal/samples/SAME-1"), 409, "ambiguous_sample_id")
     assert error["details"]["device_ids"] == ["DEV_A", "DEV_B"]
     assert reads_client.get("/api/sqal/samples/SAME-1?device_id=DEV_B").get_json()["device_id"] == "DEV_B"
+
+
+def _forged(cursor: str, **fields: Any) -> str:
+    """The cursor with some of its JSON fields replaced (or removed when given None), re-encoded as sent."""
+    raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    raw.update(fields)
+    raw = {key: value for key, value in raw.items() if value is not None}
+    return base64.urlsafe_b64encode(json.dumps(raw).encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"t": "2026-03-10T08:05:00+20:00"},  # a valid ISO 8601 offset PostgreSQL refuses (at most ±15:59)
+        {"t": "2026-03-10T08:05:00-23:59"},
+        {"t": "2026-03-10T09:05:00+01:00"},  # the same instant, but cursors are issued in UTC
+        {"t": "0001-01-01T00:00:00+01:00"},  # before year 1 once in UTC
+        {"t": "2026-03-10T08:05:00"},
+        {"t": 1773129900},
+        {"i": 5},
+        {"i": ["not", "a", "uuid"]},
+        {"f": {"grade": None}},
+        {"f": "../../etc/passwd"},
+        {"x": "unexpected"},
+        {"t": None},
+    ],
+    ids=lambda fields: json.dumps(fields),
+)
+def test_forged_cursor_is_422(reads_client: FlaskClient, catalogue: list[dict[str, Any]], fields: Any) -> None:
+    cursor = reads_client.get("/api/sqal/samples?limit=2").get_json()["next_cursor"]
+    assert reads_client.get(f"/api/sqal/samples?limit=2&cursor={cursor}").status_code == 200
+    error = assert_error(
+        reads_client.get(f"/api/sqal/samples?limit=2&cursor={_forged(cursor, **fields)}"), 422, "validation_error"
+    )
+    assert [detail["field"] for detail in error["details"]] == ["cursor"]

@@ -54,6 +54,8 @@ DEBIAN_PACKAGES = {
     "prometheus": "prometheus",
     "amtool": "prometheus-alertmanager",
     "docker-compose": "docker-compose",
+    "nginx": "nginx",
+    "openssl": "openssl",
 }
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
 import os
 import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -23,7 +26,7 @@ from tests.stack.stackfiles import (
     with_defaults,
 )
 
-REQUIRED_SECRETS = ("POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD")
+REQUIRED_SECRETS = ("GRAFANA_ADMIN_PASSWORD",)
 # Services that legitimately have no healthcheck, and why.
 NO_HEALTHCHECK = {
     "backend-init": "one-shot: migrations and seed, then exits",
@@ -49,12 +52,12 @@ def run_config(env_file: Path) -> subprocess.CompletedProcess[str]:
 
 def test_compose_config_is_valid(tmp_path: Path) -> None:
     env_file = tmp_path / "stack.env"
-    env_file.write_text("POSTGRES_PASSWORD=test-only\nGRAFANA_ADMIN_PASSWORD=test-only\n")
+    env_file.write_text("GRAFANA_ADMIN_PASSWORD=test-only\n")
     result = run_config(env_file)
     assert result.returncode == 0, result.stderr
     resolved = yaml.safe_load(result.stdout)["services"]
     assert set(resolved) == set(compose_services())
-    assert "test-only@timescaledb:5432" in resolved["backend"]["environment"]["DATABASE_URL"]
+    assert resolved["backend"]["environment"]["DATABASE_URL_FILE"] == "/run/secrets/database_url"
     assert int(resolved["backend"]["deploy"]["replicas"]) == 2
 
 
@@ -118,8 +121,39 @@ def test_no_secret_is_written_inline() -> None:
         for key, value in (service.get("environment") or {}).items():
             if secret_like(key):
                 assert re.fullmatch(r"\$\{\w+:\?[^}]+\}", str(value)), f"{name}: {key} must be ${{VAR:?message}}"
-    database_url = compose_services()["backend"]["environment"]["DATABASE_URL"]
-    assert "${POSTGRES_PASSWORD:?" in database_url
+
+
+def test_database_credentials_are_docker_secrets(tmp_path: Path) -> None:
+    services = compose_services()
+    app_secrets = {f.metadata["env"] for f in dataclasses.fields(Settings) if f.metadata["secret"]}
+    for name in ("backend", "backend-init"):
+        environment = services[name]["environment"]
+        # REDIS_URL may stay: the stack's Redis has no password (it is reachable only inside the network).
+        assert app_secrets & set(environment) <= {"REDIS_URL"}, f"{name}: a secret setting in the environment"
+        assert "@" not in environment["REDIS_URL"]
+        assert environment["DATABASE_URL_FILE"] == "/run/secrets/database_url"
+        assert services[name]["secrets"] == ["database_url"]
+    assert services["timescaledb"]["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres_password"
+    assert services["timescaledb"]["secrets"] == ["postgres_password"]
+    declared = raw_compose()["secrets"]
+    assert {name: with_defaults(spec["file"]) for name, spec in declared.items()} == {
+        "postgres_password": "./secrets/postgres_password",
+        "database_url": "./secrets/database_url",
+    }
+    # `make secrets` writes both, consistent with each other, and never replaces one that exists.
+    from scripts.compose_secrets import write
+
+    assert write(tmp_path / "secrets", {"POSTGRES_USER": "line", "POSTGRES_DB": "plant"}) == [
+        "postgres_password",
+        "database_url",
+    ]
+    password = (tmp_path / "secrets" / "postgres_password").read_text().strip()
+    url_file = tmp_path / "secrets" / "database_url"
+    assert url_file.read_text() == f"postgresql://line:{password}@timescaledb:5432/plant\n"
+    assert (tmp_path / "secrets").stat().st_mode & 0o777 == 0o700
+    assert write(tmp_path / "secrets", {}) == []
+    settings = Settings.from_env({"DATABASE_URL_FILE": str(url_file)})
+    assert settings.database_url == f"postgresql+psycopg2://line:{password}@timescaledb:5432/plant"
 
 
 def test_backend_scales_and_drains() -> None:
@@ -159,6 +193,7 @@ def backend_settings(**overrides: str) -> Settings:
         passed = re.fullmatch(r"\$\{(\w+):-[^}]*\}", str(value))
         if passed and passed.group(1) in overrides:
             resolved[key] = overrides[passed.group(1)]
+    resolved.pop("DATABASE_URL_FILE")
     resolved["DATABASE_URL"] = "postgresql://u@db/x"
     return Settings.from_env(resolved)
 
@@ -201,3 +236,47 @@ def test_every_variable_compose_reads_is_documented_in_env_example() -> None:
     example = (REPO / ".env.example").read_text() if (REPO / ".env.example").exists() else ""
     documented = set(re.findall(r"^#?\s*(\w+)=", example, flags=re.MULTILINE))
     assert used - documented == set(), "add these to .env.example"
+
+
+OPERATIONS = ("prometheus", "alertmanager", "loki", "jaeger", "alloy", "grafana")
+
+
+def host_ip(port: str | dict[str, Any]) -> str | None:
+    """The host address of a resolved port (docker-compose 1 prints "IP:HOST:CONTAINER", the plugin a mapping)."""
+    if isinstance(port, dict):
+        return port.get("host_ip")
+    parts = str(port).split(":")
+    return parts[0] if len(parts) == 3 else None
+
+
+def test_operations_ports_listen_on_loopback_unless_opened(tmp_path: Path) -> None:
+    for name in OPERATIONS:
+        for port in compose_services()[name]["ports"]:
+            assert str(port).startswith("${OPS_BIND:-127.0.0.1}:"), f"{name} publishes {port} on every interface"
+    env_file = tmp_path / "stack.env"
+    env_file.write_text("GRAFANA_ADMIN_PASSWORD=test-only\n")
+    resolved = yaml.safe_load(run_config(env_file).stdout)["services"]
+    for name in OPERATIONS:
+        assert {host_ip(port) for port in resolved[name]["ports"]} == {"127.0.0.1"}, name
+    env_file.write_text(env_file.read_text() + "OPS_BIND=0.0.0.0\n")
+    opened = yaml.safe_load(run_config(env_file).stdout)["services"]
+    assert {host_ip(port) for port in opened["prometheus"]["ports"]} == {"0.0.0.0"}
+
+
+def test_metrics_leave_the_backend_on_its_operations_port_only() -> None:
+    backend = compose_services()["backend"]
+    ops_port = backend["environment"]["OPS_PORT"]
+    settings = backend_settings()
+    assert settings.ops_port == int(ops_port) != settings.port
+    assert all(not str(port).endswith(f":{ops_port}") for port in backend["ports"]), "the ops port is published"
+
+
+def test_the_edge_is_an_optional_nginx_the_backend_trusts() -> None:
+    nginx = compose_services()["nginx"]
+    assert nginx["profiles"] == ["edge"]
+    assert "./deploy/nginx/sqal.conf:/etc/nginx/conf.d/default.conf:ro" in nginx["volumes"]
+    address = with_defaults(nginx["networks"]["default"]["ipv4_address"])
+    subnet = with_defaults(raw_compose()["networks"]["default"]["ipam"]["config"][0]["subnet"])
+    assert ipaddress.ip_address(address) in ipaddress.ip_network(subnet)
+    assert backend_settings().forwarded_allow_ips == (f"{address}/32",), "the backend must trust the edge, only it"
+    assert {with_defaults(str(port)).split(":")[-1] for port in nginx["ports"]} == {"443", "80"}

@@ -35,9 +35,10 @@ def test_no_compiler_reaches_a_final_image() -> None:
     assert copies == ["--from=builder /opt/venv /opt/venv"], "only the virtualenv crosses from the builder"
 
 
-def test_only_runtime_requirements_are_installed() -> None:
+def test_only_runtime_requirements_are_installed_from_the_hash_lock() -> None:
     text = DOCKERFILE.read_text()
-    assert "requirements.txt" in text
+    installs = [run for run in stage("builder").args("RUN") if "pip install" in run]
+    assert installs == ["pip install --no-deps --require-hashes -r /tmp/requirements.lock && pip check"]
     assert "requirements-dev" not in text
 
 
@@ -52,8 +53,13 @@ def test_backend_entrypoint_and_healthcheck() -> None:
     assert json.loads(backend.args("ENTRYPOINT")[-1]) == ["gunicorn", "-c", "gunicorn.conf.py", "backend:create_app()"]
     healthcheck = backend.args("HEALTHCHECK")[-1]
     assert "http://127.0.0.1:8000/health/live" in healthcheck
-    assert "8000" in backend.args("EXPOSE")
-    assert "HOST=0.0.0.0" in " ".join(backend.args("ENV"))
+    exposed = " ".join(backend.args("EXPOSE")).split()
+    assert "8000" in exposed
+    environment = " ".join(backend.args("ENV"))
+    assert "HOST=0.0.0.0" in environment
+    # The image serves /metrics on its operations port only (the API port answers 404).
+    assert "OPS_PORT=9464" in environment
+    assert "9464" in exposed
 
 
 def test_simulator_image_carries_no_backend_code() -> None:
@@ -83,4 +89,4 @@ def test_copied_files_exist_and_pass_the_dockerignore() -> None:
         assert (REPO / source).exists(), f"COPY {source}: no such file"
         assert source in allowed, f"COPY {source} is excluded by .dockerignore"
     assert {"**/.env", "**/__pycache__"} <= set(rules)
-    assert not allowed & {"tests", ".git", ".venv", ".env", "requirements-dev.txt"}
+    assert not allowed & {"tests", ".git", ".venv", ".env", "requirements-dev.txt", "requirements-dev.lock"}

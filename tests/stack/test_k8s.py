@@ -6,6 +6,7 @@ import dataclasses
 import shutil
 import subprocess
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
@@ -14,7 +15,8 @@ import yaml
 from apiflask import APIFlask
 
 from backend.core.config import Settings, documented_variables
-from tests.stack.stackfiles import REPO
+from scripts import timescale
+from tests.stack.stackfiles import REPO, compose_services, with_defaults
 
 K8S = REPO / "deploy" / "k8s"
 OVERLAY = K8S / "overlays" / "production"
@@ -171,19 +173,65 @@ def test_migration_job_runs_alembic_with_the_release_image() -> None:
     assert container()["image"].endswith(":1.0.0")
 
 
+def test_the_database_is_the_timescaledb_the_tests_run() -> None:
+    image = f"timescale/timescaledb:{timescale.NEWEST_VERSION}-pg16"
+    assert with_defaults(compose_services()["timescaledb"]["image"]) == image
+    assert resource("Job")["metadata"]["annotations"]["sqal/database"] == image
+
+
 def test_config_map_sets_only_known_settings() -> None:
     known = {name for name, _, _ in documented_variables()}
     assert set(config_map()) - known == set()
     assert {item["name"] for item in container()["env"]} - known == set()
 
 
+def secret_settings() -> set[str]:
+    return {f.metadata["env"] for f in dataclasses.fields(Settings) if f.metadata["secret"]}
+
+
 def test_secret_template_has_every_secret_setting_and_no_value() -> None:
     template = yaml.safe_load(SECRET_TEMPLATE.read_text())
-    secret_settings = {f.metadata["env"] for f in dataclasses.fields(Settings) if f.metadata["secret"]}
-    assert set(template["stringData"]) == secret_settings
+    assert set(template["stringData"]) == secret_settings()
     assert set(template["stringData"].values()) == {""}
     assert not any(doc["kind"] == "Secret" for doc in rendered()), "applying the kustomization must not blank it"
-    assert {ref.get("secretRef", {}).get("name") for ref in container()["envFrom"]} >= {template["metadata"]["name"]}
+
+
+@pytest.mark.parametrize("kind", ["Deployment", "Job"])
+def test_secrets_reach_the_pods_as_files_never_as_environment(kind: str, tmp_path: Path) -> None:
+    template = yaml.safe_load(SECRET_TEMPLATE.read_text())
+    pod = resource(kind)["spec"]["template"]["spec"]
+    [spec] = pod["containers"]
+    assert all("secretRef" not in ref for ref in spec.get("envFrom", [])), "a secret in the environment"
+    [volume] = [v for v in pod["volumes"] if "secret" in v]
+    assert volume["secret"]["secretName"] == template["metadata"]["name"]
+    [mount] = [m for m in spec["volumeMounts"] if m["name"] == volume["name"]]
+    assert mount["readOnly"] is True
+    # Readable by the app's group (fsGroup), nobody else.
+    assert volume["secret"]["defaultMode"] == 0o440
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]
+    files = {item["name"]: item["value"] for item in spec["env"] if item["name"].endswith("_FILE")}
+    needed = secret_settings() - ({"METRICS_TOKEN"} if kind == "Job" else set())
+    assert files == {f"{name}_FILE": f"{mount['mountPath']}/{name}" for name in needed}
+    # What the app makes of the mounted Secret: an empty key is unset, the others are read.
+    directory = tmp_path
+    values = {"DATABASE_URL": "postgresql://app:pw@db:5432/sqal\n", "REDIS_PASSWORD": "pw"}
+    for name in needed:
+        (directory / name).write_text(values.get(name, ""))
+    environ = {**config_map(), **{key: str(directory / Path(path).name) for key, path in files.items()}}
+    settings = Settings.from_env(environ)
+    assert settings.database_url == "postgresql+psycopg2://app:pw@db:5432/sqal"
+    assert settings.redis_url == f"redis://:pw@{config_map()['REDIS_HOST']}:6379/0"
+
+
+def test_the_operations_port_is_scraped_and_the_api_port_is_not() -> None:
+    ops_port = int(config_map()["OPS_PORT"])
+    assert ops_port != int(config_map()["PORT"])
+    ports = {p["name"]: p["containerPort"] for p in container()["ports"]}
+    assert ports["ops"] == ops_port
+    annotations = resource("Deployment")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(ops_port)
+    service_ports = {p["name"]: p["targetPort"] for p in resource("Service")["spec"]["ports"]}
+    assert service_ports == {"http": "http", "ops": "ops"}
 
 
 OPERATOR_OVERLAY = K8S / "overlays" / "prometheus-operator"
@@ -220,6 +268,7 @@ def test_service_monitor_scrapes_the_service_like_the_annotations_do() -> None:
     [port] = [p for p in service["spec"]["ports"] if p["name"] == endpoint["port"]]
     container_port = next(p for p in container()["ports"] if p["name"] == port["targetPort"])
     assert str(container_port["containerPort"]) == annotations["prometheus.io/port"]
+    assert endpoint["port"] == "ops", "the API port answers /metrics with 404"
     assert endpoint["path"] == annotations["prometheus.io/path"] == "/metrics"
     # Queries select job="backend": the Operator's default job (the Service name) is replaced.
     prometheus = yaml.safe_load((REPO / "observability" / "prometheus" / "prometheus.yml").read_text())

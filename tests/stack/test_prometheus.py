@@ -13,7 +13,16 @@ import yaml
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from tests.stack.prometheus_server import PrometheusServer, free_port
-from tests.stack.stackfiles import OBSERVABILITY, PROMETHEUS_DIR, REPO, alert_names, require_tool, rule_files, rules
+from tests.stack.stackfiles import (
+    OBSERVABILITY,
+    PROMETHEUS_DIR,
+    REPO,
+    alert_names,
+    compose_services,
+    require_tool,
+    rule_files,
+    rules,
+)
 
 ALERTMANAGER_FILE = OBSERVABILITY / "alertmanager" / "alertmanager.yml"
 RULE_TESTS = sorted((PROMETHEUS_DIR / "tests").glob("*_test.yml"))
@@ -108,7 +117,11 @@ def test_alertmanager_routes_by_severity(labels: list[str], receiver: str) -> No
 def test_prometheus_scrapes_each_backend_replica_by_dns() -> None:
     config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
     backend = next(job for job in config["scrape_configs"] if job["job_name"] == "backend")
-    assert backend["dns_sd_configs"] == [{"names": ["backend"], "type": "A", "port": 8000, "refresh_interval": "15s"}]
+    # The operations port: the API port answers /metrics with 404.
+    ops_port = int(compose_services()["backend"]["environment"]["OPS_PORT"])
+    assert backend["dns_sd_configs"] == [
+        {"names": ["backend"], "type": "A", "port": ops_port, "refresh_interval": "15s"}
+    ]
     assert config["rule_files"] == ["rules/*.yml"]
 
 

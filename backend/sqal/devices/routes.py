@@ -22,6 +22,7 @@ NO_STORE = {"Cache-Control": "no-store"}
 @bp.input(DeviceCreate, arg_name="body")
 @bp.output(DeviceToken, status_code=201)
 @bp.doc(
+    operation_id="createDevice",
     summary="Register a device; its token is in the response, once",
     responses=[409, *BODY_ERRORS],
     security=WRITE_SECURITY,
@@ -35,6 +36,7 @@ def create_device(body: DeviceCreate) -> tuple[DeviceToken, int, dict[str, str]]
 @require_scope("devices:admin")
 @bp.output(DeviceToken)
 @bp.doc(
+    operation_id="rotateDeviceToken",
     summary="Issue a new token; the old one is refused and its open sockets are closed (1008)",
     responses=[404, *AUTH_ERRORS],
     security=WRITE_SECURITY,
@@ -49,6 +51,7 @@ def rotate_token(device_id: str) -> tuple[DeviceToken, int, dict[str, str]]:
 @bp.input(DeviceUpdate, arg_name="body")
 @bp.output(DeviceState)
 @bp.doc(
+    operation_id="updateDevice",
     summary="Enable or disable a device (disabling closes its open sockets with 1008)",
     responses=[404, *BODY_ERRORS],
     security=WRITE_SECURITY,

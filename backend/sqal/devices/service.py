@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
+
 from backend.core import security
 from backend.core.database import get_or_404
 from backend.core.errors import Conflict
@@ -20,11 +22,32 @@ TOKEN_PREFIX = "sqal_dev_"
 def create_device(
     device_id: str, profile: str | None = None, firmware_version: str | None = None, *, replace_token: bool = False
 ) -> str:
-    """Create a device (or give an existing one a new token with `replace_token`); return the token once."""
+    """Create a device (or give an existing one a new token with `replace_token`); return the token once.
+
+    Two concurrent creations of one id (API, CLI, seeder) both miss the row, and the second insert hits the primary
+    key: that is the same Conflict as a sequential duplicate, or, with `replace_token`, a second try that finds the
+    row and replaces its token.
+    """
+    try:
+        return _create_or_replace(device_id, profile, firmware_version, replace_token)
+    except IntegrityError:
+        db.session.rollback()
+        if db.session.get(Device, device_id) is None:
+            raise  # not the race on the id: a real error
+        if not replace_token:
+            raise _already_exists(device_id) from None
+        return _create_or_replace(device_id, profile, firmware_version, replace_token)
+
+
+def _already_exists(device_id: str) -> Conflict:
+    return Conflict(f"Device {device_id} already exists", {"device_id": device_id})
+
+
+def _create_or_replace(device_id: str, profile: str | None, firmware_version: str | None, replace_token: bool) -> str:
     token = security.generate_token(TOKEN_PREFIX)
     device = db.session.get(Device, device_id)
     if device is not None and not replace_token:
-        raise Conflict(f"Device {device_id} already exists", {"device_id": device_id})
+        raise _already_exists(device_id)
     if device is None:
         device = Device(device_id=device_id, profile=profile, firmware_version=firmware_version, enabled=True)
         db.session.add(device)

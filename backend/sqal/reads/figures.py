@@ -1,4 +1,4 @@
-"""The dashboard figures: one SQL statement of index-only scans, read through the `dashboard` cache.
+"""The dashboard figures: one SQL statement (index-only scans, or the hourly aggregate on TimescaleDB), cached.
 
 Served by `GET /api/dashboard/metrics/` and pushed by `/ws/dashboard/`. The cache (`backend.core.cache`: TTL
 CACHE_TTL_DASHBOARD ≤ 5 s, single flight within and across workers) means a wall of dashboards costs about one SQL
@@ -16,6 +16,8 @@ from sqlalchemy import text
 
 from backend.core import cache
 from backend.extensions import db
+from backend.sqal.aggregates import HOUR_VIEW
+from backend.sqal.reads import cells
 from backend.sqal.reads.schemas import DashboardMetrics
 from backend.sqal.vocabulary import CONFORMING, GRADES, day_bounds, sql_list
 
@@ -28,15 +30,37 @@ CACHE_KEY = "metrics"
 # One statement of index-only scans. Today's samples are counted one grade at a time, each a range of
 # ix_sensor_samples_grade_time aggregated without hashing or FILTER (several times cheaper per row); "last hour" and
 # the throughput window are counted by their own (small) range scans.
-_FIGURES_SQL = text(
-    f"""
-    WITH grades AS MATERIALIZED (
-        SELECT g.grade, t.samples, t.score_sum
-        FROM (VALUES {", ".join(f"('{grade}')" for grade in GRADES)}) AS g(grade)
-        CROSS JOIN LATERAL (
-            SELECT count(*) AS samples, sum(fusion_final_score) AS score_sum FROM sensor_samples
-            WHERE fusion_final_grade = g.grade AND "timestamp" >= :day_start AND "timestamp" < :day_end
-        ) t
+_RAW_GRADES = f"""
+    SELECT g.grade, t.samples, t.score_sum
+    FROM (VALUES {", ".join(f"('{grade}')" for grade in GRADES)}) AS g(grade)
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS samples, sum(fusion_final_score) AS score_sum FROM sensor_samples
+        WHERE fusion_final_grade = g.grade AND "timestamp" >= :day_start AND "timestamp" < :day_end
+    ) t
+"""
+_RAW_DEFECTS = """
+    SELECT d.code, count(*) AS n
+    FROM sensor_samples s CROSS JOIN LATERAL jsonb_array_elements_text(s.fusion_defects) AS d(code)
+    WHERE s."timestamp" >= :day_start AND s."timestamp" < :day_end AND s.fusion_defects <> '[]'::jsonb
+    GROUP BY d.code ORDER BY n DESC, d.code LIMIT :top
+"""
+# TimescaleDB: the same figures from the hourly real-time aggregate (a UTC day is whole hours).
+_AGGREGATE_GRADES = f"""
+    SELECT g.grade, coalesce(a.samples, 0) AS samples, a.score_sum
+    FROM (VALUES {", ".join(f"('{grade}')" for grade in GRADES)}) AS g(grade)
+    LEFT JOIN (
+        SELECT grade, sum(samples) AS samples, sum(score_sum) AS score_sum FROM {HOUR_VIEW}
+        WHERE bucket >= :day_start AND bucket < :day_end GROUP BY grade
+    ) a ON a.grade = g.grade
+"""
+_AGGREGATE_DEFECTS = f"""
+    SELECT d.code, sum(a.samples) AS n
+    FROM {HOUR_VIEW} a CROSS JOIN LATERAL jsonb_array_elements_text(a.defects) AS d(code)
+    WHERE a.bucket >= :day_start AND a.bucket < :day_end AND a.defects <> '[]'::jsonb
+    GROUP BY d.code ORDER BY n DESC, d.code LIMIT :top
+"""
+_FIGURES_SQL = f"""
+    WITH grades AS MATERIALIZED ({{grades}}
     ), today AS (
         SELECT coalesce(sum(samples), 0) AS samples, sum(score_sum) / nullif(sum(samples), 0) AS average_score,
                jsonb_object_agg(grade, samples) AS grades,
@@ -47,12 +71,7 @@ _FIGURES_SQL = text(
     ), defects AS (
         SELECT coalesce(jsonb_agg(jsonb_build_object('code', code, 'count', n) ORDER BY n DESC, code), '[]')
                AS top_defects
-        FROM (
-            SELECT d.code, count(*) AS n
-            FROM sensor_samples s CROSS JOIN LATERAL jsonb_array_elements_text(s.fusion_defects) AS d(code)
-            WHERE s."timestamp" >= :day_start AND s."timestamp" < :day_end AND s.fusion_defects <> '[]'::jsonb
-            GROUP BY d.code ORDER BY n DESC, d.code LIMIT :top
-        ) ranked
+        FROM ({{defects}}) ranked
     )
     SELECT today.samples AS today, today.average_score, today.grades, today.reject_rate, today.conformity_rate,
            today.samples / CAST(:elapsed_hours AS float8) AS samples_per_hour,
@@ -63,8 +82,9 @@ _FIGURES_SQL = text(
            (SELECT count(*) FROM devices WHERE enabled AND last_seen_at > :online_since) AS active_devices,
            (SELECT count(*) FROM devices WHERE enabled) AS devices_total
     FROM today, defects
-    """
-)
+"""
+RAW_FIGURES = text(_FIGURES_SQL.format(grades=_RAW_GRADES, defects=_RAW_DEFECTS))
+AGGREGATE_FIGURES = text(_FIGURES_SQL.format(grades=_AGGREGATE_GRADES, defects=_AGGREGATE_DEFECTS))
 
 
 def select_figures(
@@ -84,7 +104,8 @@ def select_figures(
     }
     # Small index-only scans: parallel workers would only add start-up cost and compete with ingestion.
     db.session.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
-    row = db.session.execute(_FIGURES_SQL, params).mappings().one()
+    statement = AGGREGATE_FIGURES if cells.has_aggregates(db.engine) else RAW_FIGURES
+    row = db.session.execute(statement, params).mappings().one()
     db.session.rollback()  # read-only; also ends the SET LOCAL
     return {
         "generated_at": now,

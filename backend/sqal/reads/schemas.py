@@ -79,6 +79,9 @@ GradeList = Annotated[
 ]
 
 
+_FILTERS_DIGEST = re.compile(r"[0-9a-f]{16}")
+
+
 class CursorError(ValueError):
     """The cursor is not one this API issued (or was issued for other filters)."""
 
@@ -98,20 +101,30 @@ class Cursor:
 
     @classmethod
     def decode(cls, text: str) -> Cursor:
-        """Parse a cursor, or raise CursorError."""
+        """Parse a cursor and check every field, or raise CursorError.
+
+        The cursor is client input: a well-formed one may still hold what no page ever issued (an offset
+        PostgreSQL refuses such as +20:00, a number for the id). Each field is checked against what `encode`
+        writes (a UTC timestamp, a UUID, a filters digest), so nothing the database could refuse reaches it.
+        """
         try:
             raw = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-            timestamp = datetime.fromisoformat(raw["t"])
-            cursor = cls(timestamp, uuid.UUID(raw["i"]), str(raw["f"]))
-        except (binascii.Error, ValueError, TypeError, KeyError, UnicodeDecodeError):
+            if not isinstance(raw, dict) or set(raw) != {"t", "i", "f"}:
+                raise ValueError("unexpected fields")
+            stamp, identifier, filters = raw["t"], raw["i"], raw["f"]
+            if not all(isinstance(value, str) for value in (stamp, identifier, filters)):
+                raise ValueError("every field is a string")
+            timestamp = datetime.fromisoformat(stamp)
+            if timestamp.utcoffset() != timedelta(0) or not _FILTERS_DIGEST.fullmatch(filters):
+                raise ValueError("not a UTC timestamp, or not a digest")
+            cursor = cls(timestamp, uuid.UUID(hex=identifier), filters)
+        except (binascii.Error, ValueError, UnicodeDecodeError):
             raise CursorError("not a cursor returned by this endpoint") from None
-        if timestamp.tzinfo is None:
-            raise CursorError("not a cursor returned by this endpoint")
         return cursor
 
 
-class SampleQuery(BaseModel):
-    """Query string of GET /api/sqal/samples. Filters combine with AND."""
+class SampleFilters(BaseModel):
+    """The filters of GET /api/sqal/samples and of its export. They combine with AND."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -120,6 +133,27 @@ class SampleQuery(BaseModel):
     from_: QueryDatetime | None = Field(None, alias="from", description="samples at or after (ISO 8601 with zone)")
     to: QueryDatetime | None = Field(None, description="samples strictly before (ISO 8601 with zone)")
     min_score: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SampleFilters:
+        if self.from_ is not None and self.to is not None and self.from_ >= self.to:
+            raise ValueError("`from` must be before `to`")
+        return self
+
+    def filters(self) -> dict[str, Any]:
+        """The filters as keyword arguments of the read services."""
+        return {
+            "device_id": self.device_id,
+            "grades": self.grade,
+            "start": self.from_,
+            "end": self.to,
+            "min_score": self.min_score,
+        }
+
+
+class SampleQuery(SampleFilters):
+    """Query string of GET /api/sqal/samples."""
+
     limit: Annotated[int, Field(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT
     cursor: Annotated[str, Field(min_length=1, max_length=500)] | None = Field(
         None, description="`next_cursor` of the previous page"
@@ -134,8 +168,6 @@ class SampleQuery(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> SampleQuery:
-        if self.from_ is not None and self.to is not None and self.from_ >= self.to:
-            raise ValueError("`from` must be before `to`")
         position = self.position()
         if position is not None and position.filters != self.filters_digest():
             raise ValueError("the cursor was issued for other filters; restart without a cursor")
@@ -158,6 +190,15 @@ class SampleQuery(BaseModel):
         if "grade" in args:
             args["grade"] = ",".join(args["grade"])
         return args
+
+
+ExportFormat = Literal["csv", "ndjson"]
+
+
+class ExportQuery(SampleFilters):
+    """Query string of GET /api/sqal/samples/export: the filters of /api/sqal/samples and the format."""
+
+    format: ExportFormat = Field("csv", description="csv (a header line, then one line per sample) or ndjson")
 
 
 class SampleLookupQuery(BaseModel):

@@ -20,7 +20,8 @@ from sqlalchemy.engine import Engine, RowMapping
 from backend.core.errors import Conflict, NotFound
 from backend.extensions import db
 from backend.sqal.models import SensorSample
-from backend.sqal.vocabulary import GRADES, day_bounds, sql_list
+from backend.sqal.reads import cells
+from backend.sqal.vocabulary import GRADES, day_bounds
 
 BUCKET_ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
 
@@ -114,17 +115,15 @@ def _summary(row: RowMapping) -> dict[str, Any]:
     return item
 
 
-def list_samples(
+def sample_conditions(
     *,
     device_id: str | None = None,
     grades: Sequence[str] | None = None,
     start: datetime | None = None,
     end: datetime | None = None,
     min_score: float | None = None,
-    after: tuple[datetime, uuid.UUID] | None = None,
-    limit: int = 50,
-) -> tuple[list[dict[str, Any]], bool]:
-    """Samples newest first (timestamp, then id), strictly after the keyset position `after`; (items, more)."""
+) -> list[ColumnElement[bool]]:
+    """The WHERE conditions of the sample filters (shared by the listing and the export)."""
     conditions: list[ColumnElement[bool]] = []
     if device_id is not None:
         conditions.append(S.device_id == device_id)
@@ -136,6 +135,19 @@ def list_samples(
         conditions.append(S.timestamp < end)
     if min_score is not None:
         conditions.append(S.fusion_final_score >= min_score)
+    return conditions
+
+
+def list_samples(
+    *,
+    after: tuple[datetime, uuid.UUID] | None = None,
+    limit: int = 50,
+    **filters: Any,
+) -> tuple[list[dict[str, Any]], bool]:
+    """Samples newest first (timestamp, then id), strictly after the keyset position `after`; (items, more).
+
+    `filters`: those of `sample_conditions`."""
+    conditions = sample_conditions(**filters)
     if after is not None:
         # The plain bound lets the planner range-scan the timestamp index; the row comparison breaks ties.
         conditions.append(S.timestamp <= after[0])
@@ -193,22 +205,29 @@ def list_devices(now: datetime, online_seconds: float) -> list[dict[str, Any]]:
 
 
 def timeseries(width: timedelta, start: datetime, end: datetime, device_id: str | None = None) -> list[dict[str, Any]]:
-    """Per bucket of [start, end): count, average fused score, count per grade; empty buckets included."""
+    """Per bucket of [start, end): count, average fused score, count per grade; empty buckets included.
+
+    From the continuous aggregates on TimescaleDB (`cells.py`), from the raw rows elsewhere: the same numbers.
+    """
     engine = db.engine
     if has_timescaledb(engine):
-        bucket = 'time_bucket(CAST(:width AS interval), "timestamp", origin => CAST(:origin AS timestamptz))'
+        function = "time_bucket(CAST(:width AS interval), {}, origin => CAST(:origin AS timestamptz))"
     else:
-        bucket = 'date_bin(CAST(:width AS interval), "timestamp", CAST(:origin AS timestamptz))'
-    device_filter = "AND device_id = :device_id" if device_id is not None else ""
+        function = "date_bin(CAST(:width AS interval), {}, CAST(:origin AS timestamptz))"
+    source, source_params = cells.cells_sql(
+        function.format,
+        start,
+        end,
+        BUCKET_ORIGIN,
+        use_aggregates=cells.has_aggregates(engine),
+        whole_hours=width % cells.HOUR == timedelta(0),
+        device_id=device_id,
+    )
     statement = text(
         f"""
         WITH cells AS (
-            SELECT {bucket} AS bucket, fusion_final_grade AS grade, count(*) AS samples,
-                   sum(fusion_final_score) AS score_sum
-            FROM sensor_samples
-            WHERE fusion_final_grade IN ({sql_list(GRADES)})
-              AND "timestamp" >= :start AND "timestamp" < :end {device_filter}
-            GROUP BY 1, 2
+            SELECT bucket, grade, sum(samples) AS samples, sum(score_sum) AS score_sum
+            FROM ({source}) AS source GROUP BY 1, 2
         ), points AS (
             SELECT bucket, sum(samples) AS samples, sum(score_sum) / sum(samples) AS average_score,
                    jsonb_object_agg(grade, samples) AS grades
@@ -227,7 +246,7 @@ def timeseries(width: timedelta, start: datetime, end: datetime, device_id: str 
         "start": start,
         "end": end,
         "first": bucket_start(start, width),
-        "device_id": device_id,
+        **source_params,
     }
     return [
         {

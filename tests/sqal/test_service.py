@@ -197,6 +197,23 @@ def test_a_sample_id_reused_with_other_content_is_a_conflict(app: APIFlask, ctx:
     assert service.store_samples(device_id, [other_first], datetime.now(UTC)) == ["duplicate"]
 
 
+def test_before_migration_0007_samples_are_still_stored_exactly_once(app: APIFlask, ctx: None) -> None:
+    # New code may run before its migration has finished (docs/migrations.md): a ledger without content_hash.
+    device_id, _ = make_device(app)
+    first, second = samples(device_id, [1, 2])
+    db.session.execute(text("ALTER TABLE sensor_sample_keys DROP COLUMN content_hash"))
+    db.session.commit()
+    try:
+        assert service.store_samples(device_id, [first], datetime.now(UTC)) == ["stored"]
+        assert service.store_samples(device_id, [first, second], datetime.now(UTC)) == ["duplicate", "stored"]
+    finally:
+        db.session.rollback()
+        db.session.execute(text("ALTER TABLE sensor_sample_keys ADD COLUMN content_hash bytea"))
+        db.session.commit()
+        service._legacy_ledger_until = 0.0
+    assert stored_sample_ids(app, device_id) == [first.sample_id, second.sample_id]
+
+
 def test_storage_failure_commits_nothing_and_the_session_recovers(app: APIFlask, ctx: None) -> None:
     device_id, _ = make_device(app)
     first, second = samples(device_id, [1, 2])

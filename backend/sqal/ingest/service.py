@@ -8,21 +8,26 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+import psycopg2.errors
 from pydantic_core import to_json
-from sqlalchemy import func, select, text, update
+from sqlalchemy import Row, TextClause, func, select, text, update
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import ProgrammingError, SQLAlchemyError
 
 from backend.core import security
 from backend.core.errors import ServiceUnavailable
 from backend.extensions import db
 from backend.sqal.ingest.schemas import SampleIn
 from backend.sqal.models import Device, SensorSample
+
+logger = logging.getLogger(__name__)
 
 Status = Literal["stored", "duplicate", "conflict"]
 
@@ -102,8 +107,7 @@ _SAMPLE_COLUMNS = tuple(
 # SELECT reads the ledger as it was before the statement (a data-modifying CTE's rows are invisible to the rest of
 # its statement), so only earlier keys compare, by primary key. The whole batch travels as one JSON parameter that
 # PostgreSQL unpacks: no per-value bind parameters to compile, adapt and encode in Python.
-_STORE_FRAME = text(
-    """
+_STORE_FRAME_SQL = """
     WITH device AS (
         UPDATE devices SET last_seen_at = now(), firmware_version = :firmware_version, profile = :profile
         WHERE device_id = :device_id AND enabled AND (CAST(:token_hash AS text) IS NULL OR token_hash = :token_hash)
@@ -112,8 +116,8 @@ _STORE_FRAME = text(
         SELECT key, decode(digest, 'hex') AS content_hash
         FROM unnest(CAST(:sample_ids AS text[]), CAST(:digests AS text[])) AS f(key, digest)
     ), new_keys AS (
-        INSERT INTO sensor_sample_keys (device_id, sample_id, content_hash)
-        SELECT :device_id, key, content_hash FROM incoming
+        INSERT INTO sensor_sample_keys (device_id, sample_id{hash_column})
+        SELECT :device_id, key{hash_value} FROM incoming
         WHERE (SELECT enabled FROM device)
         ON CONFLICT DO NOTHING RETURNING sample_id
     ), stored AS (
@@ -121,15 +125,32 @@ _STORE_FRAME = text(
         SELECT :device_id, :received_at, {names} FROM json_to_recordset(CAST(:rows AS json)) AS r({typed})
         WHERE r.sample_id IN (SELECT sample_id FROM new_keys)
     )
-    SELECT (SELECT enabled FROM device) AS enabled, ARRAY(SELECT sample_id FROM new_keys) AS stored,
-           ARRAY(SELECT i.key FROM incoming i JOIN sensor_sample_keys k
+    SELECT (SELECT enabled FROM device) AS enabled, ARRAY(SELECT sample_id FROM new_keys) AS stored, {conflicts}
+"""
+_CONFLICTS = """ARRAY(SELECT i.key FROM incoming i JOIN sensor_sample_keys k
                  ON k.device_id = :device_id AND k.sample_id = i.key
-                 WHERE k.content_hash <> i.content_hash) AS conflicts
-    """.format(
-        names=", ".join(f'"{name}"' for name, _ in _SAMPLE_COLUMNS),
-        typed=", ".join(f'"{name}" {kind}' for name, kind in _SAMPLE_COLUMNS),
+                 WHERE k.content_hash <> i.content_hash) AS conflicts"""
+
+
+def _store_frame(with_hashes: bool) -> TextClause:
+    return text(
+        _STORE_FRAME_SQL.format(
+            names=", ".join(f'"{name}"' for name, _ in _SAMPLE_COLUMNS),
+            typed=", ".join(f'"{name}" {kind}' for name, kind in _SAMPLE_COLUMNS),
+            hash_column=", content_hash" if with_hashes else "",
+            hash_value=", content_hash" if with_hashes else "",
+            conflicts=_CONFLICTS if with_hashes else "CAST(ARRAY[] AS text[]) AS conflicts",
+        )
     )
-)
+
+
+_STORE_FRAME = _store_frame(with_hashes=True)
+# The same without the ledger's `content_hash` (before migration 0007): new code may run before the migration has
+# finished (docs/migrations.md), so a missing column falls back to this statement (no conflicts detected) and the
+# full one is tried again after LEGACY_LEDGER_SECONDS.
+_STORE_FRAME_WITHOUT_HASHES = _store_frame(with_hashes=False)
+LEGACY_LEDGER_SECONDS = 10.0
+_legacy_ledger_until = 0.0
 
 
 def row_json(sample: SampleIn) -> bytes:
@@ -192,20 +213,18 @@ def store_samples(
     digests = [content_digest(row) for row in rows]
     unique = [samples[index] for index in first_index.values()]
     meta = samples[-1].meta
+    parameters = {
+        "device_id": device_id,
+        "token_hash": token_hash,
+        "firmware_version": meta.firmware_version,
+        "profile": meta.config_profile,
+        "sample_ids": [sample.sample_id for sample in unique],
+        "digests": [digests[index] for index in first_index.values()],
+        "received_at": received_at,
+        "rows": (b"[" + b",".join(rows[index] for index in first_index.values()) + b"]").decode(),
+    }
     try:
-        outcome = db.session.execute(
-            _STORE_FRAME,
-            {
-                "device_id": device_id,
-                "token_hash": token_hash,
-                "firmware_version": meta.firmware_version,
-                "profile": meta.config_profile,
-                "sample_ids": [sample.sample_id for sample in unique],
-                "digests": [digests[index] for index in first_index.values()],
-                "received_at": received_at,
-                "rows": (b"[" + b",".join(rows[index] for index in first_index.values()) + b"]").decode(),
-            },
-        ).one()
+        outcome = _execute_store(parameters)
         if not outcome.enabled:
             db.session.rollback()
             raise credential_refusal(device_id, token_hash) or DeviceRejected("device_disabled", "device is disabled")
@@ -224,6 +243,24 @@ def store_samples(
         else:  # a repeat within the frame: compared with its first copy
             statuses.append("duplicate" if digests[index] == digests[first] else "conflict")
     return statuses
+
+
+def _execute_store(parameters: dict[str, Any]) -> Row[Any]:
+    """Run the frame's statement; on a ledger without `content_hash` (before 0007), its legacy form."""
+    global _legacy_ledger_until
+    if time.monotonic() >= _legacy_ledger_until:
+        try:
+            return db.session.execute(_STORE_FRAME, parameters).one()
+        except ProgrammingError as exc:
+            if not isinstance(exc.orig, psycopg2.errors.UndefinedColumn):
+                raise
+            db.session.rollback()  # the frame's transaction held only this statement: nothing else is lost
+            _legacy_ledger_until = time.monotonic() + LEGACY_LEDGER_SECONDS
+            logger.warning(
+                "sensor_sample_keys has no content_hash yet (migration 0007): conflicts are not detected",
+                extra={"event": "ledger_without_content_hash"},
+            )
+    return db.session.execute(_STORE_FRAME_WITHOUT_HASHES, parameters).one()
 
 
 def _rollback_quietly() -> None:

@@ -70,7 +70,7 @@ def test_sockets_beyond_the_device_cap_replace_the_oldest_across_instances(
             sockets.append(newcomer)
             assert alive(newcomer)
             close_code, last = closed_with(sockets[newcomer_index])  # idle: closed without sending anything
-            assert close_code == 1008
+            assert close_code == 4000  # not 1008: a replaced genuine device must reconnect, not give up
             assert last is not None
             assert (last["type"], last["code"]) == ("error", "session_replaced")
         assert all(alive(socket) for socket in sockets[2:])  # the cap's worth of newest sockets stay
@@ -89,7 +89,7 @@ def test_a_stolen_token_cannot_take_the_socket_slots_of_other_devices(
             previous = admitted(stack, url, stolen)
             for _ in range(4):
                 thief = admitted(stack, url, stolen)
-                assert closed_with(previous)[0] == 1008  # the older socket of the same token is gone
+                assert closed_with(previous)[0] == 4000  # the older socket of the same token is gone
                 previous = thief
             genuine_socket = admitted(stack, url, genuine)
             assert alive(previous)

@@ -47,6 +47,9 @@ RECEIVE_POLL = 10.0
 CLOSE_GOING_AWAY = 1001
 CLOSE_INTERNAL_ERROR = 1011
 CLOSE_TRY_AGAIN_LATER = 1013
+# Private-use code (RFC 6455 §7.4.2) for `session_replaced`: not 1008, which devices read as "credential refused,
+# stop" (clients/device_client.py); a replaced genuine device must reconnect, or a thief could kick it for good.
+CLOSE_SESSION_REPLACED = 4000
 RESERVED_HTTP_THREADS = 4
 EXTENSION_KEY = "sqal"
 
@@ -188,7 +191,8 @@ def _serve(
                 refusal.code,
                 extra={"event": "ws_session_closed", "device_id": session.device_id, "reason": refusal.code},
             )
-            _refuse(ws, error(refusal.code, refusal.message), CLOSE_POLICY_VIOLATION)
+            close_code = CLOSE_SESSION_REPLACED if refusal.code == "session_replaced" else CLOSE_POLICY_VIOLATION
+            _refuse(ws, error(refusal.code, refusal.message), close_code)
             return
         message = ws.receive(timeout=min(RECEIVE_POLL, session.until_next_check()))
         if message is None or message is WAKE:

@@ -171,6 +171,9 @@ class Settings:
     ws_device_rate_limit: str = env(
         "WS_DEVICE_RATE_LIMIT", "100/minute", parse_rate, "Messages per device (token bucket, shared in Redis)"
     )
+    ws_device_max_sockets: int = env(
+        "WS_DEVICE_MAX_SOCKETS", 1, parse_int(1, 100), "Open sockets per device (all workers; a newcomer takes over)"
+    )
     sqal_generation_interval: float = env(
         "SQAL_GENERATION_INTERVAL", 5.0, parse_float(0.1, 3600), "Expected device interval; online = seen in 2"
     )

@@ -2,7 +2,7 @@
 
 `ingest/` (the authenticated `/ws/sensors/`, docs/protocol.md), `devices/` (registration, tokens), `reads/` (REST
 reads, dashboard figures) and `live/` (`/ws/dashboard/`, the page) share only the top-level modules (models,
-vocabulary, websocket, metrics); `init_app` wires them together.
+vocabulary, websocket, metrics, pubsub, sessions); `init_app` wires them together.
 """
 
 from __future__ import annotations

@@ -12,8 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, request
@@ -31,7 +30,7 @@ from backend.sqal.ingest import service
 from backend.sqal.ingest.frames import CLOSE_POLICY_VIOLATION, FrameHandler, Outcome, error
 from backend.sqal.ingest.publisher import SamplePublisher
 from backend.sqal.vocabulary import channel_for
-from backend.sqal.websocket import encode, let_reader_finish, send
+from backend.sqal.websocket import CLOSE_TRY_AGAIN_LATER, SOCKETS_KEY, SocketBudget, encode, let_reader_finish, send
 
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -42,9 +41,8 @@ RATE_SCOPE = "ws_device"
 RECEIVE_POLL = 10.0
 CLOSE_GOING_AWAY = 1001
 CLOSE_INTERNAL_ERROR = 1011
-CLOSE_TRY_AGAIN_LATER = 1013
-RESERVED_HTTP_THREADS = 4
 EXTENSION_KEY = "sqal"
+SOCKET_KIND = "device"
 _WAKE = object()
 
 bp = Blueprint("sqal_ws", __name__)
@@ -58,24 +56,11 @@ class SqalRuntime:
         self.publisher = SamplePublisher(
             lambda send: redis_call(send, app), channel=channel_for(app.config["SETTINGS"])
         )
-        # gthread: a socket holds a worker thread for its lifetime; leave some for HTTP (probes, /metrics).
-        self.max_sockets = max(1, app.config["SETTINGS"].threads - RESERVED_HTTP_THREADS)
-        self._sockets = 0
-        self._slots = threading.Lock()
+        self.sockets: SocketBudget = app.extensions[SOCKETS_KEY]  # shared with dashboard sockets
 
-    @contextmanager
-    def socket_slot(self) -> Iterator[bool]:
-        """Hold one of this process's `max_sockets` device-socket slots while the body runs; False if none."""
-        with self._slots:
-            admitted = self._sockets < self.max_sockets
-            if admitted:
-                self._sockets += 1
-        try:
-            yield admitted
-        finally:
-            if admitted:
-                with self._slots:
-                    self._sockets -= 1
+    def socket_slot(self) -> AbstractContextManager[bool]:
+        """Hold one of this process's socket slots for a device while the body runs; False if none."""
+        return self.sockets.slot(SOCKET_KIND)
 
     def retry_after(self, device_id: str) -> float | None:
         """Count one frame of the device against WS_DEVICE_RATE_LIMIT; None = go ahead, else seconds to wait."""

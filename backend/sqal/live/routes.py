@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from apiflask import APIBlueprint
 from flask import Blueprint, Flask, Response, current_app, request, send_from_directory
 from simple_websocket import ConnectionClosed, Server
 
@@ -48,7 +49,7 @@ LIVE_WAIT_SECONDS = 2.0
 STATIC_DIR = Path(__file__).resolve().parent / "static" / "dashboard"
 logger = logging.getLogger(__name__)
 
-bp = Blueprint("sqal_live", __name__)
+bp = APIBlueprint("sqal_live", __name__, enable_openapi=False)  # APIFlask reads its before_request hooks
 page_bp = Blueprint("sqal_dashboard_page", __name__, static_folder=str(STATIC_DIR), static_url_path="/dashboard/static")
 
 

@@ -167,12 +167,17 @@ class Settings:
         "SHUTDOWN_DRAIN_DELAY", 2.0, parse_float(0, 120), "Readiness 503 before refusing new requests (s)"
     )
     # SQAL ingestion
-    ws_max_message_bytes: int = env("WS_MAX_MESSAGE_BYTES", 1048576, parse_int(1024), "Largest WebSocket frame")
+    ws_max_message_bytes: int = env(
+        "WS_MAX_MESSAGE_BYTES", 6864896, parse_int(1024), "Largest device message (default: the largest valid batch)"
+    )
     ws_device_rate_limit: str = env(
         "WS_DEVICE_RATE_LIMIT", "100/minute", parse_rate, "Messages per device (token bucket, shared in Redis)"
     )
     ws_device_max_sockets: int = env(
         "WS_DEVICE_MAX_SOCKETS", 1, parse_int(1, 100), "Open sockets per device (all workers; a newcomer takes over)"
+    )
+    ws_dashboard_max_sockets: int = env(
+        "WS_DASHBOARD_MAX_SOCKETS", 32, parse_int(1, 4096), "Dashboard sockets per worker (within GUNICORN_THREADS − 4)"
     )
     sqal_generation_interval: float = env(
         "SQAL_GENERATION_INTERVAL", 5.0, parse_float(0.1, 3600), "Expected device interval; online = seen in 2"

@@ -28,6 +28,10 @@ logger = logging.getLogger(__name__)
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_MESSAGE_TOO_BIG = 1009
 MAX_DETAILS = 20
+# `rate_limited` replies in a row (no frame accepted between) after which the connection is closed with 1008: a device
+# that keeps sending instead of waiting `retry_after` costs one Redis round trip per frame. Four times the simulator's
+# window of frames in flight, so a device that pipelines, then waits as told, never reaches it.
+MAX_RATE_LIMITED_IN_A_ROW = 32
 LOGGED_CONFLICTS = 10  # sample ids named in a frame's conflict log line
 CONFLICT_MESSAGE = "another sample is already stored under this sample_id; this one was not stored"
 
@@ -122,6 +126,7 @@ class FrameHandler:
         self._store = store
         self._publish = publish
         self._retry_after = retry_after
+        self._limited_in_a_row = 0
 
     def handle(self, message: str | bytes) -> Outcome:
         """Process one message and return the single reply for it."""
@@ -131,7 +136,11 @@ class FrameHandler:
             return Outcome("oversize", reply, CLOSE_MESSAGE_TOO_BIG)
         wait = self._retry_after(self.device_id)
         if wait is not None:
-            return Outcome("rate_limited", error("rate_limited", "device frame budget exceeded", retry_after=wait))
+            self._limited_in_a_row += 1
+            close = CLOSE_POLICY_VIOLATION if self._limited_in_a_row >= MAX_RATE_LIMITED_IN_A_ROW else None
+            reply = error("rate_limited", "device frame budget exceeded", retry_after=wait)
+            return Outcome("rate_limited", reply, close)
+        self._limited_in_a_row = 0
         if isinstance(message, bytes):
             return Outcome("invalid", error("invalid_json", "binary messages are not accepted; send JSON text"))
         try:

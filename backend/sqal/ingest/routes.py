@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, request
@@ -35,7 +33,7 @@ from backend.sqal.ingest.frames import CLOSE_POLICY_VIOLATION, FrameHandler, Out
 from backend.sqal.ingest.publisher import SamplePublisher
 from backend.sqal.ingest.sessions import WAKE, DeviceSession, SessionRegistry
 from backend.sqal.vocabulary import channel_for
-from backend.sqal.websocket import encode, let_reader_finish, send
+from backend.sqal.websocket import CLOSE_TRY_AGAIN_LATER, SOCKETS_KEY, SocketBudget, encode, let_reader_finish, send
 
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -46,12 +44,11 @@ RATE_SCOPE = "ws_device"
 RECEIVE_POLL = 10.0
 CLOSE_GOING_AWAY = 1001
 CLOSE_INTERNAL_ERROR = 1011
-CLOSE_TRY_AGAIN_LATER = 1013
 # Private-use code (RFC 6455 §7.4.2) for `session_replaced`: not 1008, which devices read as "credential refused,
 # stop" (clients/device_client.py); a replaced genuine device must reconnect, or a thief could kick it for good.
 CLOSE_SESSION_REPLACED = 4000
-RESERVED_HTTP_THREADS = 4
 EXTENSION_KEY = "sqal"
+SOCKET_KIND = "device"
 
 bp = Blueprint("sqal_ws", __name__)
 
@@ -65,25 +62,12 @@ class SqalRuntime:
         self.publisher = SamplePublisher(
             lambda send: redis_call(send, app), channel=channel_for(app.config["SETTINGS"])
         )
-        # gthread: a socket holds a worker thread for its lifetime; leave some for HTTP (probes, /metrics).
-        self.max_sockets = max(1, app.config["SETTINGS"].threads - RESERVED_HTTP_THREADS)
-        self._sockets = 0
-        self._slots = threading.Lock()
+        self.sockets: SocketBudget = app.extensions[SOCKETS_KEY]  # shared with dashboard sockets
         self.sessions = SessionRegistry(app, service.credential_refusal)
 
-    @contextmanager
-    def socket_slot(self) -> Iterator[bool]:
-        """Hold one of this process's `max_sockets` device-socket slots while the body runs; False if none."""
-        with self._slots:
-            admitted = self._sockets < self.max_sockets
-            if admitted:
-                self._sockets += 1
-        try:
-            yield admitted
-        finally:
-            if admitted:
-                with self._slots:
-                    self._sockets -= 1
+    def socket_slot(self) -> AbstractContextManager[bool]:
+        """Hold one of this process's socket slots for a device while the body runs; False if none."""
+        return self.sockets.slot(SOCKET_KIND)
 
     def retry_after(self, device_id: str) -> float | None:
         """Count one frame of the device against WS_DEVICE_RATE_LIMIT; None = go ahead, else seconds to wait."""

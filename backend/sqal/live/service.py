@@ -34,17 +34,20 @@ POLL_SECONDS = 1.0
 class DashboardClient:
     """One connected dashboard: a bounded queue of frames and the way to cut it off."""
 
-    def __init__(self, queue_size: int, abort: Callable[[], None]) -> None:
+    def __init__(self, queue_size: int, abort: Callable[[], None], wake: Callable[[], None] | None = None) -> None:
         self.queue: queue.Queue[tuple[str, str]] = queue.Queue(queue_size)
         self.dropped = threading.Event()
         self._abort = abort
+        self._wake = wake
 
     def offer(self, kind: str, frame: str) -> bool:
-        """Queue a frame (its type and JSON text) without waiting; False when the queue is full."""
+        """Queue a frame (its type and JSON text) without waiting, then wake the connection; False when full."""
         try:
             self.queue.put_nowait((kind, frame))
         except queue.Full:
             return False
+        if self._wake is not None:
+            self._wake()
         return True
 
     def drop(self) -> None:
@@ -111,10 +114,10 @@ class DashboardHub:
         """Wait until subscribed (so a new client misses nothing published afterwards)."""
         return self._live.wait(timeout)
 
-    def connect(self, abort: Callable[[], None]) -> DashboardClient:
-        """Register a new client (starting the threads on first use)."""
+    def connect(self, abort: Callable[[], None], wake: Callable[[], None] | None = None) -> DashboardClient:
+        """Register a new client (starting the threads on first use); `wake` runs after each frame queued for it."""
         self.ensure_started()
-        client = DashboardClient(self.queue_size, abort)
+        client = DashboardClient(self.queue_size, abort, wake)
         with self._lock:
             self._clients.add(client)
         return client

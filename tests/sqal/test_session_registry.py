@@ -58,6 +58,23 @@ def test_the_oldest_connection_is_replaced_even_when_it_is_the_newcomer(registri
     assert registry.local_count(device_id) == 0
 
 
+def test_sockets_opened_within_one_millisecond_keep_their_order(registries: list[SessionRegistry]) -> None:
+    """A device reconnecting at once opens its next socket within the millisecond of the last: the newer one wins."""
+    registry = registries[0]
+    for _ in range(20):  # with millisecond members the order of a tie was a coin toss
+        device_id, now_ns = unique_device_id(), time.time_ns()
+        older = DeviceSession(FakeSocket(), device_id, "digest", opened_ns=now_ns)  # type: ignore[arg-type]
+        newer = DeviceSession(FakeSocket(), device_id, "digest", opened_ns=now_ns + 1_000)  # type: ignore[arg-type]
+        registry.admit(older)
+        registry.admit(newer)
+        assert registry.refusal(newer) is None, "the newer socket of the same millisecond was replaced"
+        refusal = registry.refusal(older)
+        assert refusal is not None
+        assert refusal.code == "session_replaced"
+        for each in (older, newer):
+            registry.release(each)
+
+
 def test_the_notice_reaches_another_worker_and_a_missed_one_is_caught_at_renewal(
     registries: list[SessionRegistry],
 ) -> None:

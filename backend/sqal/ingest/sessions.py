@@ -103,8 +103,10 @@ class DeviceSession:
         self.token_hash = token_hash
         # Ordered by when the upgrade request arrived (`opened_ns`), not by when authentication ended: a socket the
         # device already gave up on must not take over from the one it opened next.
-        opened_ms = (opened_ns if opened_ns is not None else time.time_ns()) // 1_000_000
-        self.member = f"{opened_ms:013d}-{uuid.uuid4().hex[:16]}"
+        # Nanoseconds: a device that reconnects at once opens its next socket within the millisecond of the last one,
+        # and a tie would leave the order to the random suffix (the newer socket was replaced half the time).
+        opened = opened_ns if opened_ns is not None else time.time_ns()
+        self.member = f"{opened:019d}-{uuid.uuid4().hex[:16]}"
         self.going_away = threading.Event()
         self.replaced = threading.Event()
         self.recheck = threading.Event()

@@ -16,7 +16,7 @@ BENCH_ARGS ?=
 help:
 	@echo "make run    - venv, install, migrate, seed, serve on http://127.0.0.1:8000 (embedded PG/Redis if unset)"
 	@echo "make test   - venv, install, ruff, mypy, pytest (real PostgreSQL and Redis), then the app's suites on TimescaleDB"
-	@echo "make bench  - the eight benchmark scenarios (~15 min with cached data, needs wrk); regenerates docs/benchmarks.md"
+	@echo "make bench  - the nine benchmark scenarios (~16 min with cached data, needs wrk); regenerates docs/benchmarks.md"
 	@echo "make fuzz   - deep schemathesis run; make audit - known vulnerabilities in the pinned dependencies"
 	@echo "make lock   - re-resolve requirements*.txt into the hash-locked requirements*.lock"
 	@echo "make openapi / wire-schemas / env-example - regenerate docs/openapi.json / docs/wire + docs/asyncapi.yaml / .env.example"

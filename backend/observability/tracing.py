@@ -202,7 +202,8 @@ def _span_processor(endpoint: str, fast_paths: Sequence[str]) -> BatchSpanProces
     exporter = ReportingExporter(exporter_type(endpoint=endpoint, timeout=_export_timeout()), reporter)
     if "span_drops" in fast_paths:
         return CountingBatchSpanProcessor(exporter, reporter)
-    return BatchSpanProcessor(exporter)  # the stock processor: queue-full drops only in the SDK's own log
+    # The stock processor: queue-full drops are not counted (and its per-span warning stays behind log_filter).
+    return BatchSpanProcessor(exporter)
 
 
 def build_resource(settings: Settings, version: str) -> Resource:

@@ -30,6 +30,7 @@ from backend.core.config_values import (
     parse_redis_url,
     parse_resource_attributes,
     parse_str,
+    parse_subset,
     parse_token,
     redis_url_from_parts,
     running_local_services,
@@ -39,6 +40,8 @@ APP_ENVS = ("development", "production", "test")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEFAULT_SERVICE_NAME = "backend"
 AUTH_MODES = ("off", "apikey")
+# Our replacements of a library path (docs/private-internals.md, docs/decisions/0009-fast-paths.md).
+FAST_PATHS = ("otlp_encoder", "server_spans", "breaker", "metrics_view", "span_drops")
 # A secret setting NAME may instead be read from the file named by NAME_FILE (the official database images' way).
 FILE_SUFFIX = "_FILE"
 # Written by `python -m scripts.devservices up` (`make run`): the URLs of this checkout's embedded services.
@@ -207,6 +210,12 @@ class Settings:
     )
     prometheus_multiproc_dir: str = env(
         "PROMETHEUS_MULTIPROC_DIR", "", parse_str, "Directory for multiprocess metrics (set by gunicorn.conf.py)"
+    )
+    fast_paths: tuple[str, ...] = env(
+        "FAST_PATHS",
+        FAST_PATHS,
+        parse_subset(*FAST_PATHS),
+        "Our replacements of a library path in use (comma list; empty: every stock library path)",
     )
     otel_sdk_disabled: bool = env("OTEL_SDK_DISABLED", False, parse_bool, "Turn tracing off completely")
     otel_exporter_otlp_endpoint: str = env(

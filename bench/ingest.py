@@ -142,11 +142,11 @@ def run_ingestion(server: Server, database_url: str, args: argparse.Namespace, w
     }
 
 
-async def _hold_sockets(url: str, token: str, count: int, seconds: float) -> dict[str, Any]:
-    """Open `count` sockets, ping each every 5 s for `seconds`; count pongs and failures."""
+async def _hold_sockets(url: str, tokens: list[str], seconds: float) -> dict[str, Any]:
+    """Open one socket per token, ping each every 5 s for `seconds`; count pongs and failures."""
     pongs = failures = 0
     opened: list[Any] = []
-    for _ in range(count):
+    for token in tokens:
         try:
             opened.append(await websockets.connect(url, additional_headers={"Authorization": f"Bearer {token}"}))
         except Exception:
@@ -168,16 +168,17 @@ async def _hold_sockets(url: str, token: str, count: int, seconds: float) -> dic
     await asyncio.gather(*(heartbeat(ws) for ws in opened))
     for ws in opened:
         await ws.close()
-    return {"requested": count, "opened": len(opened), "pongs": pongs, "failures": failures}
+    return {"requested": len(tokens), "opened": len(opened), "pongs": pongs, "failures": failures}
 
 
 def run_sockets(server: Server, database_url: str, count: int, seconds: float, workdir: Path) -> dict[str, Any]:
-    """Hold `count` concurrent sockets of one device with heartbeats; record the workers' RSS."""
+    """Hold `count` concurrent device sockets (one device each: WS_DEVICE_MAX_SOCKETS is 1 by default) with
+    heartbeats; record the workers' RSS."""
     token_file = workdir / "socket-tokens.json"
-    device = f"BENCH_SOCK_{uuid.uuid4().hex[:4]}"
-    _provision(database_url, [device], token_file)
-    token = json.loads(token_file.read_text())[device]
-    result = asyncio.run(_hold_sockets(server.url("/ws/sensors/").replace("http://", "ws://"), token, count, seconds))
+    run = uuid.uuid4().hex[:4]
+    _provision(database_url, [f"BENCH_SOCK_{run}_{number:04d}" for number in range(count)], token_file)
+    tokens = list(json.loads(token_file.read_text()).values())
+    result = asyncio.run(_hold_sockets(server.url("/ws/sensors/").replace("http://", "ws://"), tokens, seconds))
     assert server.process is not None
     workers = psutil.Process(server.process.pid).children()
     result["worker_rss_mb"] = [round(w.memory_info().rss / 2**20, 1) for w in workers]

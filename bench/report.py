@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import charts as bench_charts
-from bench import report_data, report_overhead
+from bench import report_data, report_overhead, report_stock
 from bench.report_overhead import yes as _yes
 from scripts.devservices import REPO_ROOT
 
@@ -34,6 +34,7 @@ SECTION_TITLES = {
     "5": "Cold start",
     "6": "Dashboard query on 1M samples",
     **report_data.TITLES,
+    **report_stock.TITLES,
 }
 
 
@@ -45,6 +46,7 @@ TARGETS = {
     "5": "< 3 s",
     "6": "p99 < 100 ms uncached",
     **report_data.TARGETS,
+    **report_stock.TARGETS,
 }
 
 INTRO = """# Benchmarks
@@ -130,6 +132,7 @@ current time. Almost all the time is SQL: without the indexes of migration 0005 
 day under 100 ms p99 needs pre-computed aggregates (a TimescaleDB continuous aggregate, or a rollup table); the
 5 s cache is what protects the database from a wall of dashboards.""",
     **report_data.SECTIONS,
+    **report_stock.SECTIONS,
 }
 
 
@@ -222,6 +225,7 @@ EVALUATORS: dict[str, Callable[[dict[str, Any]], tuple[str, str, str]]] = {
     "6": _evaluate_6,
     "7": report_data.evaluate_7,
     "8": report_data.evaluate_8,
+    "9": report_stock.evaluate_9,
 }
 
 
@@ -263,6 +267,7 @@ DETAILS: dict[str, Callable[[dict[str, Any]], str]] = {
     "1": report_overhead.details,
     "7": report_data.details_7,
     "8": report_data.details_8,
+    "9": report_stock.details_9,
 }
 
 

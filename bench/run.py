@@ -1,6 +1,6 @@
-"""`make bench`: run the eight benchmark scenarios of docs/benchmarks.md and regenerate that page.
+"""`make bench`: run the nine benchmark scenarios of docs/benchmarks.md and regenerate that page.
 
-    .venv/bin/python -m bench.run                 # all eight, about 12-15 minutes on 2 cores (cached data)
+    .venv/bin/python -m bench.run                 # all nine, about 13-16 minutes on 2 cores (cached data)
     .venv/bin/python -m bench.run --only 7,8      # some of them; the others keep their previous results
     .venv/bin/python -m bench.run --quick         # shorter runs, for a smoke test of the harness
 
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from backend.core.cli import progress
-from bench import costly_reads, lifecycle, report, scenario_http, scenario_sqal
+from bench import costly_reads, lifecycle, private_internals, report, scenario_http, scenario_sqal
 from bench.harness import BENCH_ROOT, OtlpSink, bench_services, load_average, migrate
 from scripts.devservices import REPO_ROOT
 from scripts.services import TestServices
@@ -54,6 +54,8 @@ PLANS: dict[str, dict[str, Any]] = {
         "export": True,
         "costly_rounds": 2,
         "costly_runs": 3,
+        "stock_rounds": 6,
+        "stock_requests": 500,
     },
     "quick": {
         "http_rounds": 2,
@@ -71,6 +73,8 @@ PLANS: dict[str, dict[str, Any]] = {
         "export": False,
         "costly_rounds": 2,
         "costly_runs": 1,
+        "stock_rounds": 2,
+        "stock_requests": 200,
     },
 }
 
@@ -89,6 +93,7 @@ def _scenarios(
         "6": lambda: scenario_sqal.dashboard_query(services, plan["dash_runs"], plan["dash_requests"], 4),
         "7": lambda: lifecycle.scenario(services, plan["lifecycle_rounds"], plan["lifecycle_repeat"], plan["export"]),
         "8": lambda: costly_reads.scenario(services, plan["costly_runs"], plan["costly_rounds"]),
+        "9": lambda: private_internals.scenario(services, plan["stock_rounds"], plan["stock_requests"]),
     }
 
 

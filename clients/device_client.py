@@ -8,8 +8,11 @@
    - `ack` with `"status": "stored"` or `"duplicate"`: delivered (a duplicate is a resend of a stored sample);
    - `error` `rate_limited`: wait `retry_after` seconds, send again;
    - `error` `validation_error`: the sample can never be stored; log it and drop it;
+   - `error` `conflict`: another sample is stored under this sample_id (a counter or clock reset); drop it too;
    - `error` `internal_error` or a lost connection: keep it, reconnect with a back-off, send it again.
 4. A close with code 1008 means the credential is refused (unknown, rotated, disabled): stop and alert a human.
+   A close with 4000 (`session_replaced`) means a newer connection of this device took over: reconnect as after a
+   lost connection (docs/protocol.md §1.1).
 Only `websockets` is needed (`pip install websockets`); nothing here imports the backend or the simulator.
 """
 
@@ -24,7 +27,7 @@ from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Any
 
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.sync.client import ClientConnection, connect
 
 POLICY_VIOLATION = 1008  # refused credential: retrying will not help
@@ -124,7 +127,7 @@ class Device:
             except ConnectionClosed as closed:
                 if closed.rcvd is not None and closed.rcvd.code == POLICY_VIOLATION:
                     raise CredentialRefused(closed.rcvd.reason or "credential refused") from closed
-            except (OSError, TimeoutError):
+            except (OSError, TimeoutError, InvalidHandshake):  # the last: cut during the handshake (no HTTP answer)
                 pass
             else:
                 continue
@@ -140,8 +143,8 @@ class Device:
             del self.outbox[sample_id]
         elif reply.get("code") == "rate_limited":
             time.sleep(float(reply.get("retry_after") or 1.0))
-        elif reply.get("code") == "validation_error":
-            self.dropped[sample_id] = reply.get("details")
+        elif reply.get("code") in ("validation_error", "conflict"):
+            self.dropped[sample_id] = reply.get("details") or reply.get("message")
             del self.outbox[sample_id]
         # Any other error (internal_error, ...): the sample stays first in the outbox and is sent again.
 

@@ -379,7 +379,7 @@ class DeviceLink:
             self._batch_limit = max(1, self._batch_limit // 2)
             log.warning("%s: batch refused, batch size now %d: %s", self.device_id, self._batch_limit, reason)
             self._requeue(samples)
-        elif code in ("validation_error", "invalid_json", "unknown_type"):
+        elif code in ("validation_error", "invalid_json", "unknown_type", "conflict"):
             sample_id = message.get("sample_id")
             named = self._unacked.get(sample_id) if isinstance(sample_id, str) else None
             for sample in samples or ([named] if named is not None else []):

@@ -60,7 +60,7 @@ def timescale_clusters() -> Iterator[Callable[[str], timescale.TimescalePostgres
 @pytest.fixture(scope="session")
 def settings(services: TestServices) -> Settings:
     return Settings.from_env(
-        {},
+        {name: os.environ[name] for name in ("FAST_PATHS",) if name in os.environ},  # `make test`'s stock-path run
         app_env="test",
         database_url=services.database_url,
         redis_url=services.redis_url,

@@ -31,6 +31,7 @@ from backend.base.config_values import (
     parse_redis_url,
     parse_resource_attributes,
     parse_str,
+    parse_subset,
     parse_token,
     redis_url_from_parts,
     running_local_services,
@@ -40,6 +41,8 @@ APP_ENVS = ("development", "production", "test")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEFAULT_SERVICE_NAME = "backend"
 AUTH_MODES = ("off", "apikey")
+# Our replacements of a library path (docs/private-internals.md, docs/decisions/0009-fast-paths.md).
+FAST_PATHS = ("otlp_encoder", "server_spans", "breaker", "metrics_view", "span_drops")
 # A secret setting NAME may instead be read from the file named by NAME_FILE (the official database images' way).
 FILE_SUFFIX = "_FILE"
 # Written by `python -m scripts.devservices up` (`make run`): the URLs of this checkout's embedded services.
@@ -168,9 +171,17 @@ class Settings:
         "SHUTDOWN_DRAIN_DELAY", 2.0, parse_float(0, 120), "Readiness 503 before refusing new requests (s)"
     )
     # SQAL ingestion
-    ws_max_message_bytes: int = env("WS_MAX_MESSAGE_BYTES", 1048576, parse_int(1024), "Largest WebSocket frame")
+    ws_max_message_bytes: int = env(
+        "WS_MAX_MESSAGE_BYTES", 6864896, parse_int(1024), "Largest device message (default: the largest valid batch)"
+    )
     ws_device_rate_limit: str = env(
         "WS_DEVICE_RATE_LIMIT", "100/minute", parse_rate, "Messages per device (token bucket, shared in Redis)"
+    )
+    ws_device_max_sockets: int = env(
+        "WS_DEVICE_MAX_SOCKETS", 1, parse_int(1, 100), "Open sockets per device (all workers; a newcomer takes over)"
+    )
+    ws_dashboard_max_sockets: int = env(
+        "WS_DASHBOARD_MAX_SOCKETS", 32, parse_int(1, 4096), "Dashboard sockets per worker (within GUNICORN_THREADS − 4)"
     )
     sqal_generation_interval: float = env(
         "SQAL_GENERATION_INTERVAL", 5.0, parse_float(0.1, 3600), "Expected device interval; online = seen in 2"
@@ -200,6 +211,12 @@ class Settings:
     )
     prometheus_multiproc_dir: str = env(
         "PROMETHEUS_MULTIPROC_DIR", "", parse_str, "Directory for multiprocess metrics (set by gunicorn.conf.py)"
+    )
+    fast_paths: tuple[str, ...] = env(
+        "FAST_PATHS",
+        FAST_PATHS,
+        parse_subset(*FAST_PATHS),
+        "Our replacements of a library path in use (comma list; empty: every stock library path)",
     )
     otel_sdk_disabled: bool = env("OTEL_SDK_DISABLED", False, parse_bool, "Turn tracing off completely")
     otel_exporter_otlp_endpoint: str = env(

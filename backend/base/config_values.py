@@ -78,6 +78,19 @@ def parse_list(raw: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
+def parse_subset(*choices: str) -> Callable[[str], tuple[str, ...]]:
+    """A comma list of some of `choices` (empty: none), in `choices` order."""
+
+    def parse(raw: str) -> tuple[str, ...]:
+        values = {item.lower() for item in parse_list(raw)}
+        unknown = sorted(values - set(choices))
+        if unknown:
+            raise ValueError(f"unknown {', '.join(unknown)}; expected some of {', '.join(choices)}")
+        return tuple(choice for choice in choices if choice in values)
+
+    return parse
+
+
 def parse_networks(raw: str) -> tuple[str, ...]:
     """Comma-separated IP addresses or CIDR networks (`*` is refused: trusting every peer trusts forged headers)."""
     networks = []

@@ -119,7 +119,14 @@ class Breaker(pybreaker.CircuitBreaker):
     methods: `lock_free_calls()` checks them at startup and otherwise falls back to pybreaker's own `call`.
     """
 
-    def __init__(self, name: str, fail_max: int, reset_timeout: float, is_failure: Callable[[Any], bool]) -> None:
+    def __init__(
+        self,
+        name: str,
+        fail_max: int,
+        reset_timeout: float,
+        is_failure: Callable[[Any], bool],
+        lock_free: bool = True,
+    ) -> None:
         super().__init__(
             fail_max=fail_max,
             reset_timeout=reset_timeout,
@@ -129,7 +136,7 @@ class Breaker(pybreaker.CircuitBreaker):
         )
         self._opened_at = 0.0
         self._trial_running = False
-        self._lock_free = lock_free_calls()
+        self._lock_free = lock_free and lock_free_calls()  # False (FAST_PATHS without breaker): pybreaker's call
         circuit_breaker_state.labels(name).set(0)
 
     @property
@@ -230,11 +237,10 @@ def init_app(app: Flask) -> None:
     settings: Settings = app.config["SETTINGS"]
     if settings.redis_required and not settings.redis_url:
         raise ConfigError("Missing REDIS_URL: REDIS_REQUIRED=true needs a redis:// URL")
+    lock_free = "breaker" in settings.fast_paths
     made = {
-        POSTGRESQL: Breaker(
-            POSTGRESQL, settings.breaker_fail_max, settings.breaker_reset_timeout, _is_connection_failure
-        ),
-        REDIS: Breaker(REDIS, settings.breaker_fail_max, settings.breaker_reset_timeout, _is_redis_failure),
+        name: Breaker(name, settings.breaker_fail_max, settings.breaker_reset_timeout, is_failure, lock_free)
+        for name, is_failure in ((POSTGRESQL, _is_connection_failure), (REDIS, _is_redis_failure))
     }
     app.extensions[EXTENSION_KEY] = made
     with app.app_context():

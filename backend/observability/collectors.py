@@ -39,6 +39,11 @@ class StoreCollector(Collector):
         """The families with their samples, read from the store; raise when it cannot be read."""
         raise NotImplementedError
 
+    def clear(self) -> None:
+        """Forget the cached series: the next scrape reads the store (after a bulk import, between tests)."""
+        with self._lock:
+            self._expires = -math.inf
+
     def describe(self) -> Iterable[Metric]:
         return list(self.families())
 

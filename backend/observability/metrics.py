@@ -347,6 +347,10 @@ def init_app(app: APIFlask, max_overflow: int, engine: Engine) -> None:
     app.extensions[ENABLED_KEY] = enabled
     if not enabled:
         return
-    _AppMetrics(app).register_endpoint(METRICS_PATH, app)
+    if "metrics_view" in settings.fast_paths:
+        _AppMetrics(app).register_endpoint(METRICS_PATH, app)
+    else:  # the library's view: this process's registry, or all workers' files; no domain collectors, no app_info
+        exporter = PrometheusMetrics(app=None, path=None, export_defaults=False, metrics_decorator=app.doc(hide=True))
+        exporter.register_endpoint(METRICS_PATH, app)
     register_scrape_collector(app, AppInfo(settings.service_name, str(app.version), settings.app_env))
     instrument_engine(engine, max_overflow)

@@ -9,7 +9,10 @@ metrics that no MeterProvider exports here (Prometheus has them).
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
+import re
 import time
 import weakref
 from collections.abc import Callable, Iterable
@@ -19,22 +22,31 @@ from flask import Flask, request
 from flask.globals import request_ctx
 from opentelemetry import context, trace
 from opentelemetry.instrumentation import wsgi as otel_wsgi
-from opentelemetry.instrumentation._semconv import (
-    _get_schema_url,
-    _OpenTelemetrySemanticConventionStability,
-    _OpenTelemetryStabilitySignalType,
-)
-from opentelemetry.instrumentation.flask import get_default_span_name
+from opentelemetry.instrumentation.flask import FlaskInstrumentor, get_default_span_name
 from opentelemetry.instrumentation.flask.version import __version__ as flask_instrumentation_version
 from opentelemetry.instrumentation.propagators import get_global_response_propagator
-from opentelemetry.instrumentation.utils import _start_internal_or_server_span
 from opentelemetry.semconv.trace import SpanAttributes
 from opentelemetry.util.http import (
     OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST,
     OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE,
 )
 
+from backend.observability.internals import report_fallback
 from backend.observability.redaction import redact_query
+
+# Private helpers of opentelemetry-instrumentation (docs/private-internals.md): probed by `fast_path_problem`, and
+# `instrument_app` falls back to FlaskInstrumentor when they are gone or changed.
+try:
+    from opentelemetry.instrumentation._semconv import (
+        _get_schema_url,
+        _OpenTelemetrySemanticConventionStability,
+        _OpenTelemetryStabilitySignalType,
+    )
+    from opentelemetry.instrumentation.utils import _start_internal_or_server_span
+
+    _IMPORT_PROBLEM: str | None = None
+except ImportError as exc:  # pragma: no cover (a version without them)
+    _IMPORT_PROBLEM = f"ImportError: {exc}"
 
 TRACER_NAME = "opentelemetry.instrumentation.flask"  # the scope FlaskInstrumentor's spans carry
 _START = "backend.server_span.start"
@@ -69,9 +81,75 @@ def redact_request_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
     return attributes
 
 
-def instrument_app(app: Flask, excluded_paths: Iterable[str]) -> Callable[[], None]:
+def fast_path_problem() -> str | None:
+    """Why the server spans cannot be made here with the installed opentelemetry-instrumentation (its private
+    `_semconv` helpers and `_start_internal_or_server_span`); None when they are as expected."""
+    if _IMPORT_PROBLEM is not None:
+        return _IMPORT_PROBLEM
+    try:
+        stability = _OpenTelemetrySemanticConventionStability
+        stability._initialize()
+        mode = stability._get_opentelemetry_stability_opt_in_mode(_OpenTelemetryStabilitySignalType.HTTP)
+        if not isinstance(_get_schema_url(mode), str):
+            return "_get_schema_url does not return a URL"
+        inspect.signature(_start_internal_or_server_span).bind(
+            tracer=None,
+            span_name="",
+            start_time=None,
+            context_carrier={},
+            context_getter=otel_wsgi.wsgi_getter,
+            attributes={},
+        )
+        inspect.signature(otel_wsgi.collect_request_attributes).bind({}, mode)
+        inspect.signature(otel_wsgi.add_response_attributes).bind(None, "200 OK", [], None, mode)
+    except Exception as exc:  # a renamed member, a signature that does not bind, ...
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+@functools.cache
+def fast_path_available() -> bool:
+    """The probe, once per process (a failure logged once)."""
+    problem = fast_path_problem()
+    if problem is not None:
+        report_fallback("opentelemetry-instrumentation", "server_spans", "FlaskInstrumentor", problem)
+    return problem is None
+
+
+def _mask_current_span() -> None:
+    """The query string masked wherever FlaskInstrumentor copied it (its request_hook runs before it sets them)."""
+    span = trace.get_current_span()
+    attributes = getattr(span, "attributes", None)
+    if span.is_recording() and attributes:
+        masked = redact_request_attributes(dict(attributes))
+        span.set_attributes({key: value for key, value in masked.items() if attributes.get(key) != value})
+
+
+def instrument_app_stock(app: Flask, excluded_paths: Iterable[str]) -> Callable[[], None]:
+    """The library path: FlaskInstrumentor, its span-opening hook wrapped to mask the query string."""
+    excluded = ",".join(rf"^https?://[^/]+{re.escape(path)}(\?.*)?$" for path in excluded_paths)
+    FlaskInstrumentor.instrument_app(app, excluded_urls=excluded, enable_commenter=False)
+    befores = app.before_request_funcs.setdefault(None, [])
+    opener: Callable[[], None] | None = getattr(app, "_before_request", None)  # the hook that opens the span
+    if opener is None or opener not in befores:  # another layout: FlaskInstrumentor's order, masked by a later hook
+        app.before_request(_mask_current_span)
+        return _mask_current_span
+
+    def open_masked_span() -> None:
+        opener()
+        _mask_current_span()
+
+    befores[befores.index(opener)] = open_masked_span
+    app.extensions[EXTENSION_KEY] = open_masked_span
+    return open_masked_span
+
+
+def instrument_app(app: Flask, excluded_paths: Iterable[str], fast: bool = True) -> Callable[[], None]:
     """Trace every request of `app` except those to `excluded_paths`; return the before_request hook opening the
-    span (it must run first: `backend.observability.http.install` puts it there)."""
+    span (it must run first: `backend.observability.http.install` puts it there). `fast=False` (FAST_PATHS without
+    server_spans), or a failed probe: FlaskInstrumentor does it."""
+    if not (fast and fast_path_available()):
+        return instrument_app_stock(app, excluded_paths)
     excluded = frozenset(excluded_paths)
     _OpenTelemetrySemanticConventionStability._initialize()
     mode = _OpenTelemetrySemanticConventionStability._get_opentelemetry_stability_opt_in_mode(

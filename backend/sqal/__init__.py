@@ -2,7 +2,7 @@
 
 `ingest/` (the authenticated `/ws/sensors/`, docs/protocol.md), `devices/` (registration, tokens), `reads/` (REST
 reads, dashboard figures) and `live/` (`/ws/dashboard/`, the page) share only the top-level modules (models,
-vocabulary, websocket, metrics); `init_app` wires them together.
+vocabulary, websocket, metrics, pubsub, sessions); `init_app` wires them together.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ logger = logging.getLogger(__name__)
 
 auth.register_scopes("devices:admin")  # before the routes' `require_scope` decorators run
 
-# simple-websocket closes with 1009 by itself (no error frame possible) above this multiple of
-# WS_MAX_MESSAGE_BYTES; between the two the handler answers `message_too_large` then closes with 1009.
-TRANSPORT_LIMIT_FACTOR = 2
+# simple-websocket closes with 1009 by itself (no error frame possible) once a message passes WS_MAX_MESSAGE_BYTES
+# (characters of text, bytes of binary): nothing larger is ever buffered. A text message within that many characters
+# but over that many UTF-8 bytes reaches the handler, which answers `message_too_large` then closes with 1009.
 SERVER_PING_INTERVAL = 25.0
 RECEIVE_BYTES = 65536
 
@@ -50,15 +50,18 @@ def init_app(app: APIFlask) -> None:
     from backend.sqal.reads import cli as reads_cli
     from backend.sqal.reads import figures
     from backend.sqal.reads.routes import register_reads
+    from backend.sqal.websocket import SOCKETS_KEY, SocketBudget
 
     del models  # imported for its tables (metadata, migrations, truncation in tests)
     settings = app.config["SETTINGS"]
     app.config.setdefault("SOCK_SERVER_OPTIONS", {}).update(
-        max_message_size=TRANSPORT_LIMIT_FACTOR * settings.ws_max_message_bytes,
+        max_message_size=settings.ws_max_message_bytes,
         receive_bytes=RECEIVE_BYTES,
         ping_interval=SERVER_PING_INTERVAL,
         thread_class=_ReaderThread,
     )
+    caps = {live.SOCKET_KIND: settings.ws_dashboard_max_sockets}  # devices: the rest of the budget
+    app.extensions[SOCKETS_KEY] = SocketBudget(settings.threads, caps)
     app.extensions[ingest.EXTENSION_KEY] = ingest.SqalRuntime(app)
     app.register_blueprint(ingest.bp)
     app.register_blueprint(devices.bp)  # device administration over HTTP (devices:admin)

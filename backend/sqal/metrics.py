@@ -67,6 +67,14 @@ sample_quality_score = Histogram(
 samples_publish_dropped = Counter(
     "sqal_sample_fanout_dropped_total", "Sample summaries not published to Redis (queue full or Redis down)"
 )
+sample_conflicts = Counter(
+    "sqal_sample_conflicts_total",
+    "Samples refused with `conflict`: their (device_id, sample_id) is stored with different content",
+)
+device_sockets_replaced = Counter(
+    "sqal_device_sockets_replaced_total",
+    "Device sockets closed because a newer socket of the same device took over (WS_DEVICE_MAX_SOCKETS)",
+)
 dashboard_clients_dropped = Counter(
     "sqal_dashboard_clients_dropped_total", "Dashboard WebSocket clients dropped because their queue was full"
 )

@@ -19,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Uuid,
     func,
@@ -60,6 +61,8 @@ class SampleKey(db.Model):  # type: ignore[name-defined]
     device_id: Mapped[str] = mapped_column(String(ID_MAX_LENGTH), ForeignKey("devices.device_id"), primary_key=True)
     sample_id: Mapped[str] = mapped_column(String(ID_MAX_LENGTH), primary_key=True)
     stored_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
+    # blake2b-128 of the stored content (0007): a resend with other content is a `conflict`; null before 0007.
+    content_hash: Mapped[bytes | None] = mapped_column(LargeBinary(16))
 
 
 class SensorSample(db.Model):  # type: ignore[name-defined]

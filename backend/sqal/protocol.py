@@ -22,6 +22,8 @@ ErrorCode = Literal[
     "rate_limited",
     "internal_error",
     "server_busy",
+    "conflict",
+    "session_replaced",
 ]
 ERROR_CODES: tuple[str, ...] = get_args(ErrorCode)
 AckStatus = Literal["stored", "duplicate"]
@@ -57,13 +59,15 @@ class ValidationDetail(_Frame):
 
 
 class BatchSampleError(_Frame):
-    """One refused sample of a batch (the others are stored)."""
+    """One refused sample of a batch (the others are stored): invalid (`validation_error`, with `details`), or its
+    sample_id is already stored with other content (`conflict`, with a `message`)."""
 
     index: int = Field(ge=0)
     sample_id: str | None
     seq: int | None
-    code: Literal["validation_error"]
-    details: list[ValidationDetail]
+    code: Literal["validation_error", "conflict"]
+    details: list[ValidationDetail] | None = Field(default=None, description="validation_error only")
+    message: str | None = Field(default=None, description="conflict only")
 
 
 class BatchAck(_Frame):

@@ -1,14 +1,48 @@
-"""What both SQAL sockets (`/ws/sensors/` and `/ws/dashboard/`) share: strict JSON frames, the counted send, pong."""
+"""What both SQAL sockets (`/ws/sensors/` and `/ws/dashboard/`) share: strict JSON frames, the counted send, pong,
+and the per-process socket budget."""
 
 from __future__ import annotations
 
 import json
 import threading
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from simple_websocket import Server
 
 from backend.sqal import metrics
+
+# gthread: a socket holds a worker thread for its whole life; these threads stay for HTTP (probes, /metrics, the API).
+RESERVED_HTTP_THREADS = 4
+CLOSE_TRY_AGAIN_LATER = 1013
+SOCKETS_KEY = "sqal_sockets"
+
+
+class SocketBudget:
+    """This process's WebSocket slots: every socket, whatever its kind, takes one of `total` (the worker's threads
+    but RESERVED_HTTP_THREADS), and a kind with a cap in `caps` never holds more than that many of them."""
+
+    def __init__(self, threads: int, caps: Mapping[str, int]) -> None:
+        self.total = max(1, threads - RESERVED_HTTP_THREADS)
+        self.caps = {kind: min(cap, self.total) for kind, cap in caps.items()}
+        self._held: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def slot(self, kind: str) -> Iterator[bool]:
+        """Hold one slot for a socket of `kind` while the body runs; yields False (nothing held) when none is free."""
+        with self._lock:
+            admitted = self._held.total() < self.total and self._held[kind] < self.caps.get(kind, self.total)
+            if admitted:
+                self._held[kind] += 1
+        try:
+            yield admitted
+        finally:
+            if admitted:
+                with self._lock:
+                    self._held[kind] -= 1
 
 
 def encode(frame: dict[str, Any]) -> str:

@@ -1,7 +1,7 @@
 """api_keys.expires_at: optional expiry of an API key
 
 Revision ID: 0008_api_key_expiry
-Revises: 0006_reference_frames
+Revises: 0007_sample_key_content_hash
 Create Date: 2026-12-06
 
 A key created with `flask keys create --expires 30d` (or an ISO date) is refused with 401 `api_key_expired` from
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008_api_key_expiry"
-down_revision = "0006_reference_frames"
+down_revision = "0007_sample_key_content_hash"
 branch_labels = None
 depends_on = None
 

@@ -13,10 +13,19 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
 
 from backend.bugs import metrics
+from backend.observability.collectors import StoreCollector
 from backend.observability.metrics import COLLECTORS_KEY, scrape_registry
 from scripts.devservices import free_port
 from tests.bugs.conftest import NOW
 from tests.bugs.helpers import create
+
+
+@pytest.fixture(autouse=True)
+def fresh_app_collectors(app: APIFlask) -> None:
+    """The session's app keeps its collectors (and their cache) from test to test."""
+    for collector in app.extensions.get(COLLECTORS_KEY, []):
+        if isinstance(collector, StoreCollector):
+            collector.clear()
 
 
 def samples(collector: metrics.BugMetricsCollector) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

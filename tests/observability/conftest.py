@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -14,6 +15,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from backend.base.config import FAST_PATHS
+from backend.base.config_values import parse_subset
 from scripts.devservices import free_port
 from scripts.services import TestServices
 from tests.conftest import truncate_all
@@ -21,6 +24,19 @@ from tests.observability.receiver import OtlpReceiver
 from tests.support.server import GunicornServer
 
 SERVICE_NAME = "sqal-backend-under-test"
+
+
+def fast_paths_in_use() -> tuple[str, ...]:
+    """The FAST_PATHS of this run (`make test` runs this suite once more with none: the stock library paths)."""
+    raw = os.environ.get("FAST_PATHS")
+    return FAST_PATHS if raw is None else parse_subset(*FAST_PATHS)(raw)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test marked `fast_path("name")` checks what only that replacement does: skipped on the stock paths."""
+    for marker in item.iter_markers("fast_path"):
+        if marker.args[0] not in fast_paths_in_use():
+            pytest.skip(f"FAST_PATHS without {marker.args[0]}: the stock library path does not do this")
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:

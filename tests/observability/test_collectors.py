@@ -58,3 +58,10 @@ def test_a_failing_store_yields_nothing_logged_and_is_read_again(caplog: pytest.
     assert [getattr(record, "collector", None) for record in caplog.records] == ["Counting"]
     collector.failing = False
     assert value(collector) == 1  # the failure was not cached
+
+
+def test_clear_forgets_the_cache() -> None:
+    collector = Counting([100.0])
+    assert value(collector) == 1
+    collector.clear()
+    assert value(collector) == 2

@@ -108,6 +108,7 @@ class _Broken(Collector):
         raise RuntimeError("database unreachable")
 
 
+@pytest.mark.fast_path("metrics_view")  # domain collectors, app_info, the whole process group
 def test_scrape_collectors_are_served_and_a_failing_one_drops_only_itself(
     fresh_app: APIFlask, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -98,6 +98,7 @@ def test_unknown_routes_collapse_into_one_series(untraced_server: GunicornServer
     assert not [s for s in samples if "nope" in s.labels.get("path", "")]
 
 
+@pytest.mark.fast_path("metrics_view")  # domain collectors, app_info, the whole process group
 def test_pool_gauges_and_process_metrics_cover_the_whole_server(untraced_server: GunicornServer) -> None:
     wait_for_value(untraced_server, "database_connection_pool", 0, status="checked_out")
     samples = scrape(untraced_server)

@@ -19,6 +19,7 @@ from tests.support.server import GunicornServer
 pytestmark = [pytest.mark.gunicorn]
 
 
+@pytest.mark.fast_path("metrics_view")  # domain collectors, app_info, the whole process group
 def test_otel_variables_win_and_name_every_signal(
     app: APIFlask, services: TestServices, otlp_receiver: OtlpReceiver, tmp_path: Path
 ) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
+from flask import Flask
 from opentelemetry.exporter.otlp.proto.common import trace_encoder
 from opentelemetry.exporter.otlp.proto.http import trace_exporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -20,8 +21,10 @@ from opentelemetry.sdk import _shared_internal
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from backend.observability import internals, otlp_encoding, tracing
+from backend.base.config import FAST_PATHS
+from backend.observability import internals, otlp_encoding, server_spans, tracing
 from backend.observability.logging import JsonFormatter
 from tests.observability.receiver import OtlpReceiver
 
@@ -40,8 +43,9 @@ def fallback_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecor
 
 
 def export_one_span(endpoint: str, name: str) -> tracing.CountingBatchSpanProcessor:
-    """One span through the processor the app builds (`tracing._span_processor`), flushed."""
-    processor = tracing._span_processor(endpoint + "/v1/traces")
+    """One span through the processor the app builds (`tracing._span_processor`) with every fast path, flushed."""
+    processor = tracing._span_processor(endpoint + "/v1/traces", FAST_PATHS)
+    assert isinstance(processor, tracing.CountingBatchSpanProcessor)
     provider = TracerProvider(resource=Resource.create({"service.name": "guard-test"}), shutdown_on_exit=False)
     provider.add_span_processor(processor)
     provider.get_tracer("guard").start_span(name).end()
@@ -177,3 +181,30 @@ def test_another_queue_layout_exports_without_counting(
     [warning] = fallback_warnings(caplog)
     assert warning.__dict__["library"] == "opentelemetry-sdk"
     assert "not a bounded deque" in warning.__dict__["reason"]
+
+
+def test_server_spans_without_the_private_helpers_fall_back_to_flask_instrumentor(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, captured_spans: InMemorySpanExporter
+) -> None:
+    assert server_spans.fast_path_problem() is None  # today's opentelemetry-instrumentation
+    server_spans.fast_path_available.cache_clear()
+    monkeypatch.setattr(server_spans, "_start_internal_or_server_span", lambda tracer, name: None)  # a new signature
+    try:
+        with caplog.at_level(logging.WARNING):
+            apps = [Flask(f"fallback{n}") for n in range(2)]
+            for app in apps:
+                app.get("/items/<int:item_id>")(lambda item_id: {"id": item_id})
+                hook = server_spans.instrument_app(app, ("/metrics",))
+                assert app.before_request_funcs[None] == [hook]  # FlaskInstrumentor's, wrapped to mask the query
+            response = apps[0].test_client().get("/items/3?token=secret")
+    finally:
+        server_spans.fast_path_available.cache_clear()
+    assert response.status_code == 200
+    [span] = captured_spans.get_finished_spans()
+    assert span.name == "GET /items/<int:item_id>"
+    assert span.instrumentation_scope is not None
+    assert span.instrumentation_scope.name == server_spans.TRACER_NAME
+    assert "secret" not in str(span.attributes)  # masked by the request hook
+    [warning] = fallback_warnings(caplog)
+    assert warning.__dict__["fast_path"] == "server_spans"
+    assert warning.__dict__["fallback"] == "FlaskInstrumentor"

@@ -40,11 +40,13 @@ def _app(name: str) -> Flask:
     return app
 
 
-@pytest.fixture(scope="module")
-def apps() -> tuple[Flask, Flask]:
+@pytest.fixture(scope="module", params=["fast", "stock"])
+def apps(request: pytest.FixtureRequest) -> tuple[Flask, Flask]:
+    """The reference and the app instrumented as ours is: our spans, or (FAST_PATHS without server_spans)
+    FlaskInstrumentor with the query string masked by its request hook."""
     reference, ours = _app("reference"), _app("ours")
     FlaskInstrumentor.instrument_app(reference, excluded_urls=r"^https?://[^/]+/metrics(\?.*)?$")
-    server_spans.instrument_app(ours, ("/metrics",))
+    server_spans.instrument_app(ours, ("/metrics",), fast=request.param == "fast")
     return reference, ours
 
 

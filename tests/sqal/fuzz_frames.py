@@ -25,7 +25,7 @@ UNKNOWN_TYPE = "error:unknown_type"
 VALIDATION = "error:validation_error"
 RATE_LIMITED = "error:rate_limited"
 TOO_LARGE = "error:message_too_large+close:1009"  # §2: error frame, then close 1009
-TRANSPORT_TOO_BIG = "close:1009"  # far over the limit the transport closes before the handler sees it
+TRANSPORT_TOO_BIG = "close:1009"  # over the limit in characters the transport closes before the handler sees it
 INVALID_UTF8 = "close:1007"  # RFC 6455 §8.1: a text message that is not UTF-8 fails the connection
 DOCUMENTED = frozenset(
     {STORED, DUPLICATE, BATCH_ACK, PONG, INVALID_JSON, UNKNOWN_TYPE, VALIDATION, RATE_LIMITED}
@@ -281,8 +281,7 @@ class FrameFactory:
         size = len(message) if isinstance(message, bytes) else len(text.encode("utf-8", "surrogatepass"))
         if size > self.max_bytes:  # size wins over everything else (§2); only a few bytes may tip a frame over
             transport_units = len(message)  # simple-websocket counts characters of text messages
-            cut_by_transport = transport_units > 2 * self.max_bytes
-            expected = frozenset({TOO_LARGE, TRANSPORT_TOO_BIG} if cut_by_transport else {TOO_LARGE})
+            expected = frozenset({TRANSPORT_TOO_BIG} if transport_units > self.max_bytes else {TOO_LARGE})
             extra = {}
         elif "pong_ts" in extra and not isinstance(extra["pong_ts"], Deep):
             extra["pong_ts"] = json.loads(text).get("ts")  # as JSON reads it: "\\ud800\\udfff" is one character

@@ -21,7 +21,7 @@ from tests.support.server import GunicornServer
 
 PROTOCOL_DOC = REPO_ROOT / "docs" / "protocol.md"
 WS_PATH = "/ws/sensors/"
-# A 500-sample batch of ~2.7 KB samples needs more than the 1 MiB default.
+# Room for a 500-sample batch of ~2.7 KB samples, small enough to cut quickly in the oversize tests.
 SERVER_MAX_MESSAGE_BYTES = 2 * 1024 * 1024
 
 

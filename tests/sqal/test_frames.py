@@ -30,7 +30,9 @@ class FakeStore:
         self.calls: list[list[str]] = []
         self.failure: Exception | None = None
 
-    def __call__(self, device_id: str, samples: Sequence[SampleIn], received_at: datetime) -> list[Status]:
+    def __call__(
+        self, device_id: str, samples: Sequence[SampleIn], received_at: datetime, *, token_hash: str | None = None
+    ) -> list[Status]:
         assert device_id == DEVICE
         self.calls.append([sample.sample_id for sample in samples])
         if self.failure is not None:

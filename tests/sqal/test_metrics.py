@@ -116,7 +116,7 @@ def test_stored_samples_are_counted_by_grade() -> None:
     handler = FrameHandler(
         "ESP32_M_1",
         max_message_bytes=1 << 20,
-        store=lambda _device, samples, _at: ["stored"] * len(samples),
+        store=lambda _device, samples, _at, **_credential: ["stored"] * len(samples),
         publish=lambda _summaries: None,
         retry_after=lambda _device: None,
     )

@@ -15,6 +15,7 @@ from sqlalchemy import event, select, text
 from backend.core import security
 from backend.extensions import db
 from backend.sqal.devices import provisioning
+from backend.sqal.devices import service as devices
 from backend.sqal.ingest import service
 from backend.sqal.ingest.schemas import SampleIn
 from backend.sqal.models import Device, SensorSample
@@ -152,6 +153,65 @@ def test_disabled_device_cannot_store(app: APIFlask, ctx: None) -> None:
     with pytest.raises(service.DeviceRejected):
         service.store_samples(device_id, samples(device_id, [1]), datetime.now(UTC))
     assert stored_sample_ids(app, device_id) == []
+
+
+def test_a_session_whose_token_was_rotated_stores_nothing(app: APIFlask, ctx: None) -> None:
+    device_id, token = make_device(app)
+    session_credential = service.authenticate(token).token_hash
+    assert service.store_samples(device_id, samples(device_id, [1]), datetime.now(UTC), token_hash=session_credential)
+    new_token = devices.rotate_device_token(device_id)
+    with pytest.raises(service.DeviceRejected) as rejected:
+        service.store_samples(device_id, samples(device_id, [2]), datetime.now(UTC), token_hash=session_credential)
+    assert rejected.value.code == "unauthorized"
+    assert service.credential_refusal(device_id, session_credential) is not None
+    renewed = service.authenticate(new_token).token_hash
+    assert service.credential_refusal(device_id, renewed) is None
+    assert service.store_samples(device_id, samples(device_id, [3]), datetime.now(UTC), token_hash=renewed)
+    devices.set_device_enabled(device_id, False)
+    refusal = service.credential_refusal(device_id, renewed)
+    assert refusal is not None
+    assert refusal.code == "device_disabled"
+    assert len(stored_sample_ids(app, device_id)) == 2  # seq 2 was refused
+
+
+def test_a_sample_id_reused_with_other_content_is_a_conflict(app: APIFlask, ctx: None) -> None:
+    device_id, _ = make_device(app)
+    first, second = samples(device_id, [1, 2])
+    other_first = first.model_copy(update={"fusion": first.fusion.model_copy(update={"final_score": 0.01})})
+    other_second = second.model_copy(update={"seq": 99})
+    assert service.store_samples(device_id, [first], datetime.now(UTC)) == ["stored"]
+    assert service.store_samples(device_id, [first, other_first, second, other_second, second], datetime.now(UTC)) == [
+        "duplicate",
+        "conflict",
+        "stored",
+        "conflict",
+        "duplicate",
+    ]
+    stored = db.session.execute(
+        select(SensorSample.fusion_final_score, SensorSample.seq).where(SensorSample.device_id == device_id)
+    ).all()
+    assert sorted(stored, key=lambda row: row.seq) == [(first.fusion.final_score, 1), (second.fusion.final_score, 2)]
+    # A key stored before migration 0007 has no hash: it cannot be compared and stays a duplicate.
+    db.session.execute(text("UPDATE sensor_sample_keys SET content_hash = NULL WHERE device_id = :d"), {"d": device_id})
+    db.session.commit()
+    assert service.store_samples(device_id, [other_first], datetime.now(UTC)) == ["duplicate"]
+
+
+def test_before_migration_0007_samples_are_still_stored_exactly_once(app: APIFlask, ctx: None) -> None:
+    # New code may run before its migration has finished (docs/migrations.md): a ledger without content_hash.
+    device_id, _ = make_device(app)
+    first, second = samples(device_id, [1, 2])
+    db.session.execute(text("ALTER TABLE sensor_sample_keys DROP COLUMN content_hash"))
+    db.session.commit()
+    try:
+        assert service.store_samples(device_id, [first], datetime.now(UTC)) == ["stored"]
+        assert service.store_samples(device_id, [first, second], datetime.now(UTC)) == ["duplicate", "stored"]
+    finally:
+        db.session.rollback()
+        db.session.execute(text("ALTER TABLE sensor_sample_keys ADD COLUMN content_hash bytea"))
+        db.session.commit()
+        service._legacy_ledger_until = 0.0
+    assert stored_sample_ids(app, device_id) == [first.sample_id, second.sample_id]
 
 
 def test_storage_failure_commits_nothing_and_the_session_recovers(app: APIFlask, ctx: None) -> None:

@@ -28,7 +28,7 @@ def _check_device_id(_ctx: click.Context, _param: click.Parameter, value: str) -
 @click.argument("device_id", callback=_check_device_id)
 @click.option("--profile", default=None, help="Line profile of the device (e.g. foiegras_standard_barquette).")
 @click.option("--firmware", "firmware_version", default=None, help="Firmware version, until the device reports it.")
-@click.option("--rotate", is_flag=True, help="The device exists: issue a new token (the old one stops working).")
+@click.option("--rotate", is_flag=True, help="The device exists: issue a new token (the old one and its sockets end).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object: device_id, token.")
 def create_device(
     device_id: str, profile: str | None, firmware_version: str | None, rotate: bool, as_json: bool
@@ -73,7 +73,7 @@ def _create(device_id: str, profile: str | None, firmware_version: str | None, r
 @sqal_cli.command("disable-device")
 @click.argument("device_id")
 def disable_device(device_id: str) -> None:
-    """Refuse DEVICE_ID's connections (its open connection is closed at its next frame)."""
+    """Refuse DEVICE_ID's connections (its open sockets are closed at once, on every worker)."""
     _set_enabled(device_id, False)
 
 

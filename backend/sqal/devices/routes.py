@@ -37,7 +37,7 @@ def create_device(body: DeviceCreate) -> tuple[DeviceToken, int, dict[str, str]]
 @bp.output(DeviceToken)
 @bp.doc(
     operation_id="rotateDeviceToken",
-    summary="Issue a new token; the old one is refused from the next connection",
+    summary="Issue a new token; the old one is refused and its open sockets are closed (1008)",
     responses=[404, *AUTH_ERRORS],
     security=WRITE_SECURITY,
 )
@@ -52,7 +52,7 @@ def rotate_token(device_id: str) -> tuple[DeviceToken, int, dict[str, str]]:
 @bp.output(DeviceState)
 @bp.doc(
     operation_id="updateDevice",
-    summary="Enable or disable a device (a disabled device is refused at its next frame)",
+    summary="Enable or disable a device (disabling closes its open sockets with 1008)",
     responses=[404, *BODY_ERRORS],
     security=WRITE_SECURITY,
 )

@@ -14,6 +14,7 @@ from backend.core import security
 from backend.core.database import get_or_404
 from backend.extensions import db
 from backend.sqal.models import Device
+from backend.sqal.sessions import announce_credential_change
 
 TOKEN_PREFIX = "sqal_dev_"
 
@@ -52,8 +53,11 @@ def _create_or_replace(device_id: str, profile: str | None, firmware_version: st
         db.session.add(device)
     if profile is not None:
         device.profile = profile
+    rotated = device.token_hash is not None
     device.token_hash = security.hash_token(token)
     db.session.commit()
+    if rotated:  # the old token's open sockets close (docs/protocol.md §1)
+        announce_credential_change(device_id)
     return token
 
 
@@ -63,10 +67,11 @@ def _update_device(device_id: str, **values: Any) -> None:
     for name, value in values.items():
         setattr(device, name, value)
     db.session.commit()
+    announce_credential_change(device_id)  # after the commit: the re-check must see the new row
 
 
 def set_device_enabled(device_id: str, enabled: bool) -> None:
-    """Enable or disable a device; a disabled device's connections are refused at their next frame."""
+    """Enable or disable a device; disabling closes its open sockets (every worker, every instance) with 1008."""
     _update_device(device_id, enabled=enabled)
 
 
@@ -77,7 +82,7 @@ def device_token_matches(device_id: str, token: str) -> bool:
 
 
 def rotate_device_token(device_id: str) -> str:
-    """Give an existing device a new token and return it once; the old token is refused from then on."""
+    """Give an existing device a new token and return it once; the old token's open sockets close with 1008."""
     token = security.generate_token(TOKEN_PREFIX)
     _update_device(device_id, token_hash=security.hash_token(token))
     return token

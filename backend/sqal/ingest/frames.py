@@ -8,11 +8,12 @@ nothing of Flask, flask-sock or the database.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 from pydantic_core import from_json
@@ -22,11 +23,25 @@ from backend.sqal.ingest.schemas import BatchIn, SampleIn, validate_sample
 from backend.sqal.ingest.service import DeviceRejected, Status, StorageError
 from backend.sqal.websocket import pong
 
+logger = logging.getLogger(__name__)
+
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_MESSAGE_TOO_BIG = 1009
 MAX_DETAILS = 20
+# `rate_limited` replies in a row (no frame accepted between) after which the connection is closed with 1008: a device
+# that keeps sending instead of waiting `retry_after` costs one Redis round trip per frame. Four times the simulator's
+# window of frames in flight, so a device that pipelines, then waits as told, never reaches it.
+MAX_RATE_LIMITED_IN_A_ROW = 32
+LOGGED_CONFLICTS = 10  # sample ids named in a frame's conflict log line
+CONFLICT_MESSAGE = "another sample is already stored under this sample_id; this one was not stored"
 
-StoreFn = Callable[[str, Sequence[SampleIn], datetime], list[Status]]
+
+class StoreFn(Protocol):
+    def __call__(
+        self, device_id: str, samples: Sequence[SampleIn], received_at: datetime, *, token_hash: str | None = None
+    ) -> list[Status]: ...
+
+
 PublishFn = Callable[[list[dict[str, Any]]], None]
 RetryAfterFn = Callable[[str], float | None]
 
@@ -99,16 +114,19 @@ class FrameHandler:
         self,
         device_id: str,
         *,
+        token_hash: str | None = None,
         max_message_bytes: int,
         store: StoreFn,
         publish: PublishFn,
         retry_after: RetryAfterFn,
     ) -> None:
         self.device_id = device_id
+        self.token_hash = token_hash  # the session's credential, re-checked by every storing statement
         self.max_message_bytes = max_message_bytes
         self._store = store
         self._publish = publish
         self._retry_after = retry_after
+        self._limited_in_a_row = 0
 
     def handle(self, message: str | bytes) -> Outcome:
         """Process one message and return the single reply for it."""
@@ -118,7 +136,11 @@ class FrameHandler:
             return Outcome("oversize", reply, CLOSE_MESSAGE_TOO_BIG)
         wait = self._retry_after(self.device_id)
         if wait is not None:
-            return Outcome("rate_limited", error("rate_limited", "device frame budget exceeded", retry_after=wait))
+            self._limited_in_a_row += 1
+            close = CLOSE_POLICY_VIOLATION if self._limited_in_a_row >= MAX_RATE_LIMITED_IN_A_ROW else None
+            reply = error("rate_limited", "device frame budget exceeded", retry_after=wait)
+            return Outcome("rate_limited", reply, close)
+        self._limited_in_a_row = 0
         if isinstance(message, bytes):
             return Outcome("invalid", error("invalid_json", "binary messages are not accepted; send JSON text"))
         try:
@@ -160,6 +182,9 @@ class FrameHandler:
             reply = error("internal_error", "storage failed, resend later", sample_id=sample_id, seq=seq)
             return Outcome("sensor_data", reply)
         metrics.sample_processing_duration.observe(time.perf_counter() - started)
+        if statuses[0] == "conflict":
+            reply = error("conflict", CONFLICT_MESSAGE, sample_id=sample.sample_id, seq=sample.seq)
+            return Outcome("sensor_data", reply)
         ack = {"type": "ack", "sample_id": sample.sample_id, "seq": sample.seq, "status": statuses[0]}
         return Outcome("sensor_data", ack)
 
@@ -197,25 +222,51 @@ class FrameHandler:
                 return Outcome("sensor_batch", reply)
             statuses = committed
         metrics.sample_processing_duration.observe(time.perf_counter() - started)
-        reply = {
-            "type": "batch_ack",
-            "batch_id": envelope.batch_id,
-            "acks": [
-                {"sample_id": sample.sample_id, "seq": sample.seq, "status": status}
-                for (_, sample), status in zip(valid, statuses, strict=True)
-            ],
-            "errors": errors,
-        }
+        acks: list[dict[str, Any]] = []
+        for (index, sample), status in zip(valid, statuses, strict=True):
+            if status == "conflict":
+                errors.append(
+                    {
+                        "index": index,
+                        "sample_id": sample.sample_id,
+                        "seq": sample.seq,
+                        "code": "conflict",
+                        "message": CONFLICT_MESSAGE,
+                    }
+                )
+            else:
+                acks.append({"sample_id": sample.sample_id, "seq": sample.seq, "status": status})
+        errors.sort(key=lambda entry: entry["index"])
+        reply = {"type": "batch_ack", "batch_id": envelope.batch_id, "acks": acks, "errors": errors}
         return Outcome("sensor_batch", reply)
 
     def _commit(self, samples: list[SampleIn], received_at: datetime) -> list[Status] | None:
         """Store and commit; after the commit, count and fan out the newly stored samples. None on failure."""
         try:
-            statuses = self._store(self.device_id, samples, received_at)
+            statuses = self._store(self.device_id, samples, received_at, token_hash=self.token_hash)
         except StorageError:
             return None
+        self._count_conflicts(
+            [sample for sample, status in zip(samples, statuses, strict=True) if status == "conflict"]
+        )
         stored = [sample for sample, status in zip(samples, statuses, strict=True) if status == "stored"]
         metrics.record_stored((sample.fusion.final_grade, sample.fusion.final_score) for sample in stored)
         if stored:
             self._publish([summary(sample) for sample in stored])
         return statuses
+
+    def _count_conflicts(self, conflicts: list[SampleIn]) -> None:
+        """Count and log (one line per frame) samples refused because their id holds other content."""
+        if not conflicts:
+            return
+        metrics.sample_conflicts.inc(len(conflicts))
+        logger.warning(
+            "sample_id reused with different content: a device counter or clock reset?",
+            extra={
+                "event": "sample_conflict",
+                "device_id": self.device_id,
+                "conflicts": len(conflicts),
+                "sample_ids": [sample.sample_id for sample in conflicts[:LOGGED_CONFLICTS]],
+                "seqs": [sample.seq for sample in conflicts[:LOGGED_CONFLICTS]],
+            },
+        )

@@ -1,19 +1,20 @@
 """`/ws/sensors/`: the flask-sock adapter between a device connection and `FrameHandler`.
 
-Authenticates the token (header or query), then loops: receive → handle → exactly one reply → close when the
-protocol says so. Each frame runs in its own root span linked to the connection's span (a connection lasts
-hours; one span per frame keeps traces readable). The rate limit is `backend.core.ratelimit.hit` (Redis, shared
+Authenticates the token (header or query), registers the session (`sessions.py`: per-device cap, revocation), then
+loops: check the session → receive → handle → exactly one reply → close when the protocol says so. Each frame runs
+in its own root span linked to the connection's span (a connection lasts hours; one span per frame keeps traces
+readable). The rate limit is `backend.core.ratelimit.hit` (Redis, shared
 by workers). On shutdown `backend.core.shutdown` "closes" the tracked socket: that only wakes this connection's
-thread, which sends the 1001 close itself, since simple-websocket is not safe for two threads sending at once.
+thread, which sends the 1001 close itself, since simple-websocket is not safe for two threads sending at once
+(a replaced or revoked session is closed by its own thread the same way, with 1008).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+import time
+from contextlib import AbstractContextManager
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, request
@@ -30,74 +31,48 @@ from backend.sqal import metrics
 from backend.sqal.ingest import service
 from backend.sqal.ingest.frames import CLOSE_POLICY_VIOLATION, FrameHandler, Outcome, error
 from backend.sqal.ingest.publisher import SamplePublisher
+from backend.sqal.ingest.sessions import WAKE, DeviceSession, SessionRegistry
 from backend.sqal.vocabulary import channel_for
-from backend.sqal.websocket import encode, let_reader_finish, send
+from backend.sqal.websocket import CLOSE_TRY_AGAIN_LATER, SOCKETS_KEY, SocketBudget, encode, let_reader_finish, send
 
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 
 ENDPOINT = metrics.ENDPOINT
 RATE_SCOPE = "ws_device"
-# Receives wait this long at most; shutdown normally wakes them at once (see DeviceSocket.close).
+# Receives wait this long at most; shutdown, take-over and revocation wake them at once (DeviceSession.wake).
 RECEIVE_POLL = 10.0
 CLOSE_GOING_AWAY = 1001
 CLOSE_INTERNAL_ERROR = 1011
-CLOSE_TRY_AGAIN_LATER = 1013
-RESERVED_HTTP_THREADS = 4
+# Private-use code (RFC 6455 §7.4.2) for `session_replaced`: not 1008, which devices read as "credential refused,
+# stop" (clients/device_client.py); a replaced genuine device must reconnect, or a thief could kick it for good.
+CLOSE_SESSION_REPLACED = 4000
 EXTENSION_KEY = "sqal"
-_WAKE = object()
+SOCKET_KIND = "device"
 
 bp = Blueprint("sqal_ws", __name__)
 
 
 class SqalRuntime:
-    """Per-app SQAL helpers: the rate-limit check and the sample publisher (its thread starts on first use)."""
+    """Per-app SQAL helpers: the rate-limit check, the sample publisher and the device sessions (their threads start
+    on first use)."""
 
     def __init__(self, app: Flask) -> None:
         self.app = app
         self.publisher = SamplePublisher(
             lambda send: redis_call(send, app), channel=channel_for(app.config["SETTINGS"])
         )
-        # gthread: a socket holds a worker thread for its lifetime; leave some for HTTP (probes, /metrics).
-        self.max_sockets = max(1, app.config["SETTINGS"].threads - RESERVED_HTTP_THREADS)
-        self._sockets = 0
-        self._slots = threading.Lock()
+        self.sockets: SocketBudget = app.extensions[SOCKETS_KEY]  # shared with dashboard sockets
+        self.sessions = SessionRegistry(app, service.credential_refusal)
 
-    @contextmanager
-    def socket_slot(self) -> Iterator[bool]:
-        """Hold one of this process's `max_sockets` device-socket slots while the body runs; False if none."""
-        with self._slots:
-            admitted = self._sockets < self.max_sockets
-            if admitted:
-                self._sockets += 1
-        try:
-            yield admitted
-        finally:
-            if admitted:
-                with self._slots:
-                    self._sockets -= 1
+    def socket_slot(self) -> AbstractContextManager[bool]:
+        """Hold one of this process's socket slots for a device while the body runs; False if none."""
+        return self.sockets.slot(SOCKET_KIND)
 
     def retry_after(self, device_id: str) -> float | None:
         """Count one frame of the device against WS_DEVICE_RATE_LIMIT; None = go ahead, else seconds to wait."""
         decision = ratelimit.hit(RATE_SCOPE, device_id, self.app.config["SETTINGS"].ws_device_rate_limit, self.app)
         return None if decision.allowed else decision.retry_after
-
-
-class DeviceSocket:
-    """What the shutdown coordinator tracks. Its `close()` runs on the coordinator's thread, so it only flags
-    the connection and wakes the thread blocked in `receive()`; that thread then closes with 1001."""
-
-    def __init__(self, ws: Server) -> None:
-        self.ws = ws
-        self.going_away = threading.Event()
-
-    def close(self, reason: Any = None, message: Any = None) -> None:
-        self.going_away.set()
-        try:  # simple-websocket 1.1 internals: a queued item plus the event make receive() return now
-            self.ws.input_buffer.append(_WAKE)
-            self.ws.event.set()
-        except AttributeError:  # other versions: the RECEIVE_POLL timeout notices `going_away`
-            logger.debug("cannot wake the websocket thread", exc_info=True)
 
 
 def device_token(authorization: str | None, query_token: str | None) -> str | None:
@@ -125,6 +100,7 @@ def sensors(ws: Server) -> None:
     """One device connection."""
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     runtime: SqalRuntime = app.extensions[EXTENSION_KEY]
+    opened_ns = time.time_ns()
     try:
         with runtime.socket_slot() as admitted:
             if not admitted:
@@ -133,7 +109,9 @@ def sensors(ws: Server) -> None:
             token = device_token(request.headers.get("Authorization"), request.args.get("token"))
             authenticated = _authenticate(ws, token)
             if authenticated is not None:
-                _connection(app, runtime, DeviceSocket(ws), *authenticated)
+                identity, span = authenticated
+                session = DeviceSession(ws, identity.device_id, identity.token_hash, opened_ns)
+                _connection(app, runtime, session, span)
     except ConnectionClosed:  # the peer closed, or the reader closed on a protocol error: its reply goes out first
         let_reader_finish(ws)
         raise
@@ -141,8 +119,8 @@ def sensors(ws: Server) -> None:
         logger.debug("device socket lost", exc_info=True)
 
 
-def _authenticate(ws: Server, token: str | None) -> tuple[str, trace.SpanContext] | None:
-    """(device_id, connection span) or None after refusing the socket."""
+def _authenticate(ws: Server, token: str | None) -> tuple[service.DeviceIdentity, trace.SpanContext] | None:
+    """(the device, connection span) or None after refusing the socket."""
     with tracer.start_as_current_span("ws.sensors connect", context=otel_context.Context()) as span:
         try:
             identity = service.authenticate(token)
@@ -156,14 +134,14 @@ def _authenticate(ws: Server, token: str | None) -> tuple[str, trace.SpanContext
             _refuse(ws, error("internal_error", "authentication unavailable, retry later"), CLOSE_INTERNAL_ERROR)
             return None
         span.set_attribute("sqal.device_id", identity.device_id)
-        return identity.device_id, span.get_span_context()
+        return identity, span.get_span_context()
 
 
-def _connection(
-    app: Flask, runtime: SqalRuntime, device_socket: DeviceSocket, device_id: str, span: trace.SpanContext
-) -> None:
+def _connection(app: Flask, runtime: SqalRuntime, session: DeviceSession, span: trace.SpanContext) -> None:
+    device_id = session.device_id
     handler = FrameHandler(
         device_id,
+        token_hash=session.token_hash,
         max_message_bytes=app.config["SETTINGS"].ws_max_message_bytes,
         store=service.store_samples,
         publish=runtime.publisher.publish,
@@ -172,22 +150,36 @@ def _connection(
     logger.info("device connected", extra={"event": "ws_connect", "device_id": device_id})
     metrics.websocket_connections_active.labels(endpoint=ENDPOINT).inc()
     try:
-        with shutdown.track_websocket(device_socket, app):
-            _serve(device_socket, handler, span)
+        runtime.sessions.admit(session)
+        with shutdown.track_websocket(session, app):
+            _serve(runtime.sessions, session, handler, span)
     finally:
+        runtime.sessions.release(session)
         metrics.websocket_connections_active.labels(endpoint=ENDPOINT).dec()
         db.session.remove()
         logger.info("device disconnected", extra={"event": "ws_disconnect", "device_id": device_id})
 
 
-def _serve(device_socket: DeviceSocket, handler: FrameHandler, connection_span: trace.SpanContext) -> None:
-    ws = device_socket.ws
+def _serve(
+    sessions: SessionRegistry, session: DeviceSession, handler: FrameHandler, connection_span: trace.SpanContext
+) -> None:
+    ws = session.ws
     while True:
-        if device_socket.going_away.is_set():
+        if session.going_away.is_set():
             ws.close(reason=CLOSE_GOING_AWAY, message="server shutting down")
             return
-        message = ws.receive(timeout=RECEIVE_POLL)
-        if message is None or message is _WAKE:
+        refusal = sessions.refusal(session)
+        if refusal is not None:  # replaced by a newer socket, or the credential was revoked: no frame is handled
+            logger.info(
+                "device socket closed: %s",
+                refusal.code,
+                extra={"event": "ws_session_closed", "device_id": session.device_id, "reason": refusal.code},
+            )
+            close_code = CLOSE_SESSION_REPLACED if refusal.code == "session_replaced" else CLOSE_POLICY_VIOLATION
+            _refuse(ws, error(refusal.code, refusal.message), close_code)
+            return
+        message = ws.receive(timeout=min(RECEIVE_POLL, session.until_next_check()))
+        if message is None or message is WAKE:
             continue
         outcome = _handle(handler, message, connection_span)
         _reply(ws, outcome.reply, outcome.encoded)

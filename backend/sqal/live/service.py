@@ -10,7 +10,6 @@ is full is dropped: its socket is shut down, which also unblocks a send stuck on
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -20,9 +19,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import redis
-
 from backend.sqal.metrics import dashboard_clients_dropped
+from backend.sqal.pubsub import subscribe_loop
 from backend.sqal.vocabulary import CHANNEL
 from backend.sqal.websocket import encode
 
@@ -31,23 +29,25 @@ logger = logging.getLogger(__name__)
 CLIENT_QUEUE_SIZE = 256
 SNAPSHOT_INTERVAL = 5.0
 POLL_SECONDS = 1.0
-MAX_BACKOFF_SECONDS = 10.0
 
 
 class DashboardClient:
     """One connected dashboard: a bounded queue of frames and the way to cut it off."""
 
-    def __init__(self, queue_size: int, abort: Callable[[], None]) -> None:
+    def __init__(self, queue_size: int, abort: Callable[[], None], wake: Callable[[], None] | None = None) -> None:
         self.queue: queue.Queue[tuple[str, str]] = queue.Queue(queue_size)
         self.dropped = threading.Event()
         self._abort = abort
+        self._wake = wake
 
     def offer(self, kind: str, frame: str) -> bool:
-        """Queue a frame (its type and JSON text) without waiting; False when the queue is full."""
+        """Queue a frame (its type and JSON text) without waiting, then wake the connection; False when full."""
         try:
             self.queue.put_nowait((kind, frame))
         except queue.Full:
             return False
+        if self._wake is not None:
+            self._wake()
         return True
 
     def drop(self) -> None:
@@ -114,10 +114,10 @@ class DashboardHub:
         """Wait until subscribed (so a new client misses nothing published afterwards)."""
         return self._live.wait(timeout)
 
-    def connect(self, abort: Callable[[], None]) -> DashboardClient:
-        """Register a new client (starting the threads on first use)."""
+    def connect(self, abort: Callable[[], None], wake: Callable[[], None] | None = None) -> DashboardClient:
+        """Register a new client (starting the threads on first use); `wake` runs after each frame queued for it."""
         self.ensure_started()
-        client = DashboardClient(self.queue_size, abort)
+        client = DashboardClient(self.queue_size, abort, wake)
         with self._lock:
             self._clients.add(client)
         return client
@@ -169,35 +169,14 @@ class DashboardHub:
             self.broadcast("sample", encode({"type": "sample", "sample": summary}))
 
     def _subscribe_loop(self) -> None:
-        backoff = 0.5
-        while not self._stop.is_set():
-            pubsub = None
-            try:
-                client = redis.Redis.from_url(self.redis_url, socket_connect_timeout=2.0, health_check_interval=15)
-                pubsub = client.pubsub()
-                pubsub.subscribe(self.channel)
-                while not self._stop.is_set():
-                    message = pubsub.get_message(timeout=POLL_SECONDS)
-                    if message is None:
-                        continue
-                    if message["type"] == "subscribe":
-                        self._set_live(True)
-                        backoff = 0.5
-                    elif message["type"] == "message":
-                        self._on_message(message["data"])
-            except (redis.RedisError, OSError) as exc:
-                self._set_live(False)
-                logger.warning(
-                    "dashboard Redis subscription lost, retrying",
-                    extra={"event": "dashboard_subscriber_error", "error": exc.__class__.__name__},
-                )
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
-            finally:
-                if pubsub is not None:
-                    with contextlib.suppress(redis.RedisError, OSError):
-                        pubsub.close()
-        self._set_live(False)
+        subscribe_loop(
+            self.redis_url,
+            [self.channel],
+            self._on_message,
+            self._stop,
+            on_live=self._set_live,
+            event="dashboard_subscriber_error",
+        )
 
     def _snapshot_loop(self) -> None:
         while not self._stop.wait(self.snapshot_interval):

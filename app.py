@@ -14,7 +14,7 @@ from flask.cli import load_dotenv
 from flask.helpers import get_load_dotenv
 
 from backend import create_app
-from backend.core.config import ConfigError
+from backend.base.config import ConfigError
 
 
 def _build() -> APIFlask:

@@ -12,8 +12,8 @@ from flask.helpers import get_load_dotenv
 from flask_migrate import upgrade
 
 from backend import create_app
+from backend.base.config import ConfigError
 from backend.core.cli import progress
-from backend.core.config import ConfigError
 
 
 def main() -> int:

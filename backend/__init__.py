@@ -10,6 +10,8 @@ from apiflask import APIFlask
 from flask_cors import CORS
 
 from backend import observability
+from backend.base.config import ConfigError, Settings
+from backend.base.errors import register_error_handlers
 from backend.core import (
     auth,
     cache,
@@ -25,8 +27,6 @@ from backend.core import (
 )
 from backend.core import cli as cli_helpers
 from backend.core import redis as redis_client
-from backend.core.config import ConfigError, Settings
-from backend.core.errors import register_error_handlers
 from backend.core.http import register_request_guards
 from backend.extensions import db, migrate, sock
 

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
-from backend.core.errors import COMMON_ERRORS, GatewayTimeout
+from backend.base.errors import COMMON_ERRORS, GatewayTimeout
 from backend.extensions import db
 
 bp = APIBlueprint("chaos", __name__, tag="Chaos")

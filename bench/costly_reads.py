@@ -31,7 +31,7 @@ from urllib.parse import urlencode
 import psycopg2
 import requests
 
-from backend.core.config import Settings
+from backend.base.config import Settings
 from bench import dashboard
 from bench.harness import Server, bench_services, dsn, spread
 from scripts.services import TestServices, drop_database

@@ -32,7 +32,7 @@ import psycopg2
 import requests
 
 from backend import create_app
-from backend.core.config import Settings
+from backend.base.config import Settings
 from backend.extensions import db
 from backend.sqal.reads import figures, service
 from bench.dashboard import prepare

@@ -33,7 +33,7 @@ from sqlalchemy import create_engine, event, text
 from werkzeug.test import EnvironBuilder
 
 from backend import create_app
-from backend.core.config import FAST_PATHS, Settings
+from backend.base.config import FAST_PATHS, Settings
 from backend.core.resilience import Breaker
 from backend.extensions import db
 from backend.observability import otlp_encoding, sql_spans, tracing

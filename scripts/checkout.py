@@ -3,7 +3,7 @@
 - Ports: each checkout gets its own embedded PostgreSQL/Redis ports, derived from a digest of its `.local` path (so
   a worktree or a fresh clone never collides with another one's services, even when those outlived a SIGKILL), or
   free ones when those are taken; gunicorn serves on PORT, else 8000, else a free port.
-- State: `.local/services.json` records the URLs and pids of what runs. `backend.core.config` reads it (without
+- State: `.local/services.json` records the URLs and pids of what runs. `backend.base.config` reads it (without
   importing scripts/) when DATABASE_URL / REDIS_URL are unset in development, so `flask …`, `python app.py` and
   `python init_db.py` find the running services by themselves.
 - `env` prints the exports of a second terminal (venv, URLs, `psql`); `stop` stops whatever this checkout left
@@ -25,7 +25,7 @@ from typing import Any
 
 from scripts.processes import alive, package_dir, read_pid, wait_gone
 
-STATE_FILE = "services.json"  # backend.core.config.LOCAL_SERVICES_FILE reads the same file
+STATE_FILE = "services.json"  # backend.base.config.LOCAL_SERVICES_FILE reads the same file
 GUNICORN_PID_FILE = "gunicorn.pid"
 DEFAULT_APP_PORT = 8000
 PORT_BASE = 20000  # below Linux's ephemeral range (32768-60999), where free ports are handed out

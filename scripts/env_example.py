@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from backend import __version__
-from backend.core.config import documented_variables
+from backend.base.config import documented_variables
 
 HEADER = """\
 # Every variable the service reads, with its default. Copy to .env (never commit .env) and adjust.

@@ -151,6 +151,36 @@ def _volume_score(volume: float, target: tuple[float, float]) -> float:
     return 1.0
 
 
+def _defects(
+    has_product: bool, volume: float, uniformity: float, spikes: int, dark: int, invalid: int, limits: TofLimits
+) -> tuple[list[str], list[str]]:
+    """The frame's defects, and the grade each one caps the frame at."""
+    defects: list[str] = []
+    caps = []
+    if not has_product:
+        defects.append("no_product")
+        caps.append("REJECT")
+    elif volume < limits.target_volume_mm3[0]:
+        defects.append("low_volume")
+        caps.append("REJECT" if volume < 0.6 * limits.target_volume_mm3[0] else "C")
+    elif volume > limits.target_volume_mm3[1]:
+        defects.append("excess_volume")
+        caps.append("B")
+    if has_product and uniformity < limits.min_uniformity:
+        defects.append("surface_irregular")
+        caps.append("C")
+    if spikes:
+        defects.append("foreign_object")
+        caps.append("REJECT")
+    if dark:
+        defects.append("dark_spots")
+        caps.append("C")
+    if invalid > limits.max_invalid_zones:
+        defects.append("missing_zones")
+        caps.append("B")
+    return defects, caps
+
+
 def analyse_tof(
     distance_mm: Sequence[Sequence[float]] | Sequence[float],
     reflectance_percent: Sequence[Sequence[float]] | Sequence[float],
@@ -189,30 +219,7 @@ def analyse_tof(
     valid_count = sum(valid)
     invalid = GRID * GRID - valid_count
 
-    defects: list[str] = []
-    caps = []
-    if not product_heights:
-        defects.append("no_product")
-        caps.append("REJECT")
-    elif volume < limits.target_volume_mm3[0]:
-        defects.append("low_volume")
-        caps.append("REJECT" if volume < 0.6 * limits.target_volume_mm3[0] else "C")
-    elif volume > limits.target_volume_mm3[1]:
-        defects.append("excess_volume")
-        caps.append("B")
-    if product_heights and uniformity < limits.min_uniformity:
-        defects.append("surface_irregular")
-        caps.append("C")
-    if spikes:
-        defects.append("foreign_object")
-        caps.append("REJECT")
-    if dark:
-        defects.append("dark_spots")
-        caps.append("C")
-    if invalid > limits.max_invalid_zones:
-        defects.append("missing_zones")
-        caps.append("B")
-
+    defects, caps = _defects(bool(product_heights), volume, uniformity, spikes, dark, invalid, limits)
     score = 0.55 * _volume_score(volume, limits.target_volume_mm3) + 0.45 * uniformity if product_heights else 0.0
     grade = worst_grade([grade_for_score(score), *caps])
     score = cap_score(score, grade)

@@ -14,8 +14,8 @@ from flask_migrate import upgrade
 from sqlalchemy import text
 
 from backend import create_app
+from backend.base.config import Settings
 from backend.core import auth, cache, idempotency
-from backend.core.config import Settings
 from backend.extensions import db
 from scripts import timescale
 from scripts.services import TestServices, session_services

@@ -1,32 +1,38 @@
 """The layout rules of CONTRIBUTING.md, checked on the source: who may import whom, and how long a module may be.
 
 Every import counts, at module level or inside a function. Layers of `backend/`, lowest first:
-  base           backend.extensions, backend.core.config(_values), backend.core.errors: import only each other
+  base           backend.extensions and backend.base.* (config, config_values, errors): import only each other
   observability  backend.observability.*: base and itself
-  core           the rest of backend.core.*: base, observability and core
+  core           backend.core.*: base, observability and core
   domains        every other top-level package or module under backend/ (products, sqal, bugs, chaos...): the
                  layers below and their own modules, never another domain nor the factory. A sub-package of a
                  domain (backend/sqal/reads/) may import the domain's top-level modules (its shared vocabulary)
                  but a sibling sub-package only where SIBLING_IMPORTS allows it.
   factory        backend/__init__.py: anything.
 Outside: simulator/ imports nothing from backend/; backend/, scripts/ and bench/ import nothing from tests/; backend/
-imports nothing from scripts/, bench/ or simulator/. Modules outside tests/ stay within MAX_LINES lines.
+imports nothing from scripts/, bench/ or simulator/; migrations/ (frozen revisions) and observability/ (the Grafana
+generators, run alone) import nothing from backend/ either; the root scripts (app.py, init_db.py, gunicorn.conf.py)
+import backend/ but no test or tool code. Modules outside tests/ stay within MAX_LINES lines.
+Services (`service.py`) never read `flask.request`: routes pass them what they need. Core (above the base) names no
+domain: no identifier or string of backend/core/ carries a domain's name.
 """
 
 from __future__ import annotations
 
 import ast
 import functools
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-CHECKED = ("backend", "simulator", "scripts", "bench")
+CHECKED = ("backend", "simulator", "scripts", "bench", "migrations", "observability")
+ROOT_SCRIPTS = ("app.py", "init_db.py", "gunicorn.conf.py")
 MAX_LINES = 400
-BASE = frozenset({"backend.extensions", "backend.core.config", "backend.core.config_values", "backend.core.errors"})
-LOWER = ("base", "observability", "core")
+BASE = frozenset({"backend.extensions"})  # base besides the backend/base/ package
+LOWER = ("base", "observability", "core")  # the layers below the domains, lowest first: each a package
 # Allowed imports between sub-packages of one domain: "sqal.live": {"sqal.reads"} lets backend/sqal/live/ import
 # backend/sqal/reads/. Empty: sub-packages share only their domain's top-level modules.
 SIBLING_IMPORTS: dict[str, frozenset[str]] = {}
@@ -36,7 +42,12 @@ FORBIDDEN = {
     "simulator": ("backend", "tests"),
     "scripts": ("tests", "bench"),
     "bench": ("tests",),
+    "migrations": ("backend", "tests", "bench", "scripts", "simulator"),
+    "observability": ("backend", "tests", "bench", "scripts", "simulator"),
+    "root": ("tests", "bench", "scripts", "simulator"),
 }
+# Words of backend/core/ that name the service (SQAL), not its domain package: API key prefix and auth realm.
+SERVICE_NAME_IN_CORE = {"backend/core/auth.py": {"sqal_", 'Bearer realm="sqal"'}}
 
 
 def module_name(root: Path, path: Path) -> str:
@@ -82,7 +93,7 @@ def domain_packages(root: Path) -> dict[str, set[str]]:
     domains: dict[str, set[str]] = {}
     for entry in sorted((root / "backend").iterdir()):
         name = entry.stem
-        if name in {"core", "observability", "extensions", "__init__", "__pycache__"}:
+        if name in {*LOWER, "extensions", "__init__", "__pycache__"}:
             continue
         if entry.suffix == ".py":
             domains[name] = set()
@@ -97,7 +108,7 @@ def layer(name: str, domains: dict[str, set[str]]) -> str:
         return "factory"
     if name in BASE:
         return "base"
-    if parts[1] in {"observability", "core"}:
+    if parts[1] in LOWER:
         return parts[1]
     return "domain" if parts[1] in domains else "factory"
 
@@ -127,30 +138,108 @@ def backend_violation(importer: str, target: str, domains: dict[str, set[str]]) 
     return None
 
 
+def checked_files(root: Path) -> list[tuple[str, Path]]:
+    """(rule set, path) of every file the layout rules cover."""
+    found = [(top, path) for top in CHECKED for path in sorted((root / top).rglob("*.py"))]
+    return found + [("root", root / name) for name in ROOT_SCRIPTS if (root / name).is_file()]
+
+
+def reads_flask_request(path: Path) -> int | None:
+    """The line where `path` imports or uses `flask.request`, or None."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module == "flask" and any(a.name == "request" for a in node.names):
+            return node.lineno
+        if isinstance(node, ast.Attribute) and node.attr == "request" and ast.unparse(node.value) == "flask":
+            return node.lineno
+    return None
+
+
+def domain_words_in_core(root: Path, path: Path, domains: dict[str, set[str]]) -> list[tuple[int, str]]:
+    """(line, word) of each identifier or non-docstring string of a core module that names a domain."""
+    names = {word for name in domains for word in (name, name.removesuffix("s"))}
+    allowed = SERVICE_NAME_IN_CORE.get(path.relative_to(root).as_posix(), set())
+    tree = ast.parse(path.read_text())
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+    }
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            word = node.id
+        elif isinstance(node, ast.Attribute):
+            word = node.attr
+        elif isinstance(node, ast.FunctionDef | ast.ClassDef | ast.AsyncFunctionDef):
+            word = node.name
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            word = node.value
+        else:
+            continue
+        if word not in allowed and set(re.findall(r"[a-z]+", word.lower())) & names:
+            found.append((getattr(node, "lineno", 0), word))
+    return found
+
+
 def violations(root: Path) -> list[str]:
     """Every broken rule under `root`, one line each."""
     domains = domain_packages(root)
     found: list[str] = []
-    for top in CHECKED:
-        for path in sorted((root / top).rglob("*.py")):
-            where = path.relative_to(root)
-            lines = len(path.read_text().splitlines())
-            if lines > MAX_LINES:
-                found.append(f"{where}: {lines} lines (at most {MAX_LINES})")
-            importer = module_name(root, path)
-            for line, target in imported(root, path):
-                head = target.split(".")[0]
-                if head in FORBIDDEN[top]:
-                    found.append(f"{where}:{line}: {importer} imports {target} ({top}/ never imports {head}/)")
-                elif top == "backend" and head == "backend":
-                    reason = backend_violation(importer, target, domains)
-                    if reason:
-                        found.append(f"{where}:{line}: {importer} imports {target} ({reason})")
+    for top, path in checked_files(root):
+        where = path.relative_to(root)
+        lines = len(path.read_text().splitlines())
+        if lines > MAX_LINES:
+            found.append(f"{where}: {lines} lines (at most {MAX_LINES})")
+        importer = module_name(root, path)
+        for line, target in imported(root, path):
+            head = target.split(".")[0]
+            if head in FORBIDDEN[top]:
+                found.append(f"{where}:{line}: {importer} imports {target} ({top}/ never imports {head}/)")
+            elif top == "backend" and head == "backend":
+                reason = backend_violation(importer, target, domains)
+                if reason:
+                    found.append(f"{where}:{line}: {importer} imports {target} ({reason})")
+        if top == "backend" and path.name == "service.py" and (at := reads_flask_request(path)):
+            found.append(f"{where}:{at}: a service reads flask.request (routes pass it what it needs)")
+        if top == "backend" and layer(importer, domains) == "core":
+            named = domain_words_in_core(root, path, domains)
+            found.extend(f"{where}:{at}: core names a domain ({word!r})" for at, word in named)
     return found
+
+
+def import_cycles(root: Path) -> list[list[str]]:
+    """Modules of backend/ that import each other, directly or through others (each cycle once, as a path)."""
+    graph: dict[str, set[str]] = {}
+    for path in sorted((root / "backend").rglob("*.py")):
+        name = module_name(root, path)
+        graph[name] = {target for _, target in imported(root, path) if target.startswith("backend.") and target != name}
+    cycles: list[list[str]] = []
+    done: set[str] = set()
+
+    def visit(name: str, trail: list[str]) -> None:
+        if name in trail:
+            cycles.append([*trail[trail.index(name) :], name])
+            return
+        if name in done:
+            return
+        for target in sorted(graph.get(name, ())):
+            visit(target, [*trail, name])
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name, [])
+    return cycles
 
 
 def test_the_code_follows_the_layout_rules() -> None:
     assert violations(ROOT) == []
+
+
+def test_no_import_cycles() -> None:
+    """A cycle (even under TYPE_CHECKING) means two modules are one: merge them or pass a protocol."""
+    assert import_cycles(ROOT) == []
 
 
 def _plant(root: Path, relative: str, text: str) -> None:
@@ -166,20 +255,29 @@ def _plant(root: Path, relative: str, text: str) -> None:
         ("backend/core/plant.py", "def f():\n    from backend import sqal\n", "core may import only"),
         ("backend/core/plant.py", "import backend\n", "core may import only"),
         ("backend/observability/plant.py", "from backend.core import cache\n", "observability may import only"),
-        ("backend/core/config.py", "from backend.observability import metrics\n", "base may import only"),
+        ("backend/base/config.py", "from backend.observability import metrics\n", "base may import only"),
         ("backend/chaos.py", "from backend.products import service\n", "domains never import each other"),
         ("backend/bugs/plant.py", "from backend import create_app\n", "a domain never imports the factory"),
         ("backend/sqal/alpha/__init__.py", "from ..beta import thing\n", "sub-packages of a domain share only"),
         ("backend/core/plant.py", "import scripts.devservices\n", "backend/ never imports scripts/"),
-        ("simulator/plant.py", "import backend.core.errors\n", "simulator/ never imports backend/"),
+        ("simulator/plant.py", "import backend.base.errors\n", "simulator/ never imports backend/"),
         ("bench/plant.py", "from tests.conftest import make_key\n", "bench/ never imports tests/"),
         ("scripts/plant.py", "from tests.support import server\n", "scripts/ never imports tests/"),
         ("scripts/plant.py", "x = 1\n" * (MAX_LINES + 1), f"{MAX_LINES + 1} lines (at most {MAX_LINES})"),
+        ("migrations/versions/plant.py", "from backend.sqal import models\n", "migrations/ never imports backend/"),
+        ("observability/grafana/plant.py", "import backend\n", "observability/ never imports backend/"),
+        ("app.py", "from tests.conftest import make_key\n", "root/ never imports tests/"),
+        ("backend/bugs/service.py", "from flask import request\n", "a service reads flask.request"),
+        ("backend/sqal/devices/service.py", "import flask\nx = flask.request\n", "a service reads flask.request"),
+        ("backend/core/plant.py", "def f(app):\n    return app.extensions['bugs']\n", "core names a domain ('bugs')"),
+        ("backend/core/plant.py", "products_cache = None\n", "core names a domain ('products_cache')"),
     ],
 )
 def test_a_planted_violation_is_reported(tmp_path: Path, relative: str, text: str, expected: str) -> None:
     for top in CHECKED:
         shutil.copytree(ROOT / top, tmp_path / top, ignore=shutil.ignore_patterns("__pycache__", "static"))
+    for name in ROOT_SCRIPTS:
+        shutil.copy(ROOT / name, tmp_path / name)
     (tmp_path / "backend/sqal/beta").mkdir()
     (tmp_path / "backend/sqal/beta/__init__.py").write_text("thing = 1\n")
     (tmp_path / "backend/sqal/gamma.py").write_text("from backend.sqal.beta import thing\n")  # vocabulary: fine

@@ -9,7 +9,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from backend import create_app
-from backend.core.config import Settings
+from backend.base.config import Settings
 
 
 def test_slow_waits_the_requested_delay(client: FlaskClient) -> None:

@@ -19,8 +19,8 @@ import pytest
 import requests
 from apiflask import APIFlask
 
-from backend.core import config as config_module
-from backend.core.config import Settings
+from backend.base import config as config_module
+from backend.base.config import Settings
 from scripts.devservices import REPO_ROOT, free_port
 from scripts.services import TestServices
 from tests.support.checkout import copy_checkout, terminal_env

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.core.config import ConfigError, Settings, documented_variables
+from backend.base.config import ConfigError, Settings, documented_variables
 from scripts.devservices import REPO_ROOT
 from tests.support.server import GUNICORN
 

@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 from flask_migrate import upgrade
 
 from backend import create_app
-from backend.core.config import Settings
+from backend.base.config import Settings
 from scripts.devservices import EmbeddedPostgres, free_port
 
 

@@ -23,8 +23,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from backend import create_app
+from backend.base.config import Settings
 from backend.core import database
-from backend.core.config import Settings
 from backend.extensions import db
 from scripts import timescale
 from scripts.services import TestServices, create_database, drop_database, with_database

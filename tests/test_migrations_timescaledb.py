@@ -20,8 +20,8 @@ from flask_migrate import downgrade, upgrade
 from sqlalchemy import inspect, text
 
 from backend import create_app
+from backend.base.config import Settings
 from backend.core import database
-from backend.core.config import Settings
 from backend.extensions import db
 from scripts import timescale
 from scripts.services import TestServices, create_database, drop_database, with_database

@@ -5,9 +5,8 @@
     bug_resolution_seconds          average resolved_at - created_at of resolved bugs (0 while none is resolved)
 
 A custom collector rather than per-worker counters: every gunicorn worker answers a scrape with the same values
-because they come from PostgreSQL. Results are cached in-process for `ttl` seconds (the cache is module-level,
-so it survives a registry rebuilt for every scrape, as prometheus_flask_exporter does in multiprocess mode).
-A database failure yields no bug series instead of failing the whole scrape.
+because they come from PostgreSQL (cached `ttl` seconds, nothing while the database cannot be read: see
+`backend.observability.collectors`).
 
 `backend.bugs.init_app` serves it on the app's /metrics (`observability.metrics.register_scrape_collector`);
 `register_collector(registry, app)` adds it to any other registry.
@@ -15,33 +14,21 @@ A database failure yields no bug series instead of failing the whole scrape.
 
 from __future__ import annotations
 
-import logging
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable
 
 from flask import Flask
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.registry import CollectorRegistry
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from backend.bugs.stats import MetricSnapshot, metric_snapshot
+from backend.bugs.stats import metric_snapshot
 from backend.extensions import db
-
-logger = logging.getLogger(__name__)
+from backend.observability.collectors import StoreCollector
 
 DEFAULT_TTL = 10.0
 SCRAPE_STATEMENT_TIMEOUT_MS = 2000
-
-_cache_lock = threading.Lock()
-_cache: dict[str, tuple[float, MetricSnapshot]] = {}
-
-
-def clear_cache() -> None:
-    """Forget every cached snapshot (tests, or after a bulk import)."""
-    with _cache_lock:
-        _cache.clear()
 
 
 def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
@@ -52,7 +39,7 @@ def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily
     )
 
 
-class BugMetricsCollector(Collector):
+class BugMetricsCollector(StoreCollector):
     """Yields the bug gauges from a (cached) database snapshot."""
 
     def __init__(
@@ -61,49 +48,23 @@ class BugMetricsCollector(Collector):
         ttl: float = DEFAULT_TTL,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__(ttl, clock)
         self._engine = engine
-        self._ttl = ttl
-        self._clock = clock
 
-    def describe(self) -> Iterator[Metric]:
-        """Metric names without samples, so registering never touches the database."""
-        yield from _families()
+    def families(self) -> Iterable[Metric]:
+        return _families()
 
-    def collect(self) -> Iterator[Metric]:
-        """The gauges, or nothing when the database cannot be read."""
-        snapshot = self._snapshot()
-        if snapshot is None:
-            return
+    def compute(self) -> Iterable[Metric]:
+        with self._engine().connect() as connection:
+            connection.execute(text(f"SET LOCAL statement_timeout = {SCRAPE_STATEMENT_TIMEOUT_MS}"))
+            snapshot = metric_snapshot(connection)
         per_status, resolved_today, resolution = _families()
         for (severity, status), count in sorted(snapshot.by_severity_status.items()):
             per_status.add_metric([severity, status], count)
         resolved_today.add_metric([], snapshot.resolved_today)
         # 0 rather than no series while nothing is resolved: a fresh instance shows every panel and reference check.
         resolution.add_metric([], snapshot.avg_resolution_seconds or 0.0)
-        yield from (per_status, resolved_today, resolution)
-
-    def _snapshot(self) -> MetricSnapshot | None:
-        try:
-            engine = self._engine()
-            key = engine.url.render_as_string(hide_password=True)
-        except Exception:
-            logger.warning("bug metrics: no database engine", exc_info=True, extra={"event": "bug_metrics_failed"})
-            return None
-        with _cache_lock:
-            cached = _cache.get(key)
-            if cached is not None and self._clock() < cached[0]:
-                return cached[1]
-        try:
-            with engine.connect() as connection:
-                connection.execute(text(f"SET LOCAL statement_timeout = {SCRAPE_STATEMENT_TIMEOUT_MS}"))
-                snapshot = metric_snapshot(connection)
-        except Exception:
-            # A scrape must not fail because the DB is down: the gauges disappear and the DB alerts fire instead.
-            logger.warning("bug metrics: database query failed", exc_info=True, extra={"event": "bug_metrics_failed"})
-            return None
-        with _cache_lock:
-            _cache[key] = (self._clock() + self._ttl, snapshot)
-        return snapshot
+        return [per_status, resolved_today, resolution]
 
 
 def app_engine(app: Flask | None = None) -> Callable[[], Engine]:

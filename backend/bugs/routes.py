@@ -5,6 +5,7 @@ from __future__ import annotations
 from apiflask import APIBlueprint
 from flask import request, url_for
 
+from backend.base.errors import BODY_ERRORS, COMMON_ERRORS
 from backend.bugs import service, stats
 from backend.bugs.models import (
     COMMENT_MAX,
@@ -31,7 +32,6 @@ from backend.core import cache
 from backend.core.auth import WRITE_SECURITY, require_scope
 from backend.core.conditional import CONDITIONAL_ERRORS, conditional, etag, if_match
 from backend.core.contract import sends
-from backend.core.errors import BODY_ERRORS, COMMON_ERRORS
 from backend.core.http import body_limit, json_text_bytes
 from backend.core.idempotency import idempotent
 from backend.core.pagination import pagination_headers

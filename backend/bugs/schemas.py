@@ -46,7 +46,7 @@ Title = Annotated[
 Description = Annotated[str, Field(max_length=models.DESCRIPTION_MAX, json_schema_extra=NO_NUL), AfterValidator(no_nul)]
 DeviceId = Annotated[
     str,
-    Field(min_length=1, max_length=models.DEVICE_ID_MAX, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"),
+    Field(min_length=1, max_length=models.DEVICE_ID_MAX, pattern=models.DEVICE_ID_PATTERN),
 ]
 Person = Annotated[
     str, Field(min_length=1, max_length=models.PERSON_MAX, json_schema_extra=NOT_BLANK), AfterValidator(not_blank)
@@ -78,9 +78,6 @@ class BugCreate(BaseModel):
     device_id: DeviceId | None = None
     reporter: Person | None = None
     assignee: Person | None = None
-
-
-NULLABLE = frozenset({"device_id", "reporter", "assignee"})
 
 
 class BugPatch(BaseModel):

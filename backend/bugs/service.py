@@ -13,13 +13,13 @@ from typing import Any
 from sqlalchemy import ColumnElement, case, func, or_, select
 from sqlalchemy.orm import selectinload
 
+from backend.base.errors import Conflict
 from backend.bugs import workflow
 from backend.bugs.enums import Priority, Severity, Status, values
 from backend.bugs.models import BugComment, BugReport
 from backend.core import cache
 from backend.core.conditional import IfMatch, PreconditionFailed
-from backend.core.database import get_or_404
-from backend.core.errors import Conflict
+from backend.core.database import get_or_404, rollback_on
 from backend.extensions import db
 
 
@@ -137,14 +137,11 @@ def update_bug(
     at = now or utcnow()
     changes = dict(fields)
     target = changes.pop("status", None)
-    try:
+    with rollback_on(Conflict, PreconditionFailed):
         if precondition is not None:
             precondition.check(bug.version)
         if target is not None:
             workflow.transition(bug, Status(target), at)
-    except (Conflict, PreconditionFailed):
-        db.session.rollback()  # releases the row lock now rather than at teardown
-        raise
     for name, value in changes.items():
         setattr(bug, name, value)
     bug.version += 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import Float, func, select, text
@@ -20,15 +20,10 @@ from sqlalchemy.orm import Session
 from backend.bugs.enums import UNRESOLVED, Category, Severity, Status, values
 from backend.bugs.models import BugReport, bug_metrics
 from backend.bugs.service import utcnow
+from backend.core.clock import day_bounds
 from backend.extensions import db
 
 SECONDS_PER_HOUR = 3600.0
-
-
-def day_bounds(day: date) -> tuple[datetime, datetime]:
-    """[start, end) of a UTC day as aware datetimes."""
-    start = datetime.combine(day, time.min, tzinfo=UTC)
-    return start, start + timedelta(days=1)
 
 
 def _zero_filled(counts: Counter[str], enum: type[Severity | Status | Category]) -> dict[str, int]:

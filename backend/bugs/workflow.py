@@ -24,8 +24,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
+from backend.base.errors import Conflict
 from backend.bugs.enums import Status
-from backend.core.errors import Conflict
 
 TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.OPEN: frozenset({Status.IN_PROGRESS, Status.RESOLVED, Status.CLOSED, Status.WONT_FIX}),

@@ -30,9 +30,9 @@ from sqlalchemy import ARRAY, DateTime, Integer, String, func, select, text, upd
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Mapped, mapped_column
 
+from backend.base.errors import ApiError
 from backend.core.cli import emit_json
-from backend.core.errors import ApiError
-from backend.core.security import generate_token, hash_token
+from backend.core.security import DIGEST_LENGTH, generate_token, hash_token
 from backend.extensions import db
 
 logger = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ class ApiKey(db.Model):  # type: ignore[name-defined]
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(100), nullable=False)
-    key_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    key_hash: Mapped[str] = mapped_column(String(DIGEST_LENGTH), nullable=False, unique=True)
     scopes: Mapped[list[str]] = mapped_column(ARRAY(String(32)), nullable=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

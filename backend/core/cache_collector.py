@@ -3,22 +3,32 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import redis
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from backend.core.resilience import RedisUnavailable
-
-if TYPE_CHECKING:
-    from backend.core.cache import RedisCache
+from backend.observability.collectors import StoreCollector
 
 INDEX_SCAN_LIMIT = 5000
 
 
-class CacheCollector:
+class IndexedCache(Protocol):
+    """What the collector reads of `backend.core.cache.RedisCache` (a protocol: cache.py imports this module)."""
+
+    enabled: bool
+
+    def namespaces(self) -> list[str]: ...
+    def version_key(self, name: str) -> str: ...
+    def index_key(self, name: str) -> str: ...
+    def stats_key(self) -> str: ...
+    def entry_key(self, name: str, version: str, key: str) -> str: ...
+    def call_redis(self, fn: Callable[[redis.Redis], Any]) -> Any: ...
+
+
+class CacheCollector(StoreCollector):
     """Scrape-time series from Redis: live bytes per namespace; expired and evicted entries, counted once.
 
     Each stored entry is listed in a per-namespace sorted set scored by its expiry. A listed entry that is gone was
@@ -26,23 +36,26 @@ class CacheCollector:
     counted as evicted. Counts are kept in Redis, so they are shared by every worker that answers a scrape.
     """
 
-    def __init__(self, cache: RedisCache) -> None:
+    def __init__(self, cache: IndexedCache) -> None:
+        super().__init__(ttl=0.0)  # every scrape sweeps: the counts live in Redis, shared by the workers
         self.cache = cache
 
-    def collect(self) -> Iterable[Metric]:
+    def families(self) -> tuple[GaugeMetricFamily, CounterMetricFamily, CounterMetricFamily]:
+        return (
+            GaugeMetricFamily("cache_size_bytes", "Bytes of the live entries of each cache", labels=["cache"]),
+            CounterMetricFamily("cache_expirations", "Entries gone after their TTL", labels=["cache"]),
+            CounterMetricFamily(
+                "cache_evictions", "Entries removed before their TTL (invalidated or evicted)", labels=["cache"]
+            ),
+        )
+
+    def compute(self) -> Iterable[Metric]:
         if not self.cache.enabled:
             return []
-        size = GaugeMetricFamily("cache_size_bytes", "Bytes of the live entries of each cache", labels=["cache"])
-        expirations = CounterMetricFamily("cache_expirations", "Entries gone after their TTL", labels=["cache"])
-        evictions = CounterMetricFamily(
-            "cache_evictions", "Entries removed before their TTL (invalidated or evicted)", labels=["cache"]
-        )
-        try:
-            for name in self.cache.namespaces():
-                size.add_metric([name], self.cache.call_redis(partial(self._sweep, name=name)))
-            stats = self.cache.call_redis(lambda client: client.hgetall(self.cache.stats_key()))
-        except RedisUnavailable:
-            return []  # the cache is degraded (logged by the request path); no stale numbers
+        size, expirations, evictions = self.families()
+        for name in self.cache.namespaces():
+            size.add_metric([name], self.cache.call_redis(partial(self._sweep, name=name)))
+        stats = self.cache.call_redis(lambda client: client.hgetall(self.cache.stats_key()))
         for name in self.cache.namespaces():
             expirations.add_metric([name], int(stats.get(f"{name}:expirations".encode(), 0)))
             evictions.add_metric([name], int(stats.get(f"{name}:evictions".encode(), 0)))

@@ -14,8 +14,8 @@ from typing import Any, TypeVar
 
 from flask import current_app, request
 
+from backend.base.errors import ApiError
 from backend.core.contract import reads, sends
-from backend.core.errors import ApiError
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -1,9 +1,10 @@
-"""Database engine options, the checks the health probes use, and `get_or_404`."""
+"""Database engine options, the checks the health probes use, `get_or_404` and `rollback_on`."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -13,8 +14,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm.interfaces import ORMOption
 
-from backend.core.config import Settings
-from backend.core.errors import NotFound
+from backend.base.config import Settings
+from backend.base.errors import NotFound
 from backend.extensions import db
 
 M = TypeVar("M")
@@ -87,6 +88,17 @@ def get_or_404(
     if row is None:
         raise not_found(what, key, field)
     return row
+
+
+@contextmanager
+def rollback_on(*errors: type[BaseException]) -> Iterator[None]:
+    """Roll back when one of `errors` escapes, then let it go on: the row locks taken by `get_or_404(...,
+    for_update=True)` are released now rather than at teardown, and nothing of the update is written."""
+    try:
+        yield
+    except errors:
+        db.session.rollback()
+        raise
 
 
 def not_found(what: str, key: Any, field: str = "id") -> NotFound:

@@ -22,10 +22,10 @@ from typing import Any
 from apiflask import APIBlueprint
 from flask import Flask, current_app
 
+from backend.base.config_values import redis_location
 from backend.core import database, operations, shutdown
 from backend.core import redis as redis_module
 from backend.core.auth import AUTH_OFF_WARNING
-from backend.core.config_values import redis_location
 from backend.core.resilience import redis_call
 from backend.extensions import db
 

@@ -10,7 +10,7 @@ from apiflask import APIFlask
 from flask import Response, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from backend.core.errors import error_response
+from backend.base.errors import error_response
 from backend.core.validation import NUL
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})

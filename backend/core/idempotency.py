@@ -30,9 +30,9 @@ from sqlalchemy import DateTime, Integer, LargeBinary, String, delete, func, or_
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.orm import Mapped, mapped_column
 
+from backend.base.errors import Conflict, UnprocessableEntity
 from backend.core import contract
 from backend.core import redis as redis_module
-from backend.core.errors import Conflict, UnprocessableEntity
 from backend.core.resilience import REDIS, ThrottledWarning, breaker, key_prefix
 from backend.extensions import db
 

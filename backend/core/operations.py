@@ -21,8 +21,8 @@ from typing import Any
 from flask import Flask, current_app, request
 from werkzeug.exceptions import NotFound
 
+from backend.base.config import Settings
 from backend.core.auth import Unauthorized
-from backend.core.config import Settings
 from backend.observability.metrics import METRICS_PATH
 
 logger = logging.getLogger(__name__)

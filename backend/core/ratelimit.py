@@ -29,9 +29,9 @@ from limits.storage import MemoryStorage
 from limits.strategies import SlidingWindowCounterRateLimiter
 from prometheus_client import Counter
 
+from backend.base.config import Settings
+from backend.base.errors import error_response
 from backend.core import redis as redis_module
-from backend.core.config import Settings
-from backend.core.errors import error_response
 from backend.core.resilience import REDIS, ThrottledWarning, breaker, key_prefix
 
 logger = logging.getLogger(__name__)

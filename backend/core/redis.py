@@ -10,7 +10,7 @@ from flask import Flask
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from backend.core.config import Settings
+from backend.base.config import Settings
 
 _lock = threading.Lock()
 EXTENSION_KEY = "redis_client"

@@ -33,9 +33,9 @@ from prometheus_client import Gauge
 from sqlalchemy import event
 from sqlalchemy.engine import Dialect, Engine, ExceptionContext
 
+from backend.base.config import ConfigError, Settings
+from backend.base.errors import ServiceUnavailable
 from backend.core import redis as redis_module
-from backend.core.config import ConfigError, Settings
-from backend.core.errors import ServiceUnavailable
 from backend.extensions import db
 from backend.observability.internals import report_fallback
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from apiflask import APIFlask
 
-from backend.core.config import Settings
+from backend.base.config import Settings
 from backend.extensions import db
 from backend.observability import http, metrics, tracing
 from backend.observability.logging import configure_logging

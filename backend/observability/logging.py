@@ -18,7 +18,7 @@ from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonEncoder
 from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
 
-from backend.core.config import Settings
+from backend.base.config import Settings
 from backend.observability.exceptions import exception_fields
 from backend.observability.ids import current_ids
 from backend.observability.redaction import REDACTED, is_sensitive_key, redact, redact_text

@@ -26,7 +26,7 @@ from opentelemetry.trace import Link, SpanKind
 from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
 
-from backend.core.config import ConfigError, Settings
+from backend.base.config import ConfigError, Settings
 
 
 class RateLimitingSampler(Sampler):

@@ -34,9 +34,9 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
 
-from backend.core.config import Settings
-from backend.core.config_values import parse_resource_attributes
-from backend.core.errors import ApiError
+from backend.base.config import Settings
+from backend.base.config_values import parse_resource_attributes
+from backend.base.errors import ApiError
 from backend.observability import metrics, server_spans, sql_spans
 from backend.observability.exceptions import record_on_span
 from backend.observability.internals import report_fallback

@@ -8,10 +8,10 @@ from typing import Any
 from apiflask import APIBlueprint
 from flask import Response, current_app, request, url_for
 
+from backend.base.errors import AUTH_ERRORS, BODY_ERRORS, COMMON_ERRORS
 from backend.core.auth import WRITE_SECURITY, require_scope
 from backend.core.conditional import CONDITIONAL_ERRORS, conditional, etag, if_match
 from backend.core.contract import sends
-from backend.core.errors import AUTH_ERRORS, BODY_ERRORS, COMMON_ERRORS
 from backend.core.idempotency import idempotent
 from backend.core.pagination import pagination_headers
 from backend.products import service

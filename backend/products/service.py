@@ -9,7 +9,7 @@ from sqlalchemy import bindparam, func, select
 
 from backend.core import cache
 from backend.core.conditional import IfMatch, PreconditionFailed
-from backend.core.database import get_or_404, not_found
+from backend.core.database import get_or_404, not_found, rollback_on
 from backend.extensions import db
 from backend.products.models import Product
 from backend.products.schemas import ProductOut
@@ -101,11 +101,8 @@ def update_product(product_id: int, fields: Mapping[str, Any], precondition: IfM
     """
     product = get_or_404(Product, product_id, "Product", for_update=True)
     if precondition is not None:
-        try:
+        with rollback_on(PreconditionFailed):
             precondition.check(product.version)
-        except PreconditionFailed:
-            db.session.rollback()  # releases the row lock now rather than at teardown
-            raise
     for name, value in fields.items():
         setattr(product, name, value)
     product.version += 1

@@ -11,23 +11,26 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
-import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from flask import Flask
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
 
 from backend.core import ratelimit
-from backend.core.errors import ServiceUnavailable
+from backend.observability.collectors import StoreCollector
 from backend.observability.metrics import zero_series
 from backend.sqal import protocol
-from backend.sqal.vocabulary import CONFORMING, GRADES, sql_list
+from backend.sqal.vocabulary import (
+    CONFORMING,
+    GRADES,
+    ONLINE_INTERVALS,
+    THROUGHPUT_WINDOW_SECONDS,
+    online_seconds,
+    sql_list,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +39,7 @@ ENDPOINT = "/ws/sensors/"
 ERROR_CODES = protocol.ERROR_CODES
 RECEIVED_TYPES = ("sensor_data", "sensor_batch", "ping", "invalid", "unknown", "oversize", "rate_limited")
 SENT_TYPES = ("ack", "batch_ack", "error", "pong")  # the replies of /ws/sensors/ (docs/protocol.md)
-WINDOW_SECONDS = 300
+WINDOW_SECONDS = THROUGHPUT_WINDOW_SECONDS
 CACHE_SECONDS = 5.0
 
 websocket_connections_active = Gauge(
@@ -97,55 +100,37 @@ _DEVICES_QUERY = text(
 )
 
 
-class SqalCollector(Collector):
+class SqalCollector(StoreCollector):
     """Sliding-window SQAL gauges computed in SQL, identical whichever worker serves the scrape."""
 
     def __init__(self, app: Flask, window_seconds: int = WINDOW_SECONDS, cache_seconds: float = CACHE_SECONDS) -> None:
+        super().__init__(ttl=cache_seconds)
         self.app = app
         self.window_seconds = window_seconds
-        self.cache_seconds = cache_seconds
-        self._lock = threading.Lock()
-        self._cached: list[Metric] = []
-        self._cached_at = -math.inf
 
-    def describe(self) -> Iterable[Metric]:
-        """Metric names without samples, so registering does not query the database."""
-        return list(self._families())
-
-    def collect(self) -> Iterable[Metric]:
-        """The gauges, from the cache when fresher than `cache_seconds`; nothing if the database is down."""
-        with self._lock:
-            if time.monotonic() - self._cached_at >= self.cache_seconds:
-                self._cached = self._compute()
-                self._cached_at = time.monotonic()
-            return list(self._cached)
-
-    def _families(self) -> Iterator[GaugeMetricFamily]:
+    def families(self) -> Iterator[GaugeMetricFamily]:
         window = f"over the last {self.window_seconds} s"
         yield GaugeMetricFamily("samples_throughput_per_second", f"Samples per second {window} (sample time)")
         yield GaugeMetricFamily("average_quality_score", f"Mean final quality score {window}")
         yield GaugeMetricFamily("conformity_rate_percent", f"Share of samples graded A or B {window}, %")
         yield GaugeMetricFamily("reject_rate_percent", f"Share of samples graded REJECT {window}, %")
-        yield GaugeMetricFamily("devices_active", "Enabled devices seen within 2 generation intervals")
+        yield GaugeMetricFamily(
+            "devices_active", f"Enabled devices seen within {ONLINE_INTERVALS} generation intervals"
+        )
         yield GaugeMetricFamily(
             "device_last_seen_timestamp_seconds",
             "Unix time a device was last seen",
             labels=["device_id", "firmware_version"],
         )
 
-    def _compute(self) -> list[Metric]:
+    def compute(self) -> list[Metric]:
         from backend.extensions import db
 
-        settings = self.app.config["SETTINGS"]
-        try:
-            with self.app.app_context(), db.engine.connect() as connection:
-                window = connection.execute(_WINDOW_QUERY, {"window": self.window_seconds}).one()
-                online = 2 * settings.sqal_generation_interval
-                devices = connection.execute(_DEVICES_QUERY, {"online": online}).all()
-        except (SQLAlchemyError, ServiceUnavailable) as exc:  # the latter: database breaker open
-            logger.warning("SQAL window metrics unavailable", extra={"event": "metrics_db_error", "error": str(exc)})
-            return []
-        throughput, average, conformity, reject, active, last_seen = self._families()
+        online = online_seconds(self.app.config["SETTINGS"])
+        with self.app.app_context(), db.engine.connect() as connection:
+            window = connection.execute(_WINDOW_QUERY, {"window": self.window_seconds}).one()
+            devices = connection.execute(_DEVICES_QUERY, {"online": online}).all()
+        throughput, average, conformity, reject, active, last_seen = self.families()
         samples = int(window.samples)
         throughput.add_metric([], samples / self.window_seconds)
         average.add_metric([], float(window.average_score) if samples else math.nan)

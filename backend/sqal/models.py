@@ -28,8 +28,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
+from backend.core.security import DIGEST_LENGTH
 from backend.extensions import db
-from backend.sqal.vocabulary import GRADES, sql_list
+from backend.sqal.vocabulary import GRADES, ID_MAX_LENGTH, sql_list
 
 _GRADE_LIST = sql_list(GRADES)
 
@@ -39,8 +40,8 @@ class Device(db.Model):  # type: ignore[name-defined]
 
     __tablename__ = "devices"
 
-    device_id: Mapped[str] = mapped_column(String(100), primary_key=True)
-    token_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    device_id: Mapped[str] = mapped_column(String(ID_MAX_LENGTH), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(DIGEST_LENGTH), nullable=False, unique=True)
     profile: Mapped[str | None] = mapped_column(String(100))
     firmware_version: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
@@ -57,8 +58,8 @@ class SampleKey(db.Model):  # type: ignore[name-defined]
     __tablename__ = "sensor_sample_keys"
     __table_args__ = (Index("ix_sensor_sample_keys_stored_at", "stored_at"),)
 
-    device_id: Mapped[str] = mapped_column(String(100), ForeignKey("devices.device_id"), primary_key=True)
-    sample_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(ID_MAX_LENGTH), ForeignKey("devices.device_id"), primary_key=True)
+    sample_id: Mapped[str] = mapped_column(String(ID_MAX_LENGTH), primary_key=True)
     stored_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
     # blake2b-128 of the stored content (0007): a resend with other content is a `conflict`; null before 0007.
     content_hash: Mapped[bytes | None] = mapped_column(LargeBinary(16))
@@ -93,8 +94,8 @@ class SensorSample(db.Model):  # type: ignore[name-defined]
     # (id, timestamp): a TimescaleDB hypertable requires the partition column in every unique index.
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, server_default=text("gen_random_uuid()"))
     timestamp: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
-    device_id: Mapped[str] = mapped_column(String(100), nullable=False)
-    sample_id: Mapped[str] = mapped_column(String(100), nullable=False)
+    device_id: Mapped[str] = mapped_column(String(ID_MAX_LENGTH), nullable=False)
+    sample_id: Mapped[str] = mapped_column(String(ID_MAX_LENGTH), nullable=False)
     seq: Mapped[int | None] = mapped_column(BigInteger)  # null: a version-1 (reference) frame has no seq
 
     vl53l8ch_distance_matrix: Mapped[Any] = mapped_column(JSONB, nullable=False)

@@ -17,7 +17,7 @@ import logging
 import redis
 from flask import current_app
 
-from backend.core.config import Settings
+from backend.base.config import Settings
 from backend.core.resilience import RedisUnavailable, key_prefix, redis_call
 
 logger = logging.getLogger(__name__)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal, get_args
 
 from pydantic import Field
 
-from backend.core.config import Settings
+from backend.base.config import Settings
 from backend.core.resilience import key_prefix
 
 Grade = Literal["A", "B", "C", "REJECT"]
@@ -21,16 +20,21 @@ DeviceId = Annotated[str, Field(min_length=1, max_length=ID_MAX_LENGTH, pattern=
 
 CHANNEL = "sqal:samples"
 
+# The sliding window of the throughput, score and rate figures (the `samples_throughput_per_second` gauge and the
+# dashboard's figures alike).
+THROUGHPUT_WINDOW_SECONDS = 300
+# A device is online when it was seen within this many generation intervals (SQAL_GENERATION_INTERVAL).
+ONLINE_INTERVALS = 2
+
 
 def sql_list(values: tuple[str, ...]) -> str:
     """Constant strings as an SQL list: `'A', 'B'` (for CHECK constraints and IN lists; never user input)."""
     return ", ".join(f"'{value}'" for value in values)
 
 
-def day_bounds(now: datetime) -> tuple[datetime, datetime]:
-    """[start, end) of the UTC day holding `now`."""
-    start = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    return start, start + timedelta(days=1)
+def online_seconds(settings: Settings) -> float:
+    """How recently a device must have been seen to count as online."""
+    return ONLINE_INTERVALS * settings.sqal_generation_interval
 
 
 def channel_for(settings: Settings) -> str:

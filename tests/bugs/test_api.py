@@ -11,6 +11,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import text
 
 from backend.bugs import service
+from backend.bugs.models import DEVICE_ID_MAX
 from backend.bugs.schemas import SORTABLE
 from backend.extensions import db
 from tests.bugs.helpers import VALID, assert_error, create, error_fields
@@ -106,7 +107,7 @@ def test_create_rejects_fields_the_client_does_not_own(client: FlaskClient, fiel
         ("description", "d" * 10_001),
         ("description", None),
         ("deviceId", ""),
-        ("deviceId", "E" * 65),
+        ("deviceId", "E" * (DEVICE_ID_MAX + 1)),
         ("deviceId", "ESP32 LL 01"),
         ("reporter", ""),
         ("reporter", "r" * 101),
@@ -125,12 +126,12 @@ def test_limits_are_inclusive(client: FlaskClient) -> None:
         client,
         title="t" * 200,
         description="d" * 10_000,
-        deviceId="E" * 64,
+        deviceId="E" * DEVICE_ID_MAX,
         reporter="r" * 100,
         assignee="a" * 100,
     )
     assert len(body["title"]) == 200
-    assert len(body["deviceId"]) == 64
+    assert len(body["deviceId"]) == DEVICE_ID_MAX
 
 
 def test_missing_title_is_named(client: FlaskClient) -> None:
@@ -297,7 +298,7 @@ def test_pagination_headers_keep_filters(catalogue: FlaskClient) -> None:
         ("status=open,", "status"),
         ("severity=blocker", "severity"),
         ("category=firmware", "category"),
-        ("deviceId=" + "E" * 65, "deviceId"),
+        ("deviceId=" + "E" * (DEVICE_ID_MAX + 1), "deviceId"),
         ("q=", "q"),
         ("page=2", "page"),
     ],

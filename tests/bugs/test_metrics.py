@@ -13,6 +13,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
 
 from backend.bugs import metrics
+from backend.observability.collectors import StoreCollector
 from backend.observability.metrics import COLLECTORS_KEY, scrape_registry
 from scripts.devservices import free_port
 from tests.bugs.conftest import NOW
@@ -20,10 +21,11 @@ from tests.bugs.helpers import create
 
 
 @pytest.fixture(autouse=True)
-def empty_cache() -> Iterator[None]:
-    metrics.clear_cache()
-    yield
-    metrics.clear_cache()
+def fresh_app_collectors(app: APIFlask) -> None:
+    """The session's app keeps its collectors (and their cache) from test to test."""
+    for collector in app.extensions.get(COLLECTORS_KEY, []):
+        if isinstance(collector, StoreCollector):
+            collector.clear()
 
 
 def samples(collector: metrics.BugMetricsCollector) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -97,9 +99,7 @@ def test_snapshot_is_cached_for_ttl_seconds(app: APIFlask, client: FlaskClient) 
     create(client, severity="high")
     clock[0] += 9.9
     assert bug_count(samples(collector), "high", "open") == 1
-    # Another collector in the same process (a registry rebuilt per scrape) shares the cache.
-    other = metrics.BugMetricsCollector(metrics.app_engine(app), ttl=10, clock=lambda: clock[0])
-    assert bug_count(samples(other), "high", "open") == 1
+    assert bug_count(samples(metrics.BugMetricsCollector(metrics.app_engine(app))), "high", "open") == 2  # uncached
     clock[0] += 0.2
     assert bug_count(samples(collector), "high", "open") == 2
 

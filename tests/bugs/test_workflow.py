@@ -9,6 +9,7 @@ import pytest
 import time_machine
 from flask.testing import FlaskClient
 
+from backend.bugs.models import DEVICE_ID_MAX
 from tests.bugs.helpers import assert_error, create, error_fields, patch
 
 STATUSES = ["open", "in_progress", "resolved", "closed", "wont_fix"]
@@ -140,7 +141,7 @@ def test_patch_updates_only_the_fields_sent(client: FlaskClient) -> None:
         ({"category": "firmware"}, ["category"]),
         ({"title": "t" * 201}, ["title"]),
         ({"assignee": ""}, ["assignee"]),
-        ({"deviceId": "x" * 65}, ["deviceId"]),
+        ({"deviceId": "x" * (DEVICE_ID_MAX + 1)}, ["deviceId"]),
         ({}, ["_schema"]),
     ],
 )

@@ -10,7 +10,7 @@ from apiflask import APIFlask
 from flask.testing import FlaskClient
 
 from backend import create_app
-from backend.core.config import Settings
+from backend.base.config import Settings
 from backend.extensions import db
 from tests.conftest import truncate_all
 

@@ -10,7 +10,7 @@ import redis
 from flask.testing import FlaskClient
 from sqlalchemy import text
 
-from backend.core.config import Settings
+from backend.base.config import Settings
 from backend.core.resilience import key_prefix
 from backend.extensions import db
 from tests.bugs.helpers import assert_error

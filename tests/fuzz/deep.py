@@ -16,7 +16,7 @@ from dataclasses import replace
 from flask_migrate import upgrade
 
 from backend import create_app
-from backend.core.config import Settings
+from backend.base.config import Settings
 from backend.extensions import db
 from scripts.devservices import REPO_ROOT
 from scripts.services import session_services

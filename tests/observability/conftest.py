@@ -15,8 +15,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from backend.core.config import FAST_PATHS
-from backend.core.config_values import parse_subset
+from backend.base.config import FAST_PATHS
+from backend.base.config_values import parse_subset
 from scripts.devservices import free_port
 from scripts.services import TestServices
 from tests.conftest import truncate_all

@@ -10,8 +10,8 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from backend import create_app
+from backend.base.config import FAST_PATHS, ConfigError, Settings
 from backend.core import resilience
-from backend.core.config import FAST_PATHS, ConfigError, Settings
 from backend.observability import otlp_encoding, server_spans, tracing
 
 ENDPOINT = "http://127.0.0.1:9/v1/traces"  # never reached: the processors are shut down unused

@@ -11,7 +11,7 @@ from apiflask import APIFlask
 from opentelemetry import trace
 from sqlalchemy import text
 
-from backend.core.config import Settings
+from backend.base.config import Settings
 from backend.extensions import db
 from backend.observability.logging import JsonFormatter, StdoutHandler, configure_logging
 from backend.observability.redaction import redact_query, redact_text

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 from backend import create_app
-from backend.core.config import Settings
+from backend.base.config import Settings
 from backend.extensions import db
 from backend.observability import register_scrape_collector, sql
 

@@ -8,7 +8,7 @@ from apiflask import APIFlask
 from prometheus_client import REGISTRY
 
 from backend import create_app
-from backend.core.config import Settings
+from backend.base.config import Settings
 from backend.extensions import db
 
 

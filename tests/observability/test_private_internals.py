@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from backend.core.config import FAST_PATHS
+from backend.base.config import FAST_PATHS
 from backend.observability import internals, otlp_encoding, server_spans, tracing
 from backend.observability.logging import JsonFormatter
 from tests.observability.receiver import OtlpReceiver

@@ -11,7 +11,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace.sampling import Decision, Sampler
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-from backend.core.config import ConfigError, Settings
+from backend.base.config import ConfigError, Settings
 from backend.observability.sampling import RateLimitingSampler, build_sampler
 from tests.support.server import GunicornServer
 

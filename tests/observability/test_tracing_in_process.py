@@ -20,8 +20,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client import REGISTRY
 
+from backend.base.config import Settings
 from backend.core import redis as redis_client
-from backend.core.config import Settings
 from backend.observability import tracing
 from scripts.devservices import REPO_ROOT
 

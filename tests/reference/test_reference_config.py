@@ -14,9 +14,9 @@ import yaml
 from apiflask import APIFlask
 
 from backend import create_app
+from backend.base.config import ConfigError, Settings
 from backend.core import cache
 from backend.core import redis as redis_client
-from backend.core.config import ConfigError, Settings
 from backend.extensions import db
 from scripts import devservices
 from scripts.devservices import REPO_ROOT, free_port

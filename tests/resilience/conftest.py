@@ -16,7 +16,7 @@ from apiflask import APIFlask
 from flask_migrate import upgrade
 
 from backend import create_app
-from backend.core.config import Settings
+from backend.base.config import Settings
 from backend.extensions import db
 from backend.products.service import SAMPLE_PRODUCTS, seed_sample_products
 from scripts.devservices import EmbeddedPostgres, EmbeddedRedis, free_port

@@ -15,8 +15,8 @@ import pybreaker
 import pytest
 
 from backend import create_app
+from backend.base.config import FAST_PATHS, Settings
 from backend.core import resilience
-from backend.core.config import FAST_PATHS, Settings
 from backend.core.resilience import Breaker
 from backend.observability import internals
 

@@ -15,7 +15,7 @@ import requests
 from prometheus_client import REGISTRY
 
 from backend import create_app
-from backend.core.config import Settings
+from backend.base.config import Settings
 from backend.core.resilience import Breaker
 from scripts.devservices import EmbeddedPostgres
 from tests.resilience.load import sample, scrape

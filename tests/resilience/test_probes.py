@@ -11,8 +11,8 @@ import pytest
 from apiflask import APIFlask
 
 from backend import create_app
+from backend.base.config import ConfigError, Settings
 from backend.core import shutdown
-from backend.core.config import ConfigError, Settings
 from scripts.devservices import free_port
 
 

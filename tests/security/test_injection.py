@@ -23,8 +23,8 @@ from flask import Flask, request, request_started
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from backend.base.config import Settings
 from backend.core import auth, cache
-from backend.core.config import Settings
 from scripts.services import TestServices
 from tests.security.openapi_walk import Input, Operation, base_body, operations
 from tests.security.payloads import BODY_ONLY_PAYLOADS, SQL_PAYLOADS

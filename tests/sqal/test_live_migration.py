@@ -26,7 +26,7 @@ from sqlalchemy import text
 from websockets.sync.client import connect
 
 from backend import create_app
-from backend.core.config import Settings
+from backend.base.config import Settings
 from backend.extensions import db
 from scripts.devservices import REPO_ROOT
 from scripts.services import TestServices, create_database, drop_database

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection
 
-from backend.core.config import Settings
+from backend.base.config import Settings
 from backend.sqal.ingest.frames import CLOSE_POLICY_VIOLATION, MAX_RATE_LIMITED_IN_A_ROW, FrameHandler
 from backend.sqal.ingest.schemas import MAX_BATCH_SAMPLES, validate_sample
 from backend.sqal.vocabulary import ID_MAX_LENGTH

@@ -14,7 +14,7 @@ from flask_migrate import upgrade
 from sqlalchemy import text
 
 from backend import create_app
-from backend.core.config import Settings
+from backend.base.config import Settings
 from backend.extensions import db
 from scripts import timescale
 from scripts.services import TestServices, create_database, drop_database, with_database

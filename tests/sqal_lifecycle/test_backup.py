@@ -14,7 +14,7 @@ from apiflask import APIFlask
 from sqlalchemy import text
 
 from backend import create_app
-from backend.core.config import Settings
+from backend.base.config import Settings
 from backend.extensions import db
 from backend.sqal.reads import figures, service
 from scripts import timescale

@@ -11,7 +11,7 @@ from apiflask import APIFlask
 from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects import postgresql
 
-from backend.core.config import ConfigError, Settings
+from backend.base.config import ConfigError, Settings
 from backend.extensions import db
 from backend.sqal.lifecycle import service
 from backend.sqal.models import SampleKey, SensorSample

@@ -10,8 +10,8 @@ from apiflask import APIFlask
 from flask.testing import FlaskClient
 
 from backend import create_app
+from backend.base.config import Settings
 from backend.core import cache
-from backend.core.config import Settings
 from scripts.services import TestServices
 from tests.conftest import truncate_all
 from tests.support.server import GunicornServer

@@ -16,7 +16,7 @@ from apiflask import APIFlask
 from websockets.sync.client import ClientConnection, connect
 
 from backend import create_app
-from backend.core.config import Settings
+from backend.base.config import Settings
 from backend.sqal.live.service import DashboardClient, DashboardHub
 from backend.sqal.reads.routes import register_reads
 from scripts.services import TestServices

@@ -10,7 +10,7 @@ import pytest
 import requests
 from apiflask import APIFlask
 
-from backend.core.config import Settings
+from backend.base.config import Settings
 from scripts.services import TestServices
 from tests.sqal.helpers import make_device, sample_frame
 from tests.sqal_reads.conftest import start_reads_server

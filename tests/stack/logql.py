@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from backend.core.config import LOG_LEVELS
+from backend.base.config import LOG_LEVELS
 from tests.stack.stackfiles import OBSERVABILITY, compose_services
 
 ALLOY_CONFIG = OBSERVABILITY / "alloy" / "config.alloy"

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from backend.core.config import Settings, documented_variables
+from backend.base.config import Settings, documented_variables
 from backend.observability.sampling import build_sampler
 from tests.stack.stackfiles import (
     COMPOSE_FILE,

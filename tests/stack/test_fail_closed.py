@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from backend.core.config import ConfigError, Settings
+from backend.base.config import ConfigError, Settings
 from scripts.devservices import REPO_ROOT
 from tests.stack.stackfiles import compose_services, image_environment, with_defaults
 from tests.stack.test_k8s import config_map, rendered

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from apiflask import APIFlask
 
-from backend.core.config import Settings, documented_variables
+from backend.base.config import Settings, documented_variables
 from scripts import timescale
 from tests.stack.stackfiles import REPO, compose_services, with_defaults
 

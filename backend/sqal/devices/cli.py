@@ -6,8 +6,8 @@ import click
 from flask.cli import AppGroup
 from pydantic import TypeAdapter, ValidationError
 
+from backend.base.errors import ApiError
 from backend.core.cli import emit_json, progress
-from backend.core.errors import ApiError
 from backend.sqal.devices import provisioning, service
 from backend.sqal.vocabulary import DeviceId
 

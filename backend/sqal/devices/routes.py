@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from apiflask import APIBlueprint
 
+from backend.base.errors import AUTH_ERRORS, BODY_ERRORS
 from backend.core.auth import WRITE_SECURITY, require_scope
-from backend.core.errors import AUTH_ERRORS, BODY_ERRORS
 from backend.sqal.devices import service
 from backend.sqal.devices.schemas import DeviceCreate, DeviceState, DeviceToken, DeviceUpdate
 

@@ -9,9 +9,9 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
+from backend.base.errors import Conflict
 from backend.core import security
 from backend.core.database import get_or_404
-from backend.core.errors import Conflict
 from backend.extensions import db
 from backend.sqal.models import Device
 from backend.sqal.sessions import announce_credential_change

@@ -23,8 +23,8 @@ from opentelemetry import trace
 from simple_websocket import ConnectionClosed, Server
 from sqlalchemy.exc import SQLAlchemyError
 
+from backend.base.errors import ServiceUnavailable
 from backend.core import ratelimit, shutdown
-from backend.core.errors import ServiceUnavailable
 from backend.core.resilience import redis_call
 from backend.extensions import db, sock
 from backend.sqal import metrics

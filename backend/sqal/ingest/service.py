@@ -21,8 +21,8 @@ from sqlalchemy import Row, TextClause, func, select, text, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import ProgrammingError, SQLAlchemyError
 
+from backend.base.errors import ServiceUnavailable
 from backend.core import security
-from backend.core.errors import ServiceUnavailable
 from backend.extensions import db
 from backend.sqal.ingest.schemas import SampleIn
 from backend.sqal.models import Device, SensorSample

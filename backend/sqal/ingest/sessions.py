@@ -37,7 +37,7 @@ from flask import Flask
 from simple_websocket import Server
 from sqlalchemy.exc import SQLAlchemyError
 
-from backend.core.errors import ServiceUnavailable
+from backend.base.errors import ServiceUnavailable
 from backend.core.resilience import RedisUnavailable, ThrottledWarning, key_prefix, redis_call
 from backend.sqal import metrics
 from backend.sqal.ingest.service import DeviceRejected

@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from backend.core.config import Settings
+from backend.base.config import Settings
 from backend.extensions import db
 from backend.sqal.aggregates import PRUNE_LEDGER_PROCEDURE, VIEWS
 

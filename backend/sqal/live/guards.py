@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable
 from urllib.parse import SplitResult, urlsplit
 
-from backend.core.errors import ApiError
+from backend.base.errors import ApiError
 
 DASHBOARD_MAX_MESSAGE_BYTES = 4096
 DASHBOARD_FRAMES_PER_SECOND = 2.0

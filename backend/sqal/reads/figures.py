@@ -15,14 +15,14 @@ from flask import Flask
 from sqlalchemy import text
 
 from backend.core import cache
+from backend.core.clock import day_bounds
 from backend.extensions import db
 from backend.sqal.aggregates import HOUR_VIEW
 from backend.sqal.reads import cells
 from backend.sqal.reads.schemas import DashboardMetrics
-from backend.sqal.vocabulary import CONFORMING, GRADES, day_bounds, sql_list
+from backend.sqal.vocabulary import CONFORMING, GRADES, THROUGHPUT_WINDOW_SECONDS, online_seconds, sql_list
 
 TOP_DEFECTS = 5
-THROUGHPUT_WINDOW_SECONDS = 300  # the same window as the `samples_throughput_per_second` gauge
 CACHE_NAME = "dashboard"
 CACHE_KEY = "metrics"
 
@@ -128,7 +128,7 @@ def select_figures(
 def compute(app: Flask) -> dict[str, Any]:
     """The figures now, straight from SQL, as JSON-ready values."""
     settings = app.config["SETTINGS"]
-    figures = select_figures(datetime.now(UTC), 2 * settings.sqal_generation_interval)
+    figures = select_figures(datetime.now(UTC), online_seconds(settings))
     return DashboardMetrics.model_validate(figures).model_dump(mode="json")
 
 

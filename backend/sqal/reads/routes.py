@@ -12,9 +12,9 @@ from urllib.parse import urlencode
 from apiflask import APIBlueprint, APIFlask
 from flask import Response, current_app, request, stream_with_context
 
+from backend.base.errors import COMMON_ERRORS
 from backend.core import cache
 from backend.core.contract import sends
-from backend.core.errors import COMMON_ERRORS
 from backend.sqal.reads import export, figures, service
 from backend.sqal.reads.schemas import (
     BUCKETS,
@@ -29,6 +29,7 @@ from backend.sqal.reads.schemas import (
     Timeseries,
     TimeseriesQuery,
 )
+from backend.sqal.vocabulary import online_seconds
 
 REGISTERED_KEY = "sqal_reads"
 
@@ -115,7 +116,7 @@ def get_sample(sample_id: str, query: SampleLookupQuery) -> SampleDetail:
 )
 def list_devices() -> DeviceList:
     settings = current_app.config["SETTINGS"]
-    rows = service.list_devices(datetime.now(UTC), 2 * settings.sqal_generation_interval)
+    rows = service.list_devices(datetime.now(UTC), online_seconds(settings))
     return DeviceList.model_validate({"items": rows})
 
 

@@ -17,11 +17,12 @@ from typing import Any
 from sqlalchemy import ColumnElement, select, text, tuple_
 from sqlalchemy.engine import Engine, RowMapping
 
-from backend.core.errors import Conflict, NotFound
+from backend.base.errors import Conflict, NotFound
+from backend.core.clock import day_bounds
 from backend.extensions import db
 from backend.sqal.models import SensorSample
 from backend.sqal.reads import cells
-from backend.sqal.vocabulary import GRADES, day_bounds
+from backend.sqal.vocabulary import GRADES
 
 BUCKET_ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
 

@@ -1,4 +1,4 @@
-"""The parsers behind `backend.core.config.Settings`: each turns one raw environment value into a typed value or
+"""The parsers behind `backend.base.config.Settings`: each turns one raw environment value into a typed value or
 raises ValueError with a message the settings loader prefixes with the variable's name; and the reader of the
 embedded services' state file (development defaults for DATABASE_URL / REDIS_URL)."""
 
@@ -16,6 +16,7 @@ from psycopg2 import ProgrammingError
 from psycopg2.extensions import parse_dsn
 
 OTLP_PROTOCOL = "http/protobuf"
+OTLP_HTTP_PORT = 4318  # the collector's OTLP/HTTP port (JAEGER_AGENT_HOST points there)
 
 
 def parse_int(minimum: int | None = None, maximum: int | None = None) -> Callable[[str], int]:
@@ -145,7 +146,7 @@ def parse_otlp_protocol(raw: str) -> str:
     value = raw.strip().lower() or OTLP_PROTOCOL
     if value != OTLP_PROTOCOL:
         raise ValueError(
-            f"only {OTLP_PROTOCOL} is supported: point the endpoint at the collector's OTLP/HTTP port 4318"
+            f"only {OTLP_PROTOCOL} is supported: point the endpoint at the collector's OTLP/HTTP port {OTLP_HTTP_PORT}"
         )
     return value
 

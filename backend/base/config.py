@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backend.core.config_values import (
+from backend.base.config_values import (
+    OTLP_HTTP_PORT,
     OTLP_PROTOCOL,
     check_resource_attributes,
     parse_bool,
@@ -219,7 +220,7 @@ class Settings:
     )
     otel_sdk_disabled: bool = env("OTEL_SDK_DISABLED", False, parse_bool, "Turn tracing off completely")
     otel_exporter_otlp_endpoint: str = env(
-        "OTEL_EXPORTER_OTLP_ENDPOINT", "", parse_str, "OTLP/HTTP base URL (e.g. http://jaeger:4318)"
+        "OTEL_EXPORTER_OTLP_ENDPOINT", "", parse_str, f"OTLP/HTTP base URL (e.g. http://jaeger:{OTLP_HTTP_PORT})"
     )
     otel_exporter_otlp_protocol: str = env(
         "OTEL_EXPORTER_OTLP_PROTOCOL", OTLP_PROTOCOL, parse_otlp_protocol, "OTLP protocol (only http/protobuf)"
@@ -235,7 +236,9 @@ class Settings:
     )
     otel_traces_sampler: str = env("OTEL_TRACES_SAMPLER", "", parse_str, "OTel sampler name (wins over JAEGER_*)")
     otel_traces_sampler_arg: str = env("OTEL_TRACES_SAMPLER_ARG", "", parse_str, "OTel sampler argument")
-    jaeger_agent_host: str = env("JAEGER_AGENT_HOST", "", parse_str, "Jaeger host → http://HOST:4318 (OTLP)")
+    jaeger_agent_host: str = env(
+        "JAEGER_AGENT_HOST", "", parse_str, f"Jaeger host → http://HOST:{OTLP_HTTP_PORT} (OTLP)"
+    )
     jaeger_service_name: str = env("JAEGER_SERVICE_NAME", "", parse_str, "Trace service name (legacy; OTEL_* win)")
     jaeger_sampler_type: str = env(
         "JAEGER_SAMPLER_TYPE",

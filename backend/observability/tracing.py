@@ -35,7 +35,7 @@ from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
 
 from backend.base.config import Settings
-from backend.base.config_values import parse_resource_attributes
+from backend.base.config_values import OTLP_HTTP_PORT, parse_resource_attributes
 from backend.base.errors import ApiError
 from backend.observability import metrics, server_spans, sql_spans
 from backend.observability.exceptions import record_on_span
@@ -69,7 +69,7 @@ def exporter_endpoint(settings: Settings) -> str | None:
     if settings.otel_exporter_otlp_endpoint:
         return settings.otel_exporter_otlp_endpoint.rstrip("/") + "/v1/traces"
     if settings.jaeger_agent_host:
-        return f"http://{settings.jaeger_agent_host}:4318/v1/traces"
+        return f"http://{settings.jaeger_agent_host}:{OTLP_HTTP_PORT}/v1/traces"
     return None
 
 

@@ -10,6 +10,7 @@ import gzip
 import hashlib
 import os
 import re
+import secrets
 import shutil
 import signal
 import statistics
@@ -33,6 +34,8 @@ from prometheus_client.samples import Sample
 from scripts.devservices import REPO_ROOT, EmbeddedPostgres, free_port
 from scripts.services import TestServices, session_services
 
+METRICS_TOKEN = secrets.token_urlsafe(24)  # per run: the servers' METRICS_TOKEN, never stored
+METRICS_HEADERS = {"Authorization": f"Bearer {METRICS_TOKEN}"}
 GUNICORN = Path(sys.executable).with_name("gunicorn")
 BENCH_ROOT = REPO_ROOT / ".local" / "bench"
 # Kept between runs (unlike the tests' embedded server) so a loaded benchmark database can be reused.
@@ -110,6 +113,8 @@ class Server:
             "APP_ENV": "production",
             "AUTH_MODE": "off",
             "ALLOW_INSECURE_AUTH_OFF": "true",  # a benchmark on 127.0.0.1, not a deployment
+            # Production serves /metrics only to the operations side: the bench scrapes with this bearer token.
+            "METRICS_TOKEN": METRICS_TOKEN,
             "HOST": "127.0.0.1",
             "PORT": str(self.port),
             "WEB_CONCURRENCY": str(workers),
@@ -168,7 +173,7 @@ class Server:
 
     def metric_samples(self, name: str) -> list[Sample]:
         """The samples named `name` on /metrics (all workers aggregated), with their labels."""
-        text = requests.get(self.url("/metrics"), timeout=10).text
+        text = requests.get(self.url("/metrics"), headers=METRICS_HEADERS, timeout=10).text
         return [
             sample
             for family in text_string_to_metric_families(text)

@@ -16,6 +16,7 @@ import requests
 
 from bench.harness import (
     BENCH_ROOT,
+    METRICS_HEADERS,
     PEER_CONFIG,
     Comparison,
     OtlpSink,
@@ -121,7 +122,8 @@ def instrumentation_overhead(
         for server in servers.values():
             stack.enter_context(server)
         metrics_status = {
-            name: requests.get(server.url("/metrics"), timeout=5).status_code for name, server in servers.items()
+            name: requests.get(server.url("/metrics"), headers=METRICS_HEADERS, timeout=5).status_code
+            for name, server in servers.items()
         }
         served = {
             name: wrk(server.url("/"), WARM_UP_SECONDS, connections, 1, script).requests

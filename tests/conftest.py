@@ -22,6 +22,9 @@ from scripts.services import TestServices, session_services
 from tests.support.server import GunicornServer
 
 pytest_plugins = ["tests.support.browser"]  # the `browser` fixture (headless Chromium)
+# What the session ran on TimescaleDB, printed in the terminal summary (CI's log shows the hypertable path ran).
+_timescale_started: set[str] = set()
+_timescale_passed: list[str] = []
 
 
 @pytest.fixture(scope="session")
@@ -49,6 +52,7 @@ def timescale_clusters() -> Iterator[Callable[[str], timescale.TimescalePostgres
             cluster = timescale.TimescalePostgres(version, data_dir, timescale.free_port())
             cluster.start()
             clusters[version] = cluster
+            _timescale_started.add(version)
         return clusters[version]
 
     yield start
@@ -138,3 +142,23 @@ def gunicorn(app: APIFlask, server_env: dict[str, str], tmp_path: Path) -> Itera
         yield server
     finally:
         server.stop()
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call" and report.passed and "timescale_clusters" in getattr(report, "fixturenames", ()):
+        _timescale_passed.append(report.nodeid)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    outcome.get_result().fixturenames = tuple(getattr(item, "fixturenames", ()))  # type: ignore[attr-defined]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    whole_session = os.environ.get("SQAL_TEST_TIMESCALEDB")
+    if whole_session:
+        terminalreporter.write_line(f"timescaledb: this whole session ran on TimescaleDB {whole_session}")
+    elif _timescale_started:
+        versions = ", ".join(sorted(_timescale_started))
+        terminalreporter.write_line(f"timescaledb: {len(_timescale_passed)} tests passed on clusters of {versions}")

@@ -15,6 +15,7 @@ import requests
 from apiflask import APIFlask
 from prometheus_client.parser import text_string_to_metric_families
 
+from backend.sqal import protocol
 from scripts.services import TestServices
 from tests.conftest import truncate_all
 from tests.stack.stackfiles import load_contract
@@ -26,19 +27,7 @@ KNOWN_ZERO_SERIES = {
     "cache_misses_total": [{"cache": name} for name in ("products", "bugs", "dashboard")],
     "cache_latency_seconds_count": [{"cache": name} for name in ("products", "bugs", "dashboard")],
     "rate_limit_exceeded_total": [{"scope": scope} for scope in ("http_read", "http_write", "ws_device")],
-    "websocket_errors_total": [
-        {"code": code}
-        for code in (
-            "unauthorized",
-            "device_disabled",
-            "invalid_json",
-            "unknown_type",
-            "validation_error",
-            "message_too_large",
-            "rate_limited",
-            "internal_error",
-        )
-    ],
+    "websocket_errors_total": [{"code": code} for code in protocol.ERROR_CODES],  # every code of the protocol
     "websocket_connections_active": [{"endpoint": "/ws/sensors/"}, {"endpoint": "/ws/dashboard/"}],
     "samples_ingested_total": [{"grade": grade} for grade in ("A", "B", "C", "REJECT")],
     "sample_quality_score_count": [{"grade": grade} for grade in ("A", "B", "C", "REJECT")],

@@ -28,13 +28,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-import psycopg2
 import requests
 
 from backend.base.config import Settings
 from bench import dashboard
 from bench.harness import Server, bench_services, dsn, spread
-from scripts.services import TestServices, drop_database
+from scripts.services import TestServices, drop_database, execute_autocommit
 
 DATABASE = "sqal_bench_costly_reads"
 SCORE_INDEX = "ix_sensor_samples_score_time"
@@ -92,13 +91,7 @@ def measure(server: Server, path: str, runs: int) -> dict[str, Any]:
 
 
 def _execute(database_url: str, statement: str) -> None:
-    connection = psycopg2.connect(dsn(database_url))
-    connection.autocommit = True
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(statement)
-    finally:
-        connection.close()
+    execute_autocommit(dsn(database_url), statement)
 
 
 def run(rows: int, runs: int, without_index: bool, fresh: bool, drop: bool) -> dict[str, Any]:

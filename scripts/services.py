@@ -46,9 +46,9 @@ class TestServices:
         return with_database(self.server_url, self.database_name)
 
 
-def _administer(server_url: str, statement: sql.Composable) -> None:
-    """Run one statement outside a transaction (CREATE/DROP DATABASE) in the server's `postgres` database."""
-    conn = psycopg2.connect(admin_dsn(server_url))
+def execute_autocommit(dsn: str, statement: str | sql.Composable) -> None:
+    """Run one statement outside a transaction (CREATE/DROP DATABASE, CREATE INDEX CONCURRENTLY) on `dsn`."""
+    conn = psycopg2.connect(dsn)
     conn.autocommit = True
     try:
         with conn.cursor() as cursor:
@@ -58,11 +58,13 @@ def _administer(server_url: str, statement: sql.Composable) -> None:
 
 
 def create_database(server_url: str, name: str) -> None:
-    _administer(server_url, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    execute_autocommit(admin_dsn(server_url), sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
 def drop_database(server_url: str, name: str) -> None:
-    _administer(server_url, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    execute_autocommit(
+        admin_dsn(server_url), sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+    )
 
 
 @contextmanager

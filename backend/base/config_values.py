@@ -10,42 +10,39 @@ import math
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 from psycopg2 import ProgrammingError
 from psycopg2.extensions import parse_dsn
 
+N = TypeVar("N", int, float)
 OTLP_PROTOCOL = "http/protobuf"
 OTLP_HTTP_PORT = 4318  # the collector's OTLP/HTTP port (JAEGER_AGENT_HOST points there)
 
 
 def parse_int(minimum: int | None = None, maximum: int | None = None) -> Callable[[str], int]:
-    def parse(raw: str) -> int:
-        try:
-            value = int(raw.strip())
-        except ValueError:
-            raise ValueError("expected an integer") from None
-        if minimum is not None and value < minimum:
-            raise ValueError(f"expected an integer >= {minimum}")
-        if maximum is not None and value > maximum:
-            raise ValueError(f"expected an integer <= {maximum}")
-        return value
-
-    return parse
+    return _bounded(int, "an integer", minimum, maximum)
 
 
 def parse_float(minimum: float | None = None, maximum: float | None = None) -> Callable[[str], float]:
-    def parse(raw: str) -> float:
+    return _bounded(float, "a number", minimum, maximum)
+
+
+def _bounded(convert: Callable[[str], N], noun: str, minimum: N | None, maximum: N | None) -> Callable[[str], N]:
+    """A parser of one number within [minimum, maximum]; `noun` names the kind in its messages."""
+
+    def parse(raw: str) -> N:
         try:
-            value = float(raw.strip())
+            value = convert(raw.strip())
         except ValueError:
-            raise ValueError("expected a number") from None
+            raise ValueError(f"expected {noun}") from None
         if not math.isfinite(value):
             raise ValueError("expected a finite number")
         if minimum is not None and value < minimum:
-            raise ValueError(f"expected a number >= {minimum}")
+            raise ValueError(f"expected {noun} >= {minimum}")
         if maximum is not None and value > maximum:
-            raise ValueError(f"expected a number <= {maximum}")
+            raise ValueError(f"expected {noun} <= {maximum}")
         return value
 
     return parse

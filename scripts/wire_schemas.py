@@ -19,18 +19,19 @@ from pydantic import BaseModel, Field
 from backend import __version__
 from backend.sqal import protocol
 from backend.sqal.ingest.schemas import MAX_BATCH_SAMPLES, BatchIn, SampleIn, SampleV2
+from backend.sqal.protocol import ClientFrame
 
 
 class SensorDataV1(SampleIn):
     """`sensor_data`, protocol version 1 (the reference frame: no `seq`)."""
 
-    type: Literal["sensor_data"]
+    type: Literal[ClientFrame.SENSOR_DATA]
 
 
 class SensorDataV2(SampleV2):
     """`sensor_data`, protocol version 2 (the simulator's frame)."""
 
-    type: Literal["sensor_data"]
+    type: Literal[ClientFrame.SENSOR_DATA]
 
 
 class SensorBatchV1(BatchIn):
@@ -47,21 +48,14 @@ class SensorBatchV2(BatchIn):
 
 # file stem -> (model, channel, direction); "send" is what the client sends, "receive" what it receives.
 FRAMES: dict[str, tuple[type[BaseModel], str, str]] = {
-    "sensors.sensor_data.v1": (SensorDataV1, "sensors", "send"),
-    "sensors.sensor_data.v2": (SensorDataV2, "sensors", "send"),
-    "sensors.sensor_batch.v1": (SensorBatchV1, "sensors", "send"),
-    "sensors.sensor_batch.v2": (SensorBatchV2, "sensors", "send"),
-    "sensors.ping": (protocol.Ping, "sensors", "send"),
-    "sensors.ack": (protocol.Ack, "sensors", "receive"),
-    "sensors.batch_ack": (protocol.BatchAck, "sensors", "receive"),
-    "sensors.pong": (protocol.Pong, "sensors", "receive"),
-    "sensors.error": (protocol.Error, "sensors", "receive"),
-    "dashboard.ping": (protocol.Ping, "dashboard", "send"),
-    "dashboard.hello": (protocol.Hello, "dashboard", "receive"),
-    "dashboard.metrics": (protocol.Metrics, "dashboard", "receive"),
-    "dashboard.sample": (protocol.SampleEvent, "dashboard", "receive"),
-    "dashboard.status": (protocol.Status, "dashboard", "receive"),
-    "dashboard.pong": (protocol.Pong, "dashboard", "receive"),
+    f"sensors.{ClientFrame.SENSOR_DATA}.v1": (SensorDataV1, "sensors", "send"),
+    f"sensors.{ClientFrame.SENSOR_DATA}.v2": (SensorDataV2, "sensors", "send"),
+    f"sensors.{ClientFrame.SENSOR_BATCH}.v1": (SensorBatchV1, "sensors", "send"),
+    f"sensors.{ClientFrame.SENSOR_BATCH}.v2": (SensorBatchV2, "sensors", "send"),
+    f"sensors.{ClientFrame.PING}": (protocol.Ping, "sensors", "send"),
+    **{f"sensors.{kind}": (model, "sensors", "receive") for kind, model in protocol.SENSOR_REPLIES.items()},
+    f"dashboard.{ClientFrame.PING}": (protocol.Ping, "dashboard", "send"),
+    **{f"dashboard.{kind}": (model, "dashboard", "receive") for kind, model in protocol.DASHBOARD_EVENTS.items()},
 }
 CHANNELS = {
     "sensors": ("/ws/sensors/", "Devices stream samples; one reply per frame, in order (docs/protocol.md)."),

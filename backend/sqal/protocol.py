@@ -69,10 +69,9 @@ class ErrorCode(StrEnum):
 
 
 ReceivedType = ClientFrame | UnhandledFrame
-ERROR_CODES: tuple[ErrorCode, ...] = tuple(ErrorCode)
 AckStatus = Literal["stored", "duplicate"]
 # An enum field's schema would be a `$defs` reference; the published schemas list the codes in place instead.
-_CODES_IN_PLACE = WithJsonSchema({"enum": list(ERROR_CODES), "title": "Code", "type": "string"})
+_CODES_IN_PLACE = WithJsonSchema({"enum": list(ErrorCode), "title": "Code", "type": "string"})
 
 
 def error_frame(code: ErrorCode, message: str, **fields: Any) -> dict[str, Any]:

@@ -35,10 +35,6 @@ from backend.sqal.vocabulary import (
 logger = logging.getLogger(__name__)
 
 ENDPOINT = "/ws/sensors/"
-# Error frame codes (docs/protocol.md §5) and received frame kinds, exported at 0 before their first occurrence.
-ERROR_CODES = protocol.ERROR_CODES
-RECEIVED_TYPES = ("sensor_data", "sensor_batch", "ping", "invalid", "unknown", "oversize", "rate_limited")
-SENT_TYPES = ("ack", "batch_ack", "error", "pong")  # the replies of /ws/sensors/ (docs/protocol.md)
 WINDOW_SECONDS = THROUGHPUT_WINDOW_SECONDS
 CACHE_SECONDS = 5.0
 
@@ -152,9 +148,10 @@ def register_collector(registry: CollectorRegistry, app: Flask, **options: Any) 
 def zero_known_series(endpoints: Iterable[str], rate_scope: str) -> None:
     """The SQAL series with known label sets, at 0 in this process (call at app start: every worker)."""
     zero_series(websocket_connections_active, endpoints)
-    zero_series(websocket_messages_received, ((ENDPOINT, kind) for kind in RECEIVED_TYPES))
-    zero_series(websocket_messages_sent, ((ENDPOINT, kind) for kind in SENT_TYPES))
-    zero_series(websocket_errors, ERROR_CODES)
+    received = (*protocol.ClientFrame, *protocol.UnhandledFrame)
+    zero_series(websocket_messages_received, ((ENDPOINT, kind) for kind in received))
+    zero_series(websocket_messages_sent, ((ENDPOINT, kind) for kind in protocol.ServerFrame))
+    zero_series(websocket_errors, protocol.ErrorCode)
     zero_series(samples_ingested, GRADES)
     zero_series(sample_quality_score, GRADES)
     zero_series(ratelimit.rate_limit_exceeded, (rate_scope,))

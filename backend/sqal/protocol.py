@@ -1,32 +1,82 @@
-"""The wire vocabulary of both SQAL sockets (docs/protocol.md): error codes, reply statuses and the pydantic models of
-the frames the server sends. The frames devices send are validated by `sqal.ingest.schemas`; both sets are exported
-as JSON Schema and AsyncAPI (`python -m scripts.wire_schemas`), so the models are the one source of the protocol.
+"""The wire vocabulary of both SQAL sockets (docs/protocol.md): frame types, error codes, reply statuses and the
+pydantic models of the frames the server sends. The frames devices send are validated by `sqal.ingest.schemas`; both
+sets are exported as JSON Schema and AsyncAPI (`python -m scripts.wire_schemas`), so the models are the one source of
+the protocol, and the enums here the one list of its names: the handlers, the metrics' known label sets, the schemas
+and the tables of docs/protocol.md read them.
 
 The reply models document what the handlers build; a test validates real replies of a real server against them.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal, get_args
+from enum import StrEnum
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-# Error frame codes of /ws/sensors/ (docs/protocol.md §5): the error metric's known label set reads them too.
-ErrorCode = Literal[
-    "unauthorized",
-    "device_disabled",
-    "invalid_json",
-    "unknown_type",
-    "validation_error",
-    "message_too_large",
-    "rate_limited",
-    "internal_error",
-    "server_busy",
-    "conflict",
-    "session_replaced",
-]
-ERROR_CODES: tuple[str, ...] = get_args(ErrorCode)
+
+class ClientFrame(StrEnum):
+    """The `type` of a frame a client sends: a device any of them, a dashboard `ping` only."""
+
+    SENSOR_DATA = "sensor_data"
+    SENSOR_BATCH = "sensor_batch"
+    PING = "ping"
+
+
+class ServerFrame(StrEnum):
+    """The `type` of a reply on /ws/sensors/ (and of the `error` a dashboard gets when no slot is free)."""
+
+    ACK = "ack"
+    BATCH_ACK = "batch_ack"
+    PONG = "pong"
+    ERROR = "error"
+
+
+class DashboardEvent(StrEnum):
+    """The `type` of a frame the server sends on /ws/dashboard/."""
+
+    HELLO = "hello"
+    METRICS = "metrics"
+    SAMPLE = "sample"
+    STATUS = "status"
+    PONG = "pong"
+
+
+class UnhandledFrame(StrEnum):
+    """How a received message not handled as a `ClientFrame` is counted (`websocket_messages_received_total{type}`)."""
+
+    INVALID = "invalid"  # binary, not JSON, not an object, no string `type`
+    UNKNOWN = "unknown"  # a `type` that is not a ClientFrame
+    OVERSIZE = "oversize"
+    RATE_LIMITED = "rate_limited"
+    INTERNAL = "internal"  # handling it failed: a bug
+
+
+class ErrorCode(StrEnum):
+    """The `code` of an `error` frame (docs/protocol.md §4.3), also the `websocket_errors_total` label."""
+
+    UNAUTHORIZED = "unauthorized"
+    DEVICE_DISABLED = "device_disabled"
+    INVALID_JSON = "invalid_json"
+    UNKNOWN_TYPE = "unknown_type"
+    VALIDATION_ERROR = "validation_error"
+    MESSAGE_TOO_LARGE = "message_too_large"
+    RATE_LIMITED = "rate_limited"
+    INTERNAL_ERROR = "internal_error"
+    SERVER_BUSY = "server_busy"
+    CONFLICT = "conflict"
+    SESSION_REPLACED = "session_replaced"
+
+
+ReceivedType = ClientFrame | UnhandledFrame
 AckStatus = Literal["stored", "duplicate"]
+# An enum field's schema would be a `$defs` reference; the published schemas list the codes in place instead.
+_CODES_IN_PLACE = WithJsonSchema({"enum": list(ErrorCode), "title": "Code", "type": "string"})
+
+
+def error_frame(code: ErrorCode, message: str, **fields: Any) -> dict[str, Any]:
+    """An `error` frame: its code, a message for people, then `fields` (sample_id, seq, batch_id, details...)."""
+    return {"type": ServerFrame.ERROR, "code": code, "message": message, **fields}
 
 
 class _Frame(BaseModel):
@@ -36,7 +86,7 @@ class _Frame(BaseModel):
 class Ack(_Frame):
     """Reply to `sensor_data`: the sample is stored (`stored`) or was already (`duplicate`)."""
 
-    type: Literal["ack"]
+    type: Literal[ServerFrame.ACK]
     sample_id: str
     seq: int | None = Field(description="the sample's seq; null for a version-1 sample")
     status: AckStatus
@@ -65,7 +115,7 @@ class BatchSampleError(_Frame):
     index: int = Field(ge=0)
     sample_id: str | None
     seq: int | None
-    code: Literal["validation_error", "conflict"]
+    code: Literal[ErrorCode.VALIDATION_ERROR, ErrorCode.CONFLICT]
     details: list[ValidationDetail] | None = Field(default=None, description="validation_error only")
     message: str | None = Field(default=None, description="conflict only")
 
@@ -73,7 +123,7 @@ class BatchSampleError(_Frame):
 class BatchAck(_Frame):
     """Reply to `sensor_batch`: one entry per valid sample in `acks`, one per refused sample in `errors`."""
 
-    type: Literal["batch_ack"]
+    type: Literal[ServerFrame.BATCH_ACK]
     batch_id: str | None
     acks: list[BatchAckEntry]
     errors: list[BatchSampleError]
@@ -82,7 +132,7 @@ class BatchAck(_Frame):
 class Pong(_Frame):
     """Reply to `ping`: its `ts` echoed as sent; `server_time` on /ws/sensors/ only."""
 
-    type: Literal["pong"]
+    type: Literal[ServerFrame.PONG]
     ts: Any = None
     server_time: str | None = Field(default=None, description="ISO 8601 time the server received the ping")
 
@@ -90,8 +140,8 @@ class Pong(_Frame):
 class Error(_Frame):
     """Error frame; the fields after `message` are present where the refused frame had them."""
 
-    type: Literal["error"]
-    code: ErrorCode
+    type: Literal[ServerFrame.ERROR]
+    code: Annotated[ErrorCode, _CODES_IN_PLACE]
     message: str
     sample_id: str | None = None
     seq: int | None = None
@@ -100,7 +150,14 @@ class Error(_Frame):
     details: list[ValidationDetail] | None = None
 
 
-SENSOR_REPLIES: tuple[type[BaseModel], ...] = (Ack, BatchAck, Pong, Error)
+def frame_type(model: type[BaseModel]) -> str:
+    """The `type` a frame model admits (its one Literal value)."""
+    (value,) = get_args(model.model_fields["type"].annotation)
+    return str(value)
+
+
+# Each reply of /ws/sensors/ by its type (a test checks they are every ServerFrame).
+SENSOR_REPLIES: dict[str, type[BaseModel]] = {frame_type(model): model for model in (Ack, BatchAck, Pong, Error)}
 
 
 class SampleSummary(_Frame):
@@ -117,7 +174,7 @@ class SampleSummary(_Frame):
 class Hello(_Frame):
     """First dashboard frame: the worker hub's id, whether it is subscribed to Redis, the snapshot period."""
 
-    type: Literal["hello"]
+    type: Literal[DashboardEvent.HELLO]
     instance: str
     live: bool
     snapshot_interval: float
@@ -126,21 +183,21 @@ class Hello(_Frame):
 class Metrics(_Frame):
     """A snapshot of the `/api/dashboard/metrics/` body, at once and every `snapshot_interval` seconds."""
 
-    type: Literal["metrics"]
+    type: Literal[DashboardEvent.METRICS]
     metrics: dict[str, Any]
 
 
 class SampleEvent(_Frame):
     """A sample stored by any worker of any instance (fan-out over Redis)."""
 
-    type: Literal["sample"]
+    type: Literal[DashboardEvent.SAMPLE]
     sample: SampleSummary
 
 
 class Status(_Frame):
     """The Redis subscription was lost (`live: false`) or is back."""
 
-    type: Literal["status"]
+    type: Literal[DashboardEvent.STATUS]
     live: bool
 
 
@@ -148,8 +205,11 @@ class Ping(BaseModel):
     """`ping` from a device or a dashboard, answered by a `pong` echoing `ts` (other dashboard frames are ignored)."""
 
     model_config = ConfigDict(extra="allow")
-    type: Literal["ping"]
+    type: Literal[ClientFrame.PING]
     ts: Any = None
 
 
-DASHBOARD_EVENTS: tuple[type[BaseModel], ...] = (Hello, Metrics, SampleEvent, Status, Pong)
+# Each frame of /ws/dashboard/ by its type (a test checks they are every DashboardEvent).
+DASHBOARD_EVENTS: dict[str, type[BaseModel]] = {
+    frame_type(model): model for model in (Hello, Metrics, SampleEvent, Status, Pong)
+}

@@ -13,6 +13,7 @@ from typing import Any
 from simple_websocket import Server
 
 from backend.sqal import metrics
+from backend.sqal.protocol import DashboardEvent, ErrorCode, ServerFrame
 
 # gthread: a socket holds a worker thread for its whole life; these threads stay for HTTP (probes, /metrics, the API).
 RESERVED_HTTP_THREADS = 4
@@ -50,7 +51,9 @@ def encode(frame: dict[str, Any]) -> str:
     return json.dumps(frame, separators=(",", ":"), allow_nan=False)
 
 
-def send(ws: Server, endpoint: str, kind: str, text: str, *, error_code: str | None = None) -> None:
+def send(
+    ws: Server, endpoint: str, kind: ServerFrame | DashboardEvent, text: str, *, error_code: ErrorCode | None = None
+) -> None:
     """Send one text frame of type `kind` and count it (an `error` frame also by its code)."""
     ws.send(text)
     metrics.websocket_messages_sent.labels(endpoint=endpoint, type=kind).inc()
@@ -70,7 +73,7 @@ def let_reader_finish(ws: Server, timeout: float = 1.0) -> None:
 def pong(ping: dict[str, Any], **extra: Any) -> tuple[dict[str, Any], str] | None:
     """The `pong` answering a `ping` frame (its `ts` echoed, then `extra`) and its text; None when `ts` cannot be
     echoed: NaN, Infinity or 1e400 (Python's parser reads them, JSON cannot say them) or nested too deeply."""
-    reply = {"type": "pong", "ts": ping.get("ts"), **extra}
+    reply = {"type": ServerFrame.PONG, "ts": ping.get("ts"), **extra}
     try:
         return reply, encode(reply)
     except (ValueError, RecursionError):

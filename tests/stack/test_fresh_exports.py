@@ -27,7 +27,11 @@ KNOWN_ZERO_SERIES = {
     "cache_misses_total": [{"cache": name} for name in ("products", "bugs", "dashboard")],
     "cache_latency_seconds_count": [{"cache": name} for name in ("products", "bugs", "dashboard")],
     "rate_limit_exceeded_total": [{"scope": scope} for scope in ("http_read", "http_write", "ws_device")],
-    "websocket_errors_total": [{"code": code} for code in protocol.ERROR_CODES],  # every code of the protocol
+    "websocket_errors_total": [{"code": code} for code in protocol.ErrorCode],  # every code of the protocol
+    "websocket_messages_received_total": [
+        {"endpoint": "/ws/sensors/", "type": kind} for kind in (*protocol.ClientFrame, *protocol.UnhandledFrame)
+    ],
+    "websocket_messages_sent_total": [{"endpoint": "/ws/sensors/", "type": kind} for kind in protocol.ServerFrame],
     "websocket_connections_active": [{"endpoint": "/ws/sensors/"}, {"endpoint": "/ws/dashboard/"}],
     "samples_ingested_total": [{"grade": grade} for grade in ("A", "B", "C", "REJECT")],
     "sample_quality_score_count": [{"grade": grade} for grade in ("A", "B", "C", "REJECT")],

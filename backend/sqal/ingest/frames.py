@@ -21,6 +21,7 @@ from pydantic_core import from_json
 from backend.sqal import metrics
 from backend.sqal.ingest.schemas import BatchIn, SampleIn, validate_sample
 from backend.sqal.ingest.service import DeviceRejected, Status, StorageError
+from backend.sqal.protocol import ClientFrame, ErrorCode, ReceivedType, ServerFrame, UnhandledFrame, error_frame
 from backend.sqal.websocket import pong
 
 logger = logging.getLogger(__name__)
@@ -34,6 +35,8 @@ MAX_DETAILS = 20
 MAX_RATE_LIMITED_IN_A_ROW = 32
 LOGGED_CONFLICTS = 10  # sample ids named in a frame's conflict log line
 CONFLICT_MESSAGE = "another sample is already stored under this sample_id; this one was not stored"
+*_FIRST_TYPES, _LAST_TYPE = ClientFrame
+UNKNOWN_TYPE_MESSAGE = f"type must be {', '.join(_FIRST_TYPES)} or {_LAST_TYPE}"
 
 
 class StoreFn(Protocol):
@@ -62,7 +65,7 @@ def parse_json(message: str) -> Any:
 class Outcome:
     """What to send back for one message: `reply`, then close with `close_code` when set."""
 
-    frame_type: str
+    frame_type: ReceivedType
     reply: dict[str, Any]
     close_code: int | None = None
     encoded: str | None = field(default=None, repr=False)  # the reply's JSON text, once the transport made it
@@ -70,11 +73,6 @@ class Outcome:
     @property
     def reply_type(self) -> str:
         return str(self.reply["type"])
-
-
-def error(code: str, message: str, **fields: Any) -> dict[str, Any]:
-    """An `error` frame."""
-    return {"type": "error", "code": code, "message": message, **fields}
 
 
 def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
@@ -132,38 +130,44 @@ class FrameHandler:
         """Process one message and return the single reply for it."""
         received_at = datetime.now(UTC)
         if message_size(message) > self.max_message_bytes:
-            reply = error("message_too_large", f"message exceeds {self.max_message_bytes} bytes")
-            return Outcome("oversize", reply, CLOSE_MESSAGE_TOO_BIG)
+            reply = error_frame(ErrorCode.MESSAGE_TOO_LARGE, f"message exceeds {self.max_message_bytes} bytes")
+            return Outcome(UnhandledFrame.OVERSIZE, reply, CLOSE_MESSAGE_TOO_BIG)
         wait = self._retry_after(self.device_id)
         if wait is not None:
             self._limited_in_a_row += 1
             close = CLOSE_POLICY_VIOLATION if self._limited_in_a_row >= MAX_RATE_LIMITED_IN_A_ROW else None
-            reply = error("rate_limited", "device frame budget exceeded", retry_after=wait)
-            return Outcome("rate_limited", reply, close)
+            reply = error_frame(ErrorCode.RATE_LIMITED, "device frame budget exceeded", retry_after=wait)
+            return Outcome(UnhandledFrame.RATE_LIMITED, reply, close)
         self._limited_in_a_row = 0
         if isinstance(message, bytes):
-            return Outcome("invalid", error("invalid_json", "binary messages are not accepted; send JSON text"))
+            return Outcome(
+                UnhandledFrame.INVALID,
+                error_frame(ErrorCode.INVALID_JSON, "binary messages are not accepted; send JSON text"),
+            )
         try:
             frame = parse_json(message)
         except (ValueError, RecursionError):
-            return Outcome("invalid", error("invalid_json", "message is not valid JSON"))
+            return Outcome(UnhandledFrame.INVALID, error_frame(ErrorCode.INVALID_JSON, "message is not valid JSON"))
         if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
-            return Outcome("invalid", error("invalid_json", "message must be a JSON object with a string type"))
+            return Outcome(
+                UnhandledFrame.INVALID,
+                error_frame(ErrorCode.INVALID_JSON, "message must be a JSON object with a string type"),
+            )
         frame_type = frame["type"]
         try:
-            if frame_type == "sensor_data":
+            if frame_type == ClientFrame.SENSOR_DATA:
                 return self._sensor_data(frame, received_at)
-            if frame_type == "sensor_batch":
+            if frame_type == ClientFrame.SENSOR_BATCH:
                 return self._sensor_batch(frame, received_at)
         except DeviceRejected as exc:
-            return Outcome(frame_type, error(exc.code, exc.message), CLOSE_POLICY_VIOLATION)
-        if frame_type == "ping":
+            return Outcome(ClientFrame(frame_type), error_frame(exc.code, exc.message), CLOSE_POLICY_VIOLATION)
+        if frame_type == ClientFrame.PING:
             answer = pong(frame, server_time=received_at.isoformat())
             if answer is None:
                 message = "ping ts cannot be echoed: NaN, Infinity or nested too deeply"
-                return Outcome("ping", error("invalid_json", message))
-            return Outcome("ping", answer[0], encoded=answer[1])
-        return Outcome("unknown", error("unknown_type", "type must be sensor_data, sensor_batch or ping"))
+                return Outcome(ClientFrame.PING, error_frame(ErrorCode.INVALID_JSON, message))
+            return Outcome(ClientFrame.PING, answer[0], encoded=answer[1])
+        return Outcome(UnhandledFrame.UNKNOWN, error_frame(ErrorCode.UNKNOWN_TYPE, UNKNOWN_TYPE_MESSAGE))
 
     def _validate(self, obj: Any) -> SampleIn:
         return validate_sample(obj, self.device_id)
@@ -175,18 +179,20 @@ class FrameHandler:
             sample = self._validate(frame)
         except ValidationError as exc:
             details = validation_details(exc)
-            reply = error("validation_error", "invalid sample", sample_id=sample_id, seq=seq, details=details)
-            return Outcome("sensor_data", reply)
+            reply = error_frame(
+                ErrorCode.VALIDATION_ERROR, "invalid sample", sample_id=sample_id, seq=seq, details=details
+            )
+            return Outcome(ClientFrame.SENSOR_DATA, reply)
         statuses = self._commit([sample], received_at)
         if statuses is None:
-            reply = error("internal_error", "storage failed, resend later", sample_id=sample_id, seq=seq)
-            return Outcome("sensor_data", reply)
+            reply = error_frame(ErrorCode.INTERNAL_ERROR, "storage failed, resend later", sample_id=sample_id, seq=seq)
+            return Outcome(ClientFrame.SENSOR_DATA, reply)
         metrics.sample_processing_duration.observe(time.perf_counter() - started)
         if statuses[0] == "conflict":
-            reply = error("conflict", CONFLICT_MESSAGE, sample_id=sample.sample_id, seq=sample.seq)
-            return Outcome("sensor_data", reply)
-        ack = {"type": "ack", "sample_id": sample.sample_id, "seq": sample.seq, "status": statuses[0]}
-        return Outcome("sensor_data", ack)
+            reply = error_frame(ErrorCode.CONFLICT, CONFLICT_MESSAGE, sample_id=sample.sample_id, seq=sample.seq)
+            return Outcome(ClientFrame.SENSOR_DATA, reply)
+        ack = {"type": ServerFrame.ACK, "sample_id": sample.sample_id, "seq": sample.seq, "status": statuses[0]}
+        return Outcome(ClientFrame.SENSOR_DATA, ack)
 
     def _sensor_batch(self, frame: dict[str, Any], received_at: datetime) -> Outcome:
         started = time.perf_counter()
@@ -195,10 +201,10 @@ class FrameHandler:
             envelope = BatchIn.model_validate(frame)
         except ValidationError as exc:
             details = validation_details(exc)
-            reply = error(
-                "validation_error", "invalid batch envelope", sample_id=None, batch_id=batch_id, details=details
+            reply = error_frame(
+                ErrorCode.VALIDATION_ERROR, "invalid batch envelope", sample_id=None, batch_id=batch_id, details=details
             )
-            return Outcome("sensor_batch", reply)
+            return Outcome(ClientFrame.SENSOR_BATCH, reply)
         valid: list[tuple[int, SampleIn]] = []
         errors: list[dict[str, Any]] = []
         for index, obj in enumerate(envelope.samples):
@@ -210,7 +216,7 @@ class FrameHandler:
                         "index": index,
                         "sample_id": _readable(obj, "sample_id", str),
                         "seq": _readable(obj, "seq", int),
-                        "code": "validation_error",
+                        "code": ErrorCode.VALIDATION_ERROR,
                         "details": validation_details(exc),
                     }
                 )
@@ -218,8 +224,8 @@ class FrameHandler:
         if valid:
             committed = self._commit([sample for _, sample in valid], received_at)
             if committed is None:
-                reply = error("internal_error", "storage failed, resend later", batch_id=batch_id)
-                return Outcome("sensor_batch", reply)
+                reply = error_frame(ErrorCode.INTERNAL_ERROR, "storage failed, resend later", batch_id=batch_id)
+                return Outcome(ClientFrame.SENSOR_BATCH, reply)
             statuses = committed
         metrics.sample_processing_duration.observe(time.perf_counter() - started)
         acks: list[dict[str, Any]] = []
@@ -230,15 +236,15 @@ class FrameHandler:
                         "index": index,
                         "sample_id": sample.sample_id,
                         "seq": sample.seq,
-                        "code": "conflict",
+                        "code": ErrorCode.CONFLICT,
                         "message": CONFLICT_MESSAGE,
                     }
                 )
             else:
                 acks.append({"sample_id": sample.sample_id, "seq": sample.seq, "status": status})
         errors.sort(key=lambda entry: entry["index"])
-        reply = {"type": "batch_ack", "batch_id": envelope.batch_id, "acks": acks, "errors": errors}
-        return Outcome("sensor_batch", reply)
+        reply = {"type": ServerFrame.BATCH_ACK, "batch_id": envelope.batch_id, "acks": acks, "errors": errors}
+        return Outcome(ClientFrame.SENSOR_BATCH, reply)
 
     def _commit(self, samples: list[SampleIn], received_at: datetime) -> list[Status] | None:
         """Store and commit; after the commit, count and fan out the newly stored samples. None on failure."""

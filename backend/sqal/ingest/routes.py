@@ -29,9 +29,10 @@ from backend.core.resilience import redis_call
 from backend.extensions import db, sock
 from backend.sqal import metrics
 from backend.sqal.ingest import service
-from backend.sqal.ingest.frames import CLOSE_POLICY_VIOLATION, FrameHandler, Outcome, error
+from backend.sqal.ingest.frames import CLOSE_POLICY_VIOLATION, FrameHandler, Outcome
 from backend.sqal.ingest.publisher import SamplePublisher
 from backend.sqal.ingest.sessions import WAKE, DeviceSession, SessionRegistry
+from backend.sqal.protocol import ErrorCode, ServerFrame, UnhandledFrame, error_frame
 from backend.sqal.vocabulary import channel_for
 from backend.sqal.websocket import CLOSE_TRY_AGAIN_LATER, SOCKETS_KEY, SocketBudget, encode, let_reader_finish, send
 
@@ -86,7 +87,7 @@ def device_token(authorization: str | None, query_token: str | None) -> str | No
 
 def _reply(ws: Server, reply: dict[str, Any], text: str | None = None) -> None:
     """Send a protocol reply (an `error` one is also counted by its code)."""
-    code = reply["code"] if reply["type"] == "error" else None
+    code = reply["code"] if reply["type"] == ServerFrame.ERROR else None
     send(ws, ENDPOINT, reply["type"], text if text is not None else encode(reply), error_code=code)
 
 
@@ -104,7 +105,11 @@ def sensors(ws: Server) -> None:
     try:
         with runtime.socket_slot() as admitted:
             if not admitted:
-                _refuse(ws, error("server_busy", "no free connection slot, retry later"), CLOSE_TRY_AGAIN_LATER)
+                _refuse(
+                    ws,
+                    error_frame(ErrorCode.SERVER_BUSY, "no free connection slot, retry later"),
+                    CLOSE_TRY_AGAIN_LATER,
+                )
                 return
             token = device_token(request.headers.get("Authorization"), request.args.get("token"))
             authenticated = _authenticate(ws, token)
@@ -127,11 +132,15 @@ def _authenticate(ws: Server, token: str | None) -> tuple[service.DeviceIdentity
             service.touch_device(identity.device_id)
         except service.DeviceRejected as exc:
             span.set_attribute("sqal.auth_error", exc.code)
-            _refuse(ws, error(exc.code, exc.message), CLOSE_POLICY_VIOLATION)
+            _refuse(ws, error_frame(exc.code, exc.message), CLOSE_POLICY_VIOLATION)
             return None
         except (SQLAlchemyError, ServiceUnavailable):
             logger.exception("device authentication failed", extra={"event": "ws_auth_error"})
-            _refuse(ws, error("internal_error", "authentication unavailable, retry later"), CLOSE_INTERNAL_ERROR)
+            _refuse(
+                ws,
+                error_frame(ErrorCode.INTERNAL_ERROR, "authentication unavailable, retry later"),
+                CLOSE_INTERNAL_ERROR,
+            )
             return None
         span.set_attribute("sqal.device_id", identity.device_id)
         return identity, span.get_span_context()
@@ -175,8 +184,10 @@ def _serve(
                 refusal.code,
                 extra={"event": "ws_session_closed", "device_id": session.device_id, "reason": refusal.code},
             )
-            close_code = CLOSE_SESSION_REPLACED if refusal.code == "session_replaced" else CLOSE_POLICY_VIOLATION
-            _refuse(ws, error(refusal.code, refusal.message), close_code)
+            close_code = (
+                CLOSE_SESSION_REPLACED if refusal.code == ErrorCode.SESSION_REPLACED else CLOSE_POLICY_VIOLATION
+            )
+            _refuse(ws, error_frame(refusal.code, refusal.message), close_code)
             return
         message = ws.receive(timeout=min(RECEIVE_POLL, session.until_next_check()))
         if message is None or message is WAKE:
@@ -202,10 +213,12 @@ def _handle(handler: FrameHandler, message: str | bytes, connection_span: trace.
             logger.exception("frame handling failed", extra={"event": "ws_frame_error", "device_id": handler.device_id})
             with contextlib.suppress(SQLAlchemyError, ServiceUnavailable):
                 db.session.rollback()
-            outcome = Outcome("internal", error("internal_error", "unexpected server error, resend later"))
+            outcome = Outcome(
+                UnhandledFrame.INTERNAL, error_frame(ErrorCode.INTERNAL_ERROR, "unexpected server error, resend later")
+            )
         span.set_attribute("sqal.frame_type", outcome.frame_type)
         span.set_attribute("sqal.reply_type", outcome.reply_type)
-        if outcome.reply_type == "error":
+        if outcome.reply_type == ServerFrame.ERROR:
             span.set_attribute("sqal.error_code", outcome.reply["code"])
     metrics.websocket_messages_received.labels(endpoint=ENDPOINT, type=outcome.frame_type).inc()
     return outcome

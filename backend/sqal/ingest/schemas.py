@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from backend.core.validation import no_nul
+from backend.sqal.protocol import ClientFrame
 from backend.sqal.vocabulary import ID_MAX_LENGTH, ID_PATTERN, Grade
 
 MAX_BATCH_SAMPLES = 500
@@ -206,7 +207,7 @@ class MetaIn(_Lenient):
 class SampleIn(_Lenient):
     """One sample: a `sensor_data` frame, or an entry of a `sensor_batch`; as such, a version-1 sample."""
 
-    type: Literal["sensor_data"] = "sensor_data"
+    type: Literal[ClientFrame.SENSOR_DATA] = ClientFrame.SENSOR_DATA
     timestamp: Annotated[datetime, BeforeValidator(_aware_iso_datetime)]
     device_id: Text
     sample_id: SampleId
@@ -268,6 +269,6 @@ def validate_sample(obj: Any, device_id: str | None = None) -> SampleIn:
 class BatchIn(_Lenient):
     """`sensor_batch` envelope; each entry of `samples` is validated on its own."""
 
-    type: Literal["sensor_batch"]
+    type: Literal[ClientFrame.SENSOR_BATCH]
     batch_id: Annotated[str, Field(strict=True, max_length=100)] | None = None
     samples: Annotated[list[Any], Field(min_length=1, max_length=MAX_BATCH_SAMPLES)]

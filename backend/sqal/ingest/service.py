@@ -26,6 +26,7 @@ from backend.core import security
 from backend.extensions import db
 from backend.sqal.ingest.schemas import SampleIn
 from backend.sqal.models import Device, SensorSample
+from backend.sqal.protocol import ErrorCode
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ Status = Literal["stored", "duplicate", "conflict"]
 class DeviceRejected(Exception):
     """The device may not (or may no longer) send samples; `code` is the protocol error code."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: ErrorCode, message: str) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -57,17 +58,17 @@ class DeviceIdentity:
 def authenticate(token: str | None) -> DeviceIdentity:
     """The enabled device owning `token`, or DeviceRejected (`unauthorized` / `device_disabled`)."""
     if not token:
-        raise DeviceRejected("unauthorized", "missing or invalid device token")
+        raise DeviceRejected(ErrorCode.UNAUTHORIZED, "missing or invalid device token")
     digest = security.hash_token(token)
     device = db.session.execute(select(Device).where(Device.token_hash == digest)).scalar_one_or_none()
     if device is None or not security.verify_token(token, device.token_hash):
         db.session.rollback()
-        raise DeviceRejected("unauthorized", "missing or invalid device token")
+        raise DeviceRejected(ErrorCode.UNAUTHORIZED, "missing or invalid device token")
     identity = DeviceIdentity(device.device_id, device.firmware_version, device.token_hash)
     enabled = device.enabled
     db.session.rollback()  # read-only: end the transaction so no connection stays checked out
     if not enabled:
-        raise DeviceRejected("device_disabled", "device is disabled")
+        raise DeviceRejected(ErrorCode.DEVICE_DISABLED, "device is disabled")
     return identity
 
 
@@ -79,9 +80,9 @@ def credential_refusal(device_id: str, token_hash: str | None) -> DeviceRejected
     ).one_or_none()
     db.session.rollback()  # read-only: no connection stays checked out by an idle socket
     if row is None or (token_hash is not None and row.token_hash != token_hash):
-        return DeviceRejected("unauthorized", "device token was revoked")
+        return DeviceRejected(ErrorCode.UNAUTHORIZED, "device token was revoked")
     if not row.enabled:
-        return DeviceRejected("device_disabled", "device is disabled")
+        return DeviceRejected(ErrorCode.DEVICE_DISABLED, "device is disabled")
     return None
 
 
@@ -227,7 +228,9 @@ def store_samples(
         outcome = _execute_store(parameters)
         if not outcome.enabled:
             db.session.rollback()
-            raise credential_refusal(device_id, token_hash) or DeviceRejected("device_disabled", "device is disabled")
+            raise credential_refusal(device_id, token_hash) or DeviceRejected(
+                ErrorCode.DEVICE_DISABLED, "device is disabled"
+            )
         db.session.commit()
     except (SQLAlchemyError, ServiceUnavailable) as exc:  # the latter: database breaker open / connection lost
         _rollback_quietly()

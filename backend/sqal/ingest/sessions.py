@@ -41,6 +41,7 @@ from backend.base.errors import ServiceUnavailable
 from backend.core.resilience import RedisUnavailable, ThrottledWarning, key_prefix, redis_call
 from backend.sqal import metrics
 from backend.sqal.ingest.service import DeviceRejected
+from backend.sqal.protocol import ErrorCode
 from backend.sqal.pubsub import subscribe_loop
 from backend.sqal.sessions import EVICT, RECHECK, control_channel
 
@@ -192,7 +193,7 @@ class SessionRegistry:
                 session.replaced.set()
                 metrics.device_sockets_replaced.inc()
         if session.replaced.is_set():
-            return DeviceRejected("session_replaced", "a newer connection of this device took over")
+            return DeviceRejected(ErrorCode.SESSION_REPLACED, "a newer connection of this device took over")
         if session.recheck.is_set() or now >= session.next_recheck:
             session.recheck.clear()
             session.next_recheck = now + RECHECK_SECONDS

@@ -31,6 +31,7 @@ from backend.extensions import db, sock
 from backend.sqal import metrics
 from backend.sqal.live.guards import DASHBOARD_MAX_MESSAGE_BYTES, ForeignOrigin, InboundLimit, origin_allowed
 from backend.sqal.live.service import POLL_SECONDS, DashboardClient, DashboardHub
+from backend.sqal.protocol import ClientFrame, DashboardEvent, ErrorCode, ServerFrame, error_frame
 from backend.sqal.vocabulary import channel_for
 from backend.sqal.websocket import (
     CLOSE_TRY_AGAIN_LATER,
@@ -78,8 +79,8 @@ def _read_inbound(ws: Server, limit: InboundLimit) -> bool:
             frame = json.loads(message)
         except (ValueError, RecursionError):
             continue
-        if isinstance(frame, dict) and frame.get("type") == "ping" and (answer := pong(frame)) is not None:
-            send(ws, ENDPOINT, "pong", answer[1])
+        if isinstance(frame, dict) and frame.get("type") == ClientFrame.PING and (answer := pong(frame)) is not None:
+            send(ws, ENDPOINT, DashboardEvent.PONG, answer[1])
     return True
 
 
@@ -116,8 +117,8 @@ def dashboard_socket(ws: Server) -> None:
             if admitted:
                 _serve(app, ws)
             else:
-                busy = {"type": "error", "code": "server_busy", "message": "no free connection slot, retry later"}
-                send(ws, ENDPOINT, "error", encode(busy), error_code="server_busy")
+                busy = error_frame(ErrorCode.SERVER_BUSY, "no free connection slot, retry later")
+                send(ws, ENDPOINT, ServerFrame.ERROR, encode(busy), error_code=ErrorCode.SERVER_BUSY)
                 ws.close(reason=CLOSE_TRY_AGAIN_LATER, message=busy["message"])
     except ConnectionClosed:  # the client closed, or the reader closed on a protocol error: its reply goes out first
         let_reader_finish(ws)
@@ -134,10 +135,10 @@ def _serve(app: Flask, ws: Server) -> None:
     try:
         with shutdown.track_websocket(ws, app):
             hub.wait_live(LIVE_WAIT_SECONDS)
-            send(ws, ENDPOINT, "hello", hub.hello_frame())
+            send(ws, ENDPOINT, DashboardEvent.HELLO, hub.hello_frame())
             snapshot = hub.snapshot_frame()
             if snapshot is not None:
-                send(ws, ENDPOINT, "metrics", snapshot)
+                send(ws, ENDPOINT, DashboardEvent.METRICS, snapshot)
             _pump(ws, client)
     finally:
         hub.disconnect(client)

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from backend.sqal.metrics import dashboard_clients_dropped
+from backend.sqal.protocol import DashboardEvent
 from backend.sqal.pubsub import subscribe_loop
 from backend.sqal.vocabulary import CHANNEL
 from backend.sqal.websocket import encode
@@ -35,12 +36,12 @@ class DashboardClient:
     """One connected dashboard: a bounded queue of frames and the way to cut it off."""
 
     def __init__(self, queue_size: int, abort: Callable[[], None], wake: Callable[[], None] | None = None) -> None:
-        self.queue: queue.Queue[tuple[str, str]] = queue.Queue(queue_size)
+        self.queue: queue.Queue[tuple[DashboardEvent, str]] = queue.Queue(queue_size)
         self.dropped = threading.Event()
         self._abort = abort
         self._wake = wake
 
-    def offer(self, kind: str, frame: str) -> bool:
+    def offer(self, kind: DashboardEvent, frame: str) -> bool:
         """Queue a frame (its type and JSON text) without waiting, then wake the connection; False when full."""
         try:
             self.queue.put_nowait((kind, frame))
@@ -126,7 +127,7 @@ class DashboardHub:
         with self._lock:
             self._clients.discard(client)
 
-    def broadcast(self, kind: str, frame: str) -> None:
+    def broadcast(self, kind: DashboardEvent, frame: str) -> None:
         """Offer a frame to every client; drop the ones that cannot take it."""
         with self._lock:
             clients = list(self._clients)
@@ -144,11 +145,16 @@ class DashboardHub:
         except Exception:  # a dashboard without figures is better than a dead snapshot thread
             logger.warning("dashboard metrics snapshot failed", exc_info=True, extra={"event": "dashboard_snapshot"})
             return None
-        return None if figures is None else encode({"type": "metrics", "metrics": figures})
+        return None if figures is None else encode({"type": DashboardEvent.METRICS, "metrics": figures})
 
     def hello_frame(self) -> str:
         return encode(
-            {"type": "hello", "instance": self.instance, "live": self.live, "snapshot_interval": self.snapshot_interval}
+            {
+                "type": DashboardEvent.HELLO,
+                "instance": self.instance,
+                "live": self.live,
+                "snapshot_interval": self.snapshot_interval,
+            }
         )
 
     def _set_live(self, live: bool) -> None:
@@ -158,7 +164,7 @@ class DashboardHub:
             self._live.set()
         else:
             self._live.clear()
-        self.broadcast("status", encode({"type": "status", "live": live}))
+        self.broadcast(DashboardEvent.STATUS, encode({"type": DashboardEvent.STATUS, "live": live}))
 
     def _on_message(self, data: bytes | str) -> None:
         try:
@@ -166,7 +172,7 @@ class DashboardHub:
         except ValueError:
             return
         if isinstance(summary, dict):
-            self.broadcast("sample", encode({"type": "sample", "sample": summary}))
+            self.broadcast(DashboardEvent.SAMPLE, encode({"type": DashboardEvent.SAMPLE, "sample": summary}))
 
     def _subscribe_loop(self) -> None:
         subscribe_loop(
@@ -183,4 +189,4 @@ class DashboardHub:
             if self._clients:
                 frame = self.snapshot_frame()
                 if frame is not None:
-                    self.broadcast("metrics", frame)
+                    self.broadcast(DashboardEvent.METRICS, frame)

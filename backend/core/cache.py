@@ -8,8 +8,7 @@
 One helper, called where the response schema is known (routes, or a function beside them): `cached_model` stores
 what the schema serialises (`load()` validated by it, JSON mode, by alias: the wire form) and returns that JSON
 validated by the schema again, on a miss as on a hit, so a cached read and an uncached one are the same model and
-serialise to the same bytes. `cached_model_json` is the same read as the compact UTF-8 JSON text, for a route that
-sends it as it is (the bytes were made by the schema when the entry was filled).
+serialise to the same bytes. `wire_json` is that serialisation, for a route that sends a body of its own.
 
 Keys are `{prefix}cache:{name}:v{version}:{key}`. `invalidate(name)` increments the namespace's version, so every
 entry of the namespace (items and lists alike) stops being read at once, in every worker; old entries expire on
@@ -119,13 +118,7 @@ class Cache:
         `load` returns what `schema.model_validate` accepts (a dict, an ORM object or row with `from_attributes`);
         its exceptions propagate and nothing is cached.
         """
-        return schema.model_validate_json(self.cached_model_json(name, key, schema, load, ttl=ttl))
-
-    def cached_model_json(
-        self, name: str, key: str, schema: type[BaseModel], load: Callable[[], Any], *, ttl: int | None = None
-    ) -> str | bytes:
-        """Like `cached_model`, but the compact UTF-8 JSON `schema` serialised, a hit returned as stored."""
-        return _current().read_through(name, key, partial(_serialise, schema, load), ttl)
+        return schema.model_validate_json(_current().read_through(name, key, partial(_serialise, schema, load), ttl))
 
     def invalidate(self, name: str) -> None:
         """Make every entry of namespace `name` stale, in every process. Call after the write has committed."""

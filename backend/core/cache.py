@@ -118,11 +118,12 @@ class Cache:
         `load` returns what `schema.model_validate` accepts (a dict, an ORM object or row with `from_attributes`);
         its exceptions propagate and nothing is cached.
         """
-        return schema.model_validate_json(_current().read_through(name, key, partial(_serialise, schema, load), ttl))
+        payload = self.store(current_app).read_through(name, key, partial(_serialise, schema, load), ttl)
+        return schema.model_validate_json(payload)
 
     def invalidate(self, name: str) -> None:
         """Make every entry of namespace `name` stale, in every process. Call after the write has committed."""
-        _current().invalidate(name)
+        self.store(current_app).invalidate(name)
 
     def clear(self, app: Flask) -> None:
         """Invalidate every namespace (tests that empty tables behind the application's back)."""
@@ -135,11 +136,6 @@ class Cache:
         """The cache state of `app` (its namespaces, Redis keys and flights)."""
         store: RedisCache = app.extensions[EXTENSION_KEY]
         return store
-
-
-def _current() -> RedisCache:
-    store: RedisCache = current_app.extensions[EXTENSION_KEY]
-    return store
 
 
 def _serialise(schema: type[BaseModel], load: Callable[[], Any]) -> str:

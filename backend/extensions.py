@@ -6,6 +6,8 @@ from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
+from backend.core.cache import Cache
+
 # Deterministic constraint names keep Alembic autogenerate and downgrades predictable.
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -25,3 +27,4 @@ class Base(DeclarativeBase):
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 sock = Sock()
+cache = Cache()  # Redis read-through cache of API reads

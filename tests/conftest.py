@@ -15,8 +15,8 @@ from sqlalchemy import text
 
 from backend import create_app
 from backend.base.config import Settings
-from backend.core import auth, cache, idempotency
-from backend.extensions import db
+from backend.core import auth, idempotency
+from backend.extensions import cache, db
 from scripts import timescale
 from scripts.services import TestServices, session_services
 from tests.support.server import GunicornServer

@@ -7,6 +7,7 @@ render them, APIFlask validation errors, werkzeug HTTP errors and unhandled exce
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from apiflask import APIFlask
@@ -15,8 +16,6 @@ from flask import Response, jsonify, request
 from psycopg2.errors import QueryCanceled
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
-
-from backend.extensions import db
 
 logger = logging.getLogger(__name__)
 
@@ -163,9 +162,9 @@ def _validation_details(detail: Any) -> list[dict[str, Any]]:
     return details
 
 
-def _rollback_quietly() -> None:
+def _rollback_quietly(rollback: Callable[[], object]) -> None:
     try:
-        db.session.rollback()
+        rollback()
     except Exception:  # the session may be unusable when the DB is gone; the error is already being handled
         logger.debug("rollback after error failed", exc_info=True)
 
@@ -184,8 +183,12 @@ def _query_timeout() -> Response:
     )
 
 
-def register_error_handlers(app: APIFlask) -> None:
-    """Render every error as the JSON error shape, and document that shape in the OpenAPI document."""
+def register_error_handlers(app: APIFlask, rollback: Callable[[], object]) -> None:
+    """Render every error as the JSON error shape, and document that shape in the OpenAPI document.
+
+    `rollback` ends the request's database transaction after a server error (`db.session.rollback`: passed in,
+    as `backend.extensions` holds extension objects built from modules that import this one).
+    """
     app.config["HTTP_ERROR_SCHEMA"] = HTTP_ERROR_SCHEMA
     app.config["VALIDATION_ERROR_SCHEMA"] = VALIDATION_ERROR_SCHEMA
 
@@ -202,7 +205,7 @@ def register_error_handlers(app: APIFlask) -> None:
     @app.errorhandler(ApiError)
     def handle_api_error(error: ApiError) -> Response:
         if error.status >= 500:
-            _rollback_quietly()
+            _rollback_quietly(rollback)
         return error_response(error.status, error.code, error.message, error.details, error.headers)
 
     @app.errorhandler(HTTPException)
@@ -223,7 +226,7 @@ def register_error_handlers(app: APIFlask) -> None:
 
     @app.errorhandler(Exception)
     def handle_unexpected(error: Exception) -> Response:
-        _rollback_quietly()
+        _rollback_quietly(rollback)
         logger.error("unhandled exception", exc_info=error, extra={"event": "unhandled_exception"})
         return error_response(500, "internal_error", "Internal server error")
 
@@ -231,7 +234,7 @@ def register_error_handlers(app: APIFlask) -> None:
     def handle_operational_error(error: OperationalError) -> Response:
         if not isinstance(error.orig, QueryCanceled):
             return handle_unexpected(error)
-        _rollback_quietly()
+        _rollback_quietly(rollback)
         route = request.url_rule.rule if request.url_rule is not None else None
         logger.warning("query cancelled at the statement timeout", extra={"event": "query_timeout", "route": route})
         return _query_timeout()

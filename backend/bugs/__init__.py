@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from apiflask import APIFlask
 
-from backend.core import auth, cache
+from backend.core import auth
+from backend.extensions import cache
 
 auth.register_scopes("bugs:write")  # before the routes' `require_scope` decorators run
 

@@ -28,13 +28,14 @@ from backend.bugs.schemas import (
     BugTrends,
     BugTrendsQuery,
 )
-from backend.core import cache
 from backend.core.auth import WRITE_SECURITY, require_scope
+from backend.core.cache import make_key
 from backend.core.conditional import CONDITIONAL_ERRORS, conditional, etag, if_match
 from backend.core.contract import sends
 from backend.core.http import body_limit, json_text_bytes
 from backend.core.idempotency import idempotent
 from backend.core.pagination import pagination_headers
+from backend.extensions import cache
 
 bp = APIBlueprint(
     "bugs",
@@ -150,12 +151,8 @@ def add_comment(bug_id: int, body: BugCommentIn) -> tuple[BugCommentOut, int]:
 )
 def metrics_summary() -> BugSummary:
     today = service.utcnow().date()
-    data = cache.cached(
-        service.CACHE_NAME,
-        cache.make_key("summary", today.isoformat()),
-        lambda: BugSummary.model_validate(stats.summary(today)).model_dump(mode="json"),
-    )
-    return BugSummary.model_validate(data)
+    key = make_key("summary", today.isoformat())
+    return cache.cached_model(service.CACHE_NAME, key, BugSummary, lambda: stats.summary(today))
 
 
 @bp.get("/metrics/trends")
@@ -170,8 +167,7 @@ def metrics_trends(query: BugTrendsQuery) -> BugTrends:
     today = service.utcnow().date()
 
     def load() -> dict[str, object]:
-        trends = BugTrends.model_validate({"days": query.days, "trends": stats.trends(query.days, today)})
-        return trends.model_dump(mode="json")
+        return {"days": query.days, "trends": stats.trends(query.days, today)}
 
-    data = cache.cached(service.CACHE_NAME, cache.make_key("trends", query.days, today.isoformat()), load)
-    return BugTrends.model_validate(data)
+    key = make_key("trends", query.days, today.isoformat())
+    return cache.cached_model(service.CACHE_NAME, key, BugTrends, load)

@@ -17,10 +17,9 @@ from backend.base.errors import Conflict
 from backend.bugs import workflow
 from backend.bugs.enums import Priority, Severity, Status, values
 from backend.bugs.models import BugComment, BugReport
-from backend.core import cache
 from backend.core.conditional import IfMatch, PreconditionFailed
 from backend.core.database import get_or_404, rollback_on
-from backend.extensions import db
+from backend.extensions import cache, db
 
 
 def utcnow() -> datetime:

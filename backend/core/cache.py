@@ -1,8 +1,14 @@
-"""Redis read-through cache: a TTL per namespace, versioned keys, single flight per key, fail-open.
+"""Redis read-through cache of API reads: a TTL per namespace, versioned keys, single flight per key, fail-open.
 
-    register_namespace(app, "orders", ttl=60)                        # once, from the domain's init_app
-    cached("orders", make_key("item", 42), lambda: load_order(42))   # read through
-    invalidate("orders")                                             # after a write committed
+    from backend.extensions import cache
+    cache.register_namespace(app, "orders", ttl=60)                                  # the domain's init_app
+    order = cache.cached_model("orders", make_key("item", 42), OrderOut, load_order)  # the route
+    cache.invalidate("orders")                                                       # after a write committed
+
+One helper, called where the response schema is known (routes, or a function beside them): `cached_model` stores
+what the schema serialises (`load()` validated by it, JSON mode, by alias: the wire form) and returns that JSON
+validated by the schema again, on a miss as on a hit, so a cached read and an uncached one are the same model and
+serialise to the same bytes. `wire_json` is that serialisation, for a route that sends a body of its own.
 
 Keys are `{prefix}cache:{name}:v{version}:{key}`. `invalidate(name)` increments the namespace's version, so every
 entry of the namespace (items and lists alike) stops being read at once, in every worker; old entries expire on
@@ -32,11 +38,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 from flask import Flask, current_app
 from prometheus_client import Counter, Histogram
+from pydantic import BaseModel
 
 from backend.core.cache_collector import CacheCollector
 from backend.core.resilience import RedisUnavailable, ThrottledWarning, key_prefix, redis_call
@@ -51,6 +58,8 @@ LOCK_WAIT = 0.5  # how long a process polls for another process's fill before lo
 LOCK_POLL = 0.01
 INDEX_GRACE_MS = 120_000  # expired index members kept this long for the scrape to count them
 WARN_EVERY = 60.0
+
+M = TypeVar("M", bound=BaseModel)
 
 cache_hits = Counter("cache_hits_total", "Cache lookups answered from Redis", ["cache"])
 cache_misses = Counter("cache_misses_total", "Cache lookups answered by the loader (database)", ["cache"])
@@ -79,61 +88,62 @@ def make_key(*parts: str | int | float | bool | None) -> str:
     return raw if len(raw) <= 200 else "h:" + hashlib.blake2s(raw.encode()).hexdigest()
 
 
-def cached(name: str, key: str, loader: Callable[[], Any], *, ttl: int | None = None) -> Any:
-    """The value of `key` in namespace `name`, else `loader()` stored for the namespace TTL (or `ttl` s).
-
-    `loader` returns JSON data (dicts with str keys, lists, str, numbers, bool, None); its exceptions propagate
-    and nothing is cached.
-    """
-    return _cache().get_or_load(name, key, loader, ttl)
+def wire_json(schema: type[BaseModel], value: Any) -> str:
+    """`value` validated by `schema`, as the compact JSON text of what it serialises (JSON mode, by alias)."""
+    dumped = schema.model_validate(value).model_dump(mode="json", by_alias=True)
+    return json.dumps(dumped, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def cached_json(name: str, key: str, loader: Callable[[], Any], *, ttl: int | None = None) -> bytes:
-    """Like `cached`, but the value as compact UTF-8 JSON: a hit is returned as stored, never decoded."""
-    return _cache().get_or_load_json(name, key, loader, ttl)
+class Cache:
+    """The read-through cache extension (`backend.extensions.cache`); each app holds its own `RedisCache`."""
+
+    def init_app(self, app: Flask) -> None:
+        """Attach the app's cache (no namespace yet) and serve its Redis-side metrics on /metrics."""
+        store = RedisCache(app)
+        app.extensions[EXTENSION_KEY] = store
+        register_scrape_collector(app, CacheCollector(store))
+
+    def register_namespace(self, app: Flask, name: str, *, ttl: int) -> None:
+        """Declare namespace `name` and its TTL (s): each domain registers its own from its `init_app`."""
+        self.store(app).ttls[name] = int(ttl)
+        for metric in (cache_hits, cache_misses, cache_latency):
+            zero_series(metric, (name,))  # a fresh instance shows the namespace's series at 0
+
+    def cached_model(
+        self, name: str, key: str, schema: type[M], load: Callable[[], Any], *, ttl: int | None = None
+    ) -> M:
+        """The `schema` model of `key` in namespace `name`: the stored entry, else `load()` validated by `schema`
+        and stored for the namespace TTL (or `ttl` s). Hit or miss, the model is validated from the stored JSON.
+
+        `load` returns what `schema.model_validate` accepts (a dict, an ORM object or row with `from_attributes`);
+        its exceptions propagate and nothing is cached.
+        """
+        payload = self.store(current_app).read_through(name, key, partial(_serialise, schema, load), ttl)
+        return schema.model_validate_json(payload)
+
+    def invalidate(self, name: str) -> None:
+        """Make every entry of namespace `name` stale, in every process. Call after the write has committed."""
+        self.store(current_app).invalidate(name)
+
+    def clear(self, app: Flask) -> None:
+        """Invalidate every namespace (tests that empty tables behind the application's back)."""
+        store = self.store(app)
+        for name in store.namespaces():
+            store.invalidate(name)
+
+    @staticmethod
+    def store(app: Flask) -> RedisCache:
+        """The cache state of `app` (its namespaces, Redis keys and flights)."""
+        store: RedisCache = app.extensions[EXTENSION_KEY]
+        return store
 
 
-def invalidate(name: str) -> None:
-    """Make every entry of namespace `name` stale, in every process. Call after the write has committed."""
-    _cache().invalidate(name)
-
-
-def register_namespace(app: Flask, name: str, *, ttl: int) -> None:
-    """Declare namespace `name` and its TTL (s): each domain registers its own from its `init_app`."""
-    app.extensions[EXTENSION_KEY].ttls[name] = int(ttl)
-    for metric in (cache_hits, cache_misses, cache_latency):
-        zero_series(metric, (name,))  # a fresh instance shows the namespace's series at 0
-
-
-def clear(app: Flask) -> None:
-    """Invalidate every namespace (tests that empty tables behind the application's back)."""
-    cache: RedisCache = app.extensions[EXTENSION_KEY]
-    for name in cache.namespaces():
-        cache.invalidate(name)
-
-
-def init_app(app: Flask) -> None:
-    """Attach the app's cache (no namespace yet) and serve its Redis-side metrics on /metrics."""
-    cache = RedisCache(app)
-    app.extensions[EXTENSION_KEY] = cache
-    register_scrape_collector(app, CacheCollector(cache))
-
-
-def _serialised(value: Any) -> tuple[Any, str]:
-    return value, json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
-# Stands for the value of a hit that was not decoded (only its payload is at hand).
-_UNDECODED = object()
+def _serialise(schema: type[BaseModel], load: Callable[[], Any]) -> str:
+    return wire_json(schema, load())
 
 
 def _bump_version(version_key: str, client: redis.Redis) -> Any:
     return client.incr(version_key)
-
-
-def _cache() -> RedisCache:
-    cache: RedisCache = current_app.extensions[EXTENSION_KEY]
-    return cache
 
 
 @dataclass
@@ -174,26 +184,10 @@ class RedisCache:
     def entry_key(self, name: str, version: str, key: str) -> str:
         return f"{self.prefix}{name}:v{version}:{key}"
 
-    def get_or_load(self, name: str, key: str, loader: Callable[[], Any], ttl: int | None) -> Any:
-        """Read through the cache; see `cached`."""
-        value, payload = self._read_through(name, key, loader, ttl)
-        if value is _UNDECODED and payload is not None:
-            return json.loads(payload)
-        return value
-
-    def get_or_load_json(self, name: str, key: str, loader: Callable[[], Any], ttl: int | None) -> bytes:
-        """Read through the cache, returning the JSON payload; see `cached_json`."""
-        value, payload = self._read_through(name, key, loader, ttl)
-        if payload is None:
-            payload = _serialised(value)[1]
-        return payload.encode() if isinstance(payload, str) else payload
-
-    def _read_through(
-        self, name: str, key: str, loader: Callable[[], Any], ttl: int | None
-    ) -> tuple[Any, str | bytes | None]:
-        """(value or _UNDECODED, its JSON payload or None when none was made)."""
+    def read_through(self, name: str, key: str, produce: Callable[[], str], ttl: int | None) -> str | bytes:
+        """The JSON text of `key` in namespace `name`: the stored entry, else `produce()` stored; see `Cache`."""
         if not self.enabled:
-            return loader(), None
+            return produce()
         ttl_s = ttl if ttl is not None else self.ttls.get(name)
         if ttl_s is None:
             raise ValueError(f"cache namespace {name!r} has no TTL: pass ttl= or call register_namespace")
@@ -206,13 +200,13 @@ class RedisCache:
         cache_latency.labels(name).observe(time.perf_counter() - started)
         if payload is not None:
             cache_hits.labels(name).inc()
-            return _UNDECODED, payload
+            return payload
         cache_misses.labels(name).inc()
         if version is None:
             # Redis unavailable: nothing is stored, but still one database load per key at a time in this process.
-            return self._single_flight(f"{self.prefix}{name}:local:{key}", lambda: _serialised(loader()), loader)
+            return self._single_flight(f"{self.prefix}{name}:local:{key}", produce, produce)
         entry = self.entry_key(name, version, key)
-        return self._single_flight(entry, lambda: self._fill(name, entry, loader, ttl_s), loader)
+        return self._single_flight(entry, lambda: self._fill(name, entry, produce, ttl_s), produce)
 
     def _lookup(self, name: str, key: str) -> tuple[str, bytes | None]:
         """(namespace version, entry or None) in one round trip."""
@@ -227,9 +221,9 @@ class RedisCache:
         return version.decode(), payload
 
     def _single_flight(
-        self, flight_key: str, produce: Callable[[], tuple[Any, str | bytes]], loader: Callable[[], Any]
-    ) -> tuple[Any, str | bytes | None]:
-        """The first thread runs `produce`; the others wait for its payload (or load themselves after a while)."""
+        self, flight_key: str, fill: Callable[[], str | bytes], produce: Callable[[], str]
+    ) -> str | bytes:
+        """The first thread runs `fill`; the others wait for its payload (or `produce` their own after a while)."""
         with self._lock:
             flight = self._flights.get(flight_key)
             leader = flight is None
@@ -237,17 +231,17 @@ class RedisCache:
                 flight = self._flights[flight_key] = _Flight()
         if not leader:
             if flight.done.wait(FLIGHT_WAIT) and flight.payload is not None:
-                return _UNDECODED, flight.payload
-            return loader(), None
+                return flight.payload
+            return produce()
         try:
-            value, flight.payload = produce()
-            return value, flight.payload
+            flight.payload = fill()
+            return flight.payload
         finally:
             flight.done.set()
             with self._lock:
                 self._flights.pop(flight_key, None)
 
-    def _fill(self, name: str, entry: str, loader: Callable[[], Any], ttl_s: int) -> tuple[Any, str | bytes]:
+    def _fill(self, name: str, entry: str, produce: Callable[[], str], ttl_s: int) -> str | bytes:
         """Load once across processes: take the fill lock, or wait briefly for the process holding it."""
         lock, token = entry + ":lock", uuid.uuid4().hex
         try:
@@ -255,14 +249,14 @@ class RedisCache:
             if not locked:
                 filled = self._poll(entry)
                 if filled is not None:
-                    return json.loads(filled), filled
+                    return filled
         except RedisUnavailable as exc:
             self._warn_degraded(exc)
-            return _serialised(loader())
+            return produce()
         try:
-            value, payload = _serialised(loader())
+            payload = produce()
             self._store(name, entry, payload, ttl_s)
-            return value, payload
+            return payload
         finally:
             if locked:
                 self._quietly(lambda client: self._script(client, "release", _RELEASE)(keys=[lock], args=[token]))

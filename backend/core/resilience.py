@@ -36,7 +36,6 @@ from sqlalchemy.engine import Dialect, Engine, ExceptionContext
 from backend.base.config import ConfigError, Settings
 from backend.base.errors import ServiceUnavailable
 from backend.core import redis as redis_module
-from backend.extensions import db
 from backend.observability.internals import report_fallback
 
 logger = logging.getLogger(__name__)
@@ -232,8 +231,8 @@ def _is_redis_failure(exc: Any) -> bool:
     return isinstance(exc, redis.ConnectionError | redis.TimeoutError)
 
 
-def init_app(app: Flask) -> None:
-    """Create the process's breakers and put the PostgreSQL one in front of every new DB connection."""
+def init_app(app: Flask, engine: Engine) -> None:
+    """Create the process's breakers and put the PostgreSQL one in front of every new connection of `engine`."""
     settings: Settings = app.config["SETTINGS"]
     if settings.redis_required and not settings.redis_url:
         raise ConfigError("Missing REDIS_URL: REDIS_REQUIRED=true needs a redis:// URL")
@@ -243,8 +242,6 @@ def init_app(app: Flask) -> None:
         for name, is_failure in ((POSTGRESQL, _is_connection_failure), (REDIS, _is_redis_failure))
     }
     app.extensions[EXTENSION_KEY] = made
-    with app.app_context():
-        engine = db.engine
     guard_engine(engine, made[POSTGRESQL])
 
 

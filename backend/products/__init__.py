@@ -6,7 +6,8 @@ import logging
 
 from apiflask import APIFlask
 
-from backend.core import auth, cache
+from backend.core import auth
+from backend.extensions import cache
 
 logger = logging.getLogger(__name__)
 

@@ -65,6 +65,13 @@ class ProductOut(BaseModel):
     updated_at: UtcDatetime
 
 
+class ProductPage(BaseModel):
+    """A page of `GET /products` and the total matching its filter, as the cache keeps it (the body is `items`)."""
+
+    items: list[ProductOut]
+    total: int
+
+
 class ProductQuery(BaseModel):
     """Query string of GET /products."""
 

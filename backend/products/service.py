@@ -5,14 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import Row, bindparam, func, select
 
-from backend.core import cache
 from backend.core.conditional import IfMatch, PreconditionFailed
 from backend.core.database import get_or_404, not_found, rollback_on
-from backend.extensions import db
+from backend.extensions import cache, db
 from backend.products.models import Product
-from backend.products.schemas import ProductOut
 
 CACHE = "products"
 
@@ -46,38 +44,14 @@ def list_products(category: str | None, limit: int, offset: int) -> tuple[list[P
     return list(rows), total
 
 
-def to_json(product: Product) -> dict[str, Any]:
-    """The product as the API serialises it (what the cache stores)."""
-    return ProductOut.model_validate(product).model_dump(mode="json")
-
-
-def cached_page(category: str | None, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
-    """`list_products` as JSON-ready dicts, read through the cache."""
-
-    def load() -> dict[str, Any]:
-        products, total = list_products(category, limit, offset)
-        return {"items": [to_json(product) for product in products], "total": total}
-
-    page = cache.cached(CACHE, cache.make_key("list", category, limit, offset), load)
-    return page["items"], page["total"]
-
-
-def cached_product_json(product_id: int) -> bytes:
-    """`get_product` as the response body (the API's JSON, UTF-8), read through the cache without decoding a hit.
-
-    The cached bytes are what `ProductOut` serialises to, so the route can send them as they are.
-    """
-    return cache.cached_json(CACHE, cache.make_key("item", product_id), lambda: product_json(product_id))
-
-
-def product_json(product_id: int) -> dict[str, Any]:
-    """`to_json(get_product(product_id))` from one Core SELECT on a pooled connection (a third of the CPU of a
-    session `get`, which a cache miss would otherwise pay for a single read); NotFound if absent."""
+def product_row(product_id: int) -> Row[Any]:
+    """The product's row from one Core SELECT on a pooled connection (a third of the CPU of a session `get`, which
+    a cache miss would otherwise pay for a single read); NotFound if absent."""
     with db.engine.connect() as connection:
         row = connection.execute(_PRODUCT_ROW, {"id": product_id}).first()
     if row is None:
         raise not_found("Product", product_id)
-    return ProductOut.model_validate(row).model_dump(mode="json")
+    return row
 
 
 def get_product(product_id: int) -> Product:

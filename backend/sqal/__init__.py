@@ -48,8 +48,7 @@ def init_app(app: APIFlask) -> None:
     from backend.sqal.lifecycle import service as lifecycle
     from backend.sqal.live import routes as live
     from backend.sqal.reads import cli as reads_cli
-    from backend.sqal.reads import figures
-    from backend.sqal.reads.routes import register_reads
+    from backend.sqal.reads.routes import dashboard_snapshot, register_reads
     from backend.sqal.websocket import SOCKETS_KEY, SocketBudget
 
     del models  # imported for its tables (metadata, migrations, truncation in tests)
@@ -71,7 +70,8 @@ def init_app(app: APIFlask) -> None:
     register_scrape_collector(app, metrics.SqalCollector(app))
     metrics.zero_known_series((ingest.ENDPOINT, live.ENDPOINT), ingest.RATE_SCOPE)
     register_reads(app)  # REST reads and the dashboard figures
-    live.register_live(app, lambda: figures.snapshot(app))  # /ws/dashboard/ and the /dashboard page
+    # /ws/dashboard/ and the /dashboard page; its `metrics` frames carry the /api/dashboard/metrics/ body.
+    live.register_live(app, lambda: dashboard_snapshot(app).model_dump(mode="json", by_alias=True))
 
     def seed() -> None:
         written = provisioning.provision_dev_devices(settings.app_env)

@@ -15,9 +15,8 @@ from apiflask import APIFlask
 
 from backend import create_app
 from backend.base.config import ConfigError, Settings
-from backend.core import cache
 from backend.core import redis as redis_client
-from backend.extensions import db
+from backend.extensions import cache, db
 from scripts import devservices
 from scripts.devservices import REPO_ROOT, free_port
 from scripts.services import TestServices

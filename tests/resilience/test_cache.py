@@ -8,17 +8,31 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import requests
 from apiflask import APIFlask
 from prometheus_client import REGISTRY
+from pydantic import BaseModel, Field
 
-from backend.core import cache
 from backend.core.cache_collector import CacheCollector
+from backend.extensions import cache
 from scripts.devservices import EmbeddedRedis
 from tests.resilience.load import sample, scrape
+
+
+class Answer(BaseModel):
+    answer: int
+
+
+class Values(BaseModel):
+    values: list[int]
+
+
+class Text(BaseModel):
+    text: str
 
 
 def counter(name: str, namespace: str = "products") -> float:
@@ -91,14 +105,14 @@ def test_concurrent_misses_load_once_per_key(make_app: Callable[..., APIFlask]) 
     def read(app: APIFlask) -> None:
         with app.app_context():
             barrier.wait()
-            results.append(cache.cached("dashboard", "cold-key", loader, ttl=30))
+            results.append(cache.cached_model("dashboard", "cold-key", Answer, loader, ttl=30))
 
     threads = [threading.Thread(target=read, args=(app,)) for app in apps for _ in range(16)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(10)
-    assert results == [{"answer": 42}] * 32
+    assert results == [Answer(answer=42)] * 32
     assert len(loads) == 1
 
 
@@ -112,28 +126,28 @@ def test_concurrent_misses_load_once_while_redis_is_down(
     barrier = threading.Barrier(16)
     results: list[Any] = []
 
-    def loader() -> list[int]:
+    def loader() -> dict[str, list[int]]:
         loads.append(1)
         time.sleep(0.3)
-        return [1, 2, 3]
+        return {"values": [1, 2, 3]}
 
     def read() -> None:
         with app.app_context():
             barrier.wait()
-            results.append(cache.cached("dashboard", "while-down", loader, ttl=30))
+            results.append(cache.cached_model("dashboard", "while-down", Values, loader, ttl=30))
 
     threads = [threading.Thread(target=read) for _ in range(16)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(10)
-    assert results == [[1, 2, 3]] * 16
+    assert results == [Values(values=[1, 2, 3])] * 16
     assert len(loads) == 1
 
 
 def test_size_expirations_and_evictions_are_measured(make_app: Callable[..., APIFlask]) -> None:
     app = make_app()
-    collector = CacheCollector(app.extensions[cache.EXTENSION_KEY])
+    collector = CacheCollector(cache.store(app))
 
     def series() -> dict[str, float]:
         values = {}
@@ -144,8 +158,8 @@ def test_size_expirations_and_evictions_are_measured(make_app: Callable[..., API
         return values
 
     with app.app_context():
-        cache.cached("dashboard", "short", lambda: {"v": "x" * 100}, ttl=1)
-        cache.cached("dashboard", "long", lambda: {"v": "y" * 50}, ttl=60)
+        cache.cached_model("dashboard", "short", Text, lambda: {"text": "x" * 100}, ttl=1)
+        cache.cached_model("dashboard", "long", Text, lambda: {"text": "y" * 50}, ttl=60)
         before = series()
         assert before["cache_size_bytes"] > 150
         time.sleep(1.2)
@@ -205,7 +219,31 @@ def test_redis_killed_reads_fail_open_and_recover(
 
 def test_each_domain_registers_its_namespace_with_its_ttl(make_app: Callable[..., APIFlask]) -> None:
     app = make_app(cache_ttl_products=11, cache_ttl_bugs=12, cache_ttl_dashboard=3)
-    registered: cache.RedisCache = app.extensions[cache.EXTENSION_KEY]
+    registered = cache.store(app)
     assert registered.ttls == {"products": 11, "bugs": 12, "dashboard": 3}
     with app.app_context(), pytest.raises(ValueError, match="no TTL"):
-        cache.cached("unregistered", "k", lambda: 1)
+        cache.cached_model("unregistered", "k", Text, lambda: {"text": "t"})
+
+
+class Stamped(BaseModel):
+    at: datetime
+    score: float = Field(alias="scoreValue")
+
+
+def test_a_hit_and_a_miss_are_the_schema_s_serialisation(make_app: Callable[..., APIFlask]) -> None:
+    """The entry is what the schema serialises (by alias, no extra field); a hit and a miss validate the same JSON."""
+    app = make_app()
+    loads: list[int] = []
+
+    def loader() -> dict[str, Any]:
+        loads.append(1)
+        return {"at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), "scoreValue": 7, "internal": "not for the wire"}
+
+    store = cache.store(app)
+    with app.app_context():
+        models = [cache.cached_model("dashboard", "stamped", Stamped, loader, ttl=30) for _ in range(2)]
+    pattern = store.entry_key("dashboard", "*", "stamped")
+    stored = store.call_redis(lambda client: [client.get(key) for key in client.scan_iter(match=pattern)])
+    assert len(loads) == 1
+    assert stored == [b'{"at":"2026-01-02T03:04:05Z","scoreValue":7.0}']
+    assert models == [Stamped.model_validate_json(stored[0])] * 2

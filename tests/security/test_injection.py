@@ -24,7 +24,8 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from backend.base.config import Settings
-from backend.core import auth, cache
+from backend.core import auth
+from backend.extensions import cache
 from scripts.services import TestServices
 from tests.security.openapi_walk import Input, Operation, base_body, operations
 from tests.security.payloads import BODY_ONLY_PAYLOADS, SQL_PAYLOADS

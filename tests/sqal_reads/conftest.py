@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 
 from backend import create_app
 from backend.base.config import Settings
-from backend.core import cache
+from backend.extensions import cache
 from scripts.services import TestServices
 from tests.conftest import truncate_all
 from tests.support.server import GunicornServer

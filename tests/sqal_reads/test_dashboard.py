@@ -11,7 +11,7 @@ import time_machine
 from apiflask import APIFlask
 from flask.testing import FlaskClient
 
-from backend.core import cache
+from backend.extensions import cache
 from backend.sqal.reads.figures import select_figures
 from tests.sqal_reads.rows import device_row, insert_devices, insert_samples, sample_row
 from tests.sqal_reads.test_samples import assert_error, iso

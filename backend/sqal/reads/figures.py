@@ -1,30 +1,25 @@
-"""The dashboard figures: one SQL statement (index-only scans, or the hourly aggregate on TimescaleDB), cached.
+"""The dashboard figures: one SQL statement (index-only scans, or the hourly aggregate on TimescaleDB).
 
-Served by `GET /api/dashboard/metrics/` and pushed by `/ws/dashboard/`. The cache (`backend.core.cache`: TTL
-CACHE_TTL_DASHBOARD ≤ 5 s, single flight within and across workers) means a wall of dashboards costs about one SQL
-statement per TTL, and the live snapshots sent by every worker share it. The scans use the two indexes of
-migration 0005_sqal_reads (declared on `SensorSample`).
+Served by `GET /api/dashboard/metrics/` and pushed by `/ws/dashboard/`, both through `routes.dashboard_snapshot`,
+which caches them (`dashboard` namespace: TTL CACHE_TTL_DASHBOARD ≤ 5 s, single flight within and across workers):
+a wall of dashboards costs about one SQL statement per TTL, and the live snapshots sent by every worker share it.
+The scans use the two indexes of migration 0005_sqal_reads (declared on `SensorSample`).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from flask import Flask
 from sqlalchemy import text
 
-from backend.core import cache
 from backend.core.clock import day_bounds
 from backend.extensions import db
 from backend.sqal.aggregates import HOUR_VIEW
 from backend.sqal.reads import cells
-from backend.sqal.reads.schemas import DashboardMetrics
-from backend.sqal.vocabulary import CONFORMING, GRADES, THROUGHPUT_WINDOW_SECONDS, online_seconds, sql_list
+from backend.sqal.vocabulary import CONFORMING, GRADES, THROUGHPUT_WINDOW_SECONDS, sql_list
 
 TOP_DEFECTS = 5
-CACHE_NAME = "dashboard"
-CACHE_KEY = "metrics"
 
 
 # One statement of index-only scans. Today's samples are counted one grade at a time, each a range of
@@ -123,17 +118,3 @@ def select_figures(
         "throughput_window_seconds": window_seconds,
         "top_defects": row["top_defects"],
     }
-
-
-def compute(app: Flask) -> dict[str, Any]:
-    """The figures now, straight from SQL, as JSON-ready values."""
-    settings = app.config["SETTINGS"]
-    figures = select_figures(datetime.now(UTC), online_seconds(settings))
-    return DashboardMetrics.model_validate(figures).model_dump(mode="json")
-
-
-def snapshot(app: Flask) -> dict[str, Any]:
-    """The figures through the `dashboard` cache (TTL CACHE_TTL_DASHBOARD, single flight across workers)."""
-    with app.app_context():
-        figures: dict[str, Any] = cache.cached(CACHE_NAME, CACHE_KEY, lambda: compute(app))
-        return figures

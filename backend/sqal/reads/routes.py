@@ -1,6 +1,7 @@
 """SQAL read routes: samples (keyset pages), one sample, devices, time series and the dashboard figures.
 
-`register_reads(app)` registers them and the `dashboard` cache namespace of the figures (`figures.py`).
+`register_reads(app)` registers them and the `dashboard` cache namespace of the figures (`figures.py`), read through
+the cache by `dashboard_snapshot` for this route and the `/ws/dashboard/` push alike.
 """
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ from http import HTTPStatus
 from urllib.parse import urlencode
 
 from apiflask import APIBlueprint, APIFlask
-from flask import Response, current_app, request, stream_with_context
+from flask import Flask, Response, current_app, request, stream_with_context
 
 from backend.base.errors import COMMON_ERRORS
-from backend.core import cache
 from backend.core.contract import sends
+from backend.extensions import cache
 from backend.sqal.reads import export, figures, service
 from backend.sqal.reads.schemas import (
     BUCKETS,
@@ -32,6 +33,8 @@ from backend.sqal.reads.schemas import (
 from backend.sqal.vocabulary import online_seconds
 
 REGISTERED_KEY = "sqal_reads"
+DASHBOARD_CACHE = "dashboard"  # the figures' cache namespace (TTL CACHE_TTL_DASHBOARD)
+DASHBOARD_KEY = "metrics"
 
 bp = APIBlueprint("sqal_reads", __name__, tag={"name": "SQAL reads", "description": "Samples, devices, statistics"})
 
@@ -150,8 +153,20 @@ def timeseries(query: TimeseriesQuery) -> Timeseries:
     responses=[*COMMON_ERRORS],
 )
 def dashboard_figures() -> tuple[DashboardMetrics, int, dict[str, str]]:
-    snapshot = figures.snapshot(current_app._get_current_object())  # type: ignore[attr-defined]
-    return DashboardMetrics.model_validate(snapshot), 200, {"Cache-Control": "no-cache"}
+    snapshot = dashboard_snapshot(current_app._get_current_object())  # type: ignore[attr-defined]
+    return snapshot, 200, {"Cache-Control": "no-cache"}
+
+
+def dashboard_snapshot(app: Flask) -> DashboardMetrics:
+    """The figures through the `dashboard` cache (single flight across workers): this route's body and the
+    `/ws/dashboard/` snapshots."""
+    settings = app.config["SETTINGS"]
+
+    def load() -> dict[str, object]:
+        return figures.select_figures(datetime.now(UTC), online_seconds(settings))
+
+    with app.app_context():
+        return cache.cached_model(DASHBOARD_CACHE, DASHBOARD_KEY, DashboardMetrics, load)
 
 
 def register_reads(app: APIFlask) -> None:
@@ -159,5 +174,5 @@ def register_reads(app: APIFlask) -> None:
     if app.extensions.get(REGISTERED_KEY):
         return
     app.extensions[REGISTERED_KEY] = True
-    cache.register_namespace(app, figures.CACHE_NAME, ttl=app.config["SETTINGS"].cache_ttl_dashboard)
+    cache.register_namespace(app, DASHBOARD_CACHE, ttl=app.config["SETTINGS"].cache_ttl_dashboard)
     app.register_blueprint(bp)

@@ -40,6 +40,7 @@ class DashboardEvent(StrEnum):
     SAMPLE = "sample"
     STATUS = "status"
     PONG = "pong"
+    ERROR = "error"  # `server_busy` only, before the socket closes with 1013
 
 
 class UnhandledFrame(StrEnum):
@@ -211,5 +212,5 @@ class Ping(BaseModel):
 
 # Each frame of /ws/dashboard/ by its type (a test checks they are every DashboardEvent).
 DASHBOARD_EVENTS: dict[str, type[BaseModel]] = {
-    frame_type(model): model for model in (Hello, Metrics, SampleEvent, Status, Pong)
+    frame_type(model): model for model in (Hello, Metrics, SampleEvent, Status, Pong, Error)
 }

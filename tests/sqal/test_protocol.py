@@ -24,7 +24,7 @@ def test_the_wire_names_are_the_contract() -> None:
     # The one literal copy: devices and dashboards depend on these exact strings (docs/protocol.md §2.1, §4.3).
     assert list(ClientFrame) == ["sensor_data", "sensor_batch", "ping"]
     assert list(ServerFrame) == ["ack", "batch_ack", "pong", "error"]
-    assert list(DashboardEvent) == ["hello", "metrics", "sample", "status", "pong"]
+    assert list(DashboardEvent) == ["hello", "metrics", "sample", "status", "pong", "error"]
     assert list(ErrorCode) == [
         "unauthorized",
         "device_disabled",

@@ -69,7 +69,7 @@ def settings(services: TestServices) -> Settings:
         database_url=services.database_url,
         redis_url=services.redis_url,
         chaos_enabled=True,
-        # Rate limits are tested on purpose in tests/resilience; elsewhere they would only make tests flaky.
+        # Rate limits are tested on purpose in tests/core; elsewhere they would only make tests flaky.
         rate_limit_enabled=False,
     )
 

@@ -18,7 +18,7 @@ from prometheus_client import REGISTRY
 from backend.core import cache
 from backend.core.cache_collector import CacheCollector
 from scripts.devservices import EmbeddedRedis
-from tests.resilience.load import sample, scrape
+from tests.core.load import sample, scrape
 
 
 def counter(name: str, namespace: str = "products") -> float:

@@ -25,8 +25,8 @@ from backend.sqal.vocabulary import ID_MAX_LENGTH
 from backend.sqal.websocket import RESERVED_HTTP_THREADS, SocketBudget
 from scripts.services import TestServices
 from tests.sqal.helpers import SERVER_MAX_MESSAGE_BYTES, make_device, stored_sample_ids, unique_device_id
+from tests.sqal.ingest.test_routes import closed_with, exchange, open_socket
 from tests.sqal.largest import MAX_DEFECT_CODE, encode, largest_batch, largest_sample
-from tests.sqal.test_ws import closed_with, exchange, open_socket
 from tests.support.server import GunicornServer
 
 DEFAULT_MAX_BYTES = next(f.default for f in dataclasses.fields(Settings) if f.name == "ws_max_message_bytes")

@@ -1,4 +1,4 @@
-"""Seeded generators of hostile `/ws/sensors/` messages for the WebSocket fuzz (test_ws_fuzz.py).
+"""Seeded generators of hostile `/ws/sensors/` messages for the WebSocket fuzz (test_routes_fuzz.py).
 
 Every `FuzzFrame` carries the outcome docs/protocol.md requires for it, so the fuzz checks each reply, not only
 that the server survived. Outcome labels: the reply's type (and `:code` / `:status`), `+close:N` when the server

@@ -32,9 +32,9 @@ from websockets.sync.client import ClientConnection, connect
 from backend.extensions import db
 from backend.observability.redaction import REDACTED
 from scripts.services import TestServices
-from tests.sqal import fuzz_frames
-from tests.sqal.fuzz_frames import DOCUMENTED, Deep, FuzzFrame
 from tests.sqal.helpers import WS_PATH, make_device, sample_frame, start_server, unique_device_id
+from tests.sqal.ingest import fuzz_frames
+from tests.sqal.ingest.fuzz_frames import DOCUMENTED, Deep, FuzzFrame
 from tests.support.server import GunicornServer
 
 pytestmark = [pytest.mark.gunicorn, pytest.mark.slow]

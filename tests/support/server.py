@@ -7,8 +7,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import requests
@@ -126,3 +127,22 @@ def session_server(
 ) -> GunicornServer:
     """A gunicorn (not started yet: `.start()` or `with`) on the session's database and Redis (`session_env`)."""
     return GunicornServer(session_env(services, rate_limits, **env), log_dir, workers=workers, port=port)
+
+
+def together(calls: Sequence[Callable[[], requests.Response]]) -> list[requests.Response]:
+    """Run every call in its own thread, released at the same instant; the responses in the calls' order."""
+    barrier = threading.Barrier(len(calls))
+    results: list[requests.Response | None] = [None] * len(calls)
+
+    def run(index: int) -> None:
+        barrier.wait()
+        results[index] = calls[index]()
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    done = [result for result in results if result is not None]
+    assert len(done) == len(calls), "a request did not finish"
+    return done

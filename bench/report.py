@@ -101,8 +101,9 @@ run; samples/s = rows stored ÷ wall time, drain included. **Ack latency** is pe
 sample's generation to its ack, adds the batching linger on top and is in `results.json`. Lost = generated or
 acked but not stored; duplicated = rows − distinct (device, sample id). The table is emptied before each run.
 Exactly-once delivery under cut connections and a killed worker is tested in `make test`
-(`tests/sqal/test_end_to_end.py`). Issue 11 sent each batch as one JSON parameter expanded by `json_to_recordset`
-(server CPU 1.06 → 0.52 ms per sample) and moved the simulator's outbox writes off its event loop. Issue 17
+(`tests/sqal/ingest/test_service_end_to_end.py`). Issue 11 sent each batch as one JSON parameter expanded by
+`json_to_recordset` (server CPU 1.06 → 0.52 ms per sample) and moved the simulator's outbox writes off its event
+loop. Issue 17
 profiled the ack p99 (see *Profiles* below): the simulator sent in bursts (every device's first batch at t = 0,
 each later deadline counted from its oldest sample so a stall lined devices up, and all 50 flushing together at
 the end: 3 % of a run, which alone set the p99); ack time grew with burst size (median 38 ms alone, 262 ms in

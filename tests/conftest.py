@@ -19,7 +19,7 @@ from backend.core import auth, idempotency
 from backend.extensions import cache, db
 from scripts import timescale
 from scripts.services import TestServices, session_services
-from tests.support.server import GunicornServer
+from tests.support.server import GunicornServer, session_env
 
 pytest_plugins = ["tests.support.browser"]  # the `browser` fixture (headless Chromium)
 # What the session ran on TimescaleDB, printed in the terminal summary (CI's log shows the hypertable path ran).
@@ -69,7 +69,7 @@ def settings(services: TestServices) -> Settings:
         database_url=services.database_url,
         redis_url=services.redis_url,
         chaos_enabled=True,
-        # Rate limits are tested on purpose in tests/resilience; elsewhere they would only make tests flaky.
+        # Rate limits are tested on purpose in tests/core; elsewhere they would only make tests flaky.
         rate_limit_enabled=False,
     )
 
@@ -124,13 +124,7 @@ def client(app: APIFlask) -> Iterator[FlaskClient]:
 @pytest.fixture
 def server_env(services: TestServices) -> dict[str, str]:
     """Environment for a gunicorn subprocess sharing the session database."""
-    return {
-        "DATABASE_URL": services.database_url,
-        "REDIS_URL": services.redis_url,
-        "CHAOS_ENABLED": "true",
-        "RATE_LIMIT_ENABLED": "false",
-        "SHUTDOWN_DRAIN_DELAY": "0",
-    }
+    return session_env(services, CHAOS_ENABLED="true")
 
 
 @pytest.fixture

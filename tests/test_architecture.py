@@ -14,9 +14,12 @@ Every import counts, at module level or inside a function. Layers of `backend/`,
 Outside: simulator/ imports nothing from backend/; backend/, scripts/ and bench/ import nothing from tests/; backend/
 imports nothing from scripts/, bench/ or simulator/; migrations/ (frozen revisions) and observability/ (the Grafana
 generators, run alone) import nothing from backend/ either; the root scripts (app.py, init_db.py, gunicorn.conf.py)
-import backend/ but no test or tool code. Modules outside tests/ stay within MAX_LINES lines.
+import backend/ but no test or tool code. Every module, tests included, stays within MAX_LINES lines.
 Services (`service.py`) never read `flask.request`: routes pass them what they need. Core (above the base) names no
 domain: no identifier or string of backend/core/ carries a domain's name.
+Tests mirror backend/: a directory of tests/ is either a backend package's mirror (tests/sqal/ingest/ for
+backend/sqal/ingest/), whose test modules are named test_<module>[_what].py after a module or sub-package there (or
+listed in MAPPED), or one of the SUITES by concern; the root of tests/ holds the suites of the repository's root.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-CHECKED = ("backend", "simulator", "scripts", "bench", "migrations", "observability")
+CHECKED = ("backend", "simulator", "scripts", "bench", "migrations", "observability", "tests")
 ROOT_SCRIPTS = ("app.py", "init_db.py", "gunicorn.conf.py")
 MAX_LINES = 400
 BASE = frozenset({"backend.extensions"})  # base besides the backend/base/ package
@@ -48,6 +51,16 @@ FORBIDDEN = {
     "migrations": ("backend", "tests", "bench", "scripts", "simulator"),
     "observability": ("backend", "tests", "bench", "scripts", "simulator"),
     "root": ("tests", "bench", "scripts", "simulator"),
+    "tests": (),
+}
+# Suites by concern under tests/: they test the running stack, a tool or a whole surface, not one backend module.
+SUITES = frozenset({"bench", "contract", "fuzz", "reference", "security", "simulator", "stack"})
+# Test modules of a mirror directory that test no module of it: test file -> the path they test instead.
+MAPPED = {
+    "tests/observability/test_fast_paths.py": "backend/base/config.py",  # FAST_PATHS switches every replacement
+    "tests/sqal/test_migration.py": "migrations/versions/0002_sqal.py",
+    "tests/sqal/test_live_migration.py": "migrations/env.py",  # lock timeout and retries while devices stream
+    "tests/sqal/lifecycle/test_backup.py": "README.md",  # the documented backup and restore procedure
 }
 # Words of backend/core/ that name the service (SQAL), not its domain package: API key prefix and auth realm.
 SERVICE_NAME_IN_CORE = {"backend/core/auth.py": {"sqal_", 'Bearer realm="sqal"'}}
@@ -212,6 +225,30 @@ def violations(root: Path) -> list[str]:
     return found
 
 
+def mirror_violations(root: Path) -> list[str]:
+    """Test modules not where the module they test is, one line each (see the docstring and MAPPED)."""
+    found = [f"{test}: MAPPED to {target}, which does not exist" for test, target in MAPPED.items()
+             if (root / test).is_file() and not (root / target).exists()]  # fmt: skip
+    for directory in sorted({path.parent for path in (root / "tests").rglob("test_*.py")}):
+        relative = directory.relative_to(root / "tests")
+        if relative == Path():
+            continue
+        mirrored = root / "backend" / relative
+        if not mirrored.is_dir():
+            if relative.parts[0] not in SUITES:
+                found.append(f"tests/{relative.as_posix()}/: neither mirrors a backend package nor is a suite (SUITES)")
+            continue
+        modules = {
+            entry.stem for entry in mirrored.iterdir() if entry.suffix == ".py" or (entry / "__init__.py").is_file()
+        }
+        for path in sorted(directory.glob("test_*.py")):
+            name = path.name.removeprefix("test_").removesuffix(".py")
+            where = path.relative_to(root).as_posix()
+            if where not in MAPPED and not any(name == module or name.startswith(f"{module}_") for module in modules):
+                found.append(f"{where}: names no module of backend/{relative.as_posix()}/ (test_<module>[_what].py)")
+    return found
+
+
 def import_cycles(root: Path) -> list[list[str]]:
     """Modules of backend/ that import each other, directly or through others (each cycle once, as a path)."""
     graph: dict[str, set[str]] = {}
@@ -238,6 +275,10 @@ def import_cycles(root: Path) -> list[list[str]]:
 
 def test_the_code_follows_the_layout_rules() -> None:
     assert violations(ROOT) == []
+
+
+def test_tests_mirror_the_source_tree() -> None:
+    assert mirror_violations(ROOT) == []
 
 
 def test_no_import_cycles() -> None:
@@ -268,6 +309,7 @@ def _plant(root: Path, relative: str, text: str) -> None:
         ("bench/plant.py", "from tests.conftest import make_key\n", "bench/ never imports tests/"),
         ("scripts/plant.py", "from tests.support import server\n", "scripts/ never imports tests/"),
         ("scripts/plant.py", "x = 1\n" * (MAX_LINES + 1), f"{MAX_LINES + 1} lines (at most {MAX_LINES})"),
+        ("tests/core/test_plant.py", "x = 1\n" * (MAX_LINES + 1), f"{MAX_LINES + 1} lines (at most {MAX_LINES})"),
         ("migrations/versions/plant.py", "from backend.sqal import models\n", "migrations/ never imports backend/"),
         ("observability/grafana/plant.py", "import backend\n", "observability/ never imports backend/"),
         ("app.py", "from tests.conftest import make_key\n", "root/ never imports tests/"),
@@ -291,3 +333,28 @@ def test_a_planted_violation_is_reported(tmp_path: Path, relative: str, text: st
     assert len(found) == 1, found
     assert expected in found[0]
     assert found[0].startswith(relative), found
+
+
+@pytest.mark.parametrize(
+    ("relative", "text", "expected"),
+    [
+        ("tests/core/test_cahce.py", "", "tests/core/test_cahce.py: names no module of backend/core/"),
+        ("tests/sqal/ingest/test_widgets.py", "", "names no module of backend/sqal/ingest/"),
+        ("tests/widgets/test_gadget.py", "", "tests/widgets/: neither mirrors a backend package nor is a suite"),
+        ("backend/core/clock.py", None, "tests/core/test_clock.py: names no module of backend/core/"),
+        ("migrations/env.py", None, "tests/sqal/test_live_migration.py: MAPPED to migrations/env.py, which does not"),
+    ],
+)
+def test_a_planted_misplaced_test_is_reported(tmp_path: Path, relative: str, text: str | None, expected: str) -> None:
+    """`text` None: the file is removed (a module renamed away from its tests)."""
+    for top in ("backend", "tests", "migrations"):
+        shutil.copytree(ROOT / top, tmp_path / top, ignore=shutil.ignore_patterns("__pycache__", "static"))
+    shutil.copy(ROOT / "README.md", tmp_path / "README.md")
+    assert mirror_violations(tmp_path) == []
+    if text is None:
+        (tmp_path / relative).unlink()
+    else:
+        _plant(tmp_path, relative, text)
+    found = mirror_violations(tmp_path)
+    assert len(found) == 1, found
+    assert expected in found[0]

@@ -9,7 +9,7 @@ because they come from PostgreSQL (cached `ttl` seconds, nothing while the datab
 `backend.observability.collectors`).
 
 `backend.bugs.init_app` serves it on the app's /metrics (`observability.metrics.register_scrape_collector`);
-`register_collector(registry, app)` adds it to any other registry.
+`make_collector(app)` builds one for any other registry.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterable
 
 from flask import Flask
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
-from prometheus_client.registry import CollectorRegistry
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
@@ -82,12 +81,3 @@ def app_engine(app: Flask | None = None) -> Callable[[], Engine]:
 def make_collector(app: Flask | None = None, ttl: float = DEFAULT_TTL) -> BugMetricsCollector:
     """A collector reading `app`'s database (the current app's when None)."""
     return BugMetricsCollector(app_engine(app), ttl=ttl)
-
-
-def register_collector(
-    registry: CollectorRegistry, app: Flask | None = None, ttl: float = DEFAULT_TTL
-) -> BugMetricsCollector:
-    """Register the bug gauges on `registry`; pass `app` when scrapes may run outside its app context."""
-    collector = make_collector(app, ttl)
-    registry.register(collector)
-    return collector

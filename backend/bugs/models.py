@@ -17,7 +17,7 @@ from backend.extensions import db
 TITLE_MAX = 200
 DESCRIPTION_MAX = 10_000
 # A report may name any SQAL device: the same id rule as backend/sqal/vocabulary.py (ID_PATTERN, ID_MAX_LENGTH),
-# restated because domains never import each other (tests/bugs/test_device_id.py checks they agree).
+# restated because domains never import each other (tests/bugs/test_models_device_id.py checks they agree).
 DEVICE_ID_MAX = 100
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
 PERSON_MAX = 100

@@ -150,10 +150,10 @@ def update_bug(
     return bug
 
 
-def add_comment(bug_id: int, comment: str, author: str, now: datetime | None = None) -> BugComment:
+def add_comment(bug_id: int, comment: str, author: str) -> BugComment:
     """Append a comment to an existing bug and commit; NotFound if the bug does not exist."""
     get_or_404(BugReport, bug_id, "Bug")
-    entry = BugComment(bug_id=bug_id, comment=comment, author=author, created_at=now or utcnow())
+    entry = BugComment(bug_id=bug_id, comment=comment, author=author, created_at=utcnow())
     db.session.add(entry)
     _commit_detached(entry)
     return entry

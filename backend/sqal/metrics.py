@@ -3,8 +3,8 @@
 Per-process counters, histograms and the live connection gauge work in prometheus multiprocess mode (gauges
 declare their `multiprocess_mode`). Figures over a sliding window — throughput, average score, conformity and
 reject rates, active devices, last-seen per device — would disagree between workers if each process counted
-its own traffic, so `SqalCollector` computes them from the database at scrape time (cached briefly). Wire it
-with `register_collector(registry, app)` on the registry that serves /metrics.
+its own traffic, so `SqalCollector` computes them from the database at scrape time (cached briefly);
+`backend.sqal.init_app` serves it on /metrics (`observability.register_scrape_collector`).
 """
 
 from __future__ import annotations
@@ -12,10 +12,9 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable, Iterator
-from typing import Any
 
 from flask import Flask
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from sqlalchemy import text
 
@@ -136,13 +135,6 @@ class SqalCollector(StoreCollector):
         for device in devices:
             last_seen.add_metric([device.device_id, device.firmware_version], float(device.last_seen))
         return [throughput, average, conformity, reject, active, last_seen]
-
-
-def register_collector(registry: CollectorRegistry, app: Flask, **options: Any) -> SqalCollector:
-    """Register the sliding-window collector on `registry` (the one serving /metrics) and return it."""
-    collector = SqalCollector(app, **options)
-    registry.register(collector)
-    return collector
 
 
 def zero_known_series(endpoints: Iterable[str], rate_scope: str) -> None:

@@ -62,12 +62,12 @@ def test_gauges_match_the_history(app: APIFlask, history: dict[str, int]) -> Non
     assert values[("bug_resolution_seconds", ())] == pytest.approx((24 + 84.5 + 24) * 3600 / 3)
 
 
-def test_register_collector_exposes_the_reference_promql_series(app: APIFlask, client: FlaskClient) -> None:
+def test_the_collector_exposes_the_reference_promql_series(app: APIFlask, client: FlaskClient) -> None:
     create(client, severity="critical")
     create(client, severity="critical")
     create(client, severity="low")
     registry = CollectorRegistry()
-    metrics.register_collector(registry, app)
+    registry.register(metrics.make_collector(app))
     assert registry.get_sample_value("bug_metrics", {"severity": "critical", "status": "open"}) == 2
     assert registry.get_sample_value("bug_metrics", {"severity": "high", "status": "open"}) == 0
     assert registry.get_sample_value("bugs_resolved_today") == 0

@@ -14,7 +14,7 @@ from apiflask import APIFlask
 
 from scripts.client import PACKAGE, generate
 from tests.conftest import make_key, truncate_all
-from tests.support.server import GunicornServer
+from tests.support.server import GunicornServer, session_server
 
 pytestmark = pytest.mark.gunicorn
 
@@ -37,14 +37,7 @@ def sqal_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType
 def server(app: APIFlask, services: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GunicornServer]:
     """gunicorn with API keys required, as in production."""
     truncate_all(app)
-    env = {
-        "DATABASE_URL": services.database_url,
-        "REDIS_URL": services.redis_url,
-        "RATE_LIMIT_ENABLED": "false",
-        "SHUTDOWN_DRAIN_DELAY": "0",
-        "AUTH_MODE": "apikey",
-    }
-    with GunicornServer(env, tmp_path_factory.mktemp("gunicorn"), workers=2) as running:
+    with session_server(services, tmp_path_factory.mktemp("gunicorn"), AUTH_MODE="apikey") as running:
         yield running
 
 

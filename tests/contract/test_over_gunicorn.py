@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -11,31 +10,12 @@ import requests
 from apiflask import APIFlask
 
 from tests.conftest import truncate_all
-from tests.support.server import GunicornServer
+from tests.support.server import GunicornServer, session_server, together
 
 pytestmark = pytest.mark.gunicorn
 
 PRODUCT = {"name": "Stylo", "price": 1.5, "category": "Papeterie"}
 RETRIES = 8
-
-
-def together(calls: list[Callable[[], requests.Response]]) -> list[requests.Response]:
-    """Run every call in its own thread, released at the same instant."""
-    barrier = threading.Barrier(len(calls))
-    results: list[requests.Response | None] = [None] * len(calls)
-
-    def run(index: int) -> None:
-        barrier.wait()
-        results[index] = calls[index]()
-
-    threads = [threading.Thread(target=run, args=(index,)) for index in range(len(calls))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    done = [result for result in results if result is not None]
-    assert len(done) == len(calls), "a request did not finish"
-    return done
 
 
 @pytest.fixture(scope="module", params=["redis", "postgresql"])
@@ -44,13 +24,8 @@ def server(
 ) -> Iterator[GunicornServer]:
     """gunicorn storing idempotency keys in Redis, or in PostgreSQL (Redis refuses connections); one per store."""
     truncate_all(app)
-    env = {
-        "DATABASE_URL": services.database_url,
-        "REDIS_URL": services.redis_url if request.param == "redis" else "redis://127.0.0.1:1/0",
-        "RATE_LIMIT_ENABLED": "false",
-        "SHUTDOWN_DRAIN_DELAY": "0",
-    }
-    with GunicornServer(env, tmp_path_factory.mktemp("gunicorn"), workers=2) as running:
+    refused = {} if request.param == "redis" else {"REDIS_URL": "redis://127.0.0.1:1/0"}
+    with session_server(services, tmp_path_factory.mktemp("gunicorn"), **refused) as running:
         yield running
 
 

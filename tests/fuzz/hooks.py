@@ -2,7 +2,7 @@
 
 They touch only cases generated as schema-valid (positive), which positive_data_acceptance expects to be answered
 2xx; negative cases reach the server unchanged and must still be refused. Each rule is in the operation's
-description and README, and the server's 422 for breaking it is tested in tests/sqal_reads.
+description and README, and the server's 422 for breaking it is tested in tests/sqal/reads.
 
 - `cursor` (GET /api/sqal/samples) is opaque: only a `next_cursor` this endpoint issued for the same filters is
   valid, so a generated string is rightly refused. Positive cases go without one; the stateful phase of the deep

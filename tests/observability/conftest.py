@@ -21,7 +21,7 @@ from scripts.devservices import free_port
 from scripts.services import TestServices
 from tests.conftest import truncate_all
 from tests.observability.receiver import OtlpReceiver
-from tests.support.server import GunicornServer
+from tests.support.server import GunicornServer, session_env
 
 SERVICE_NAME = "sqal-backend-under-test"
 
@@ -67,15 +67,10 @@ def access_lines(server: GunicornServer, trace_id: str, timeout: float = 5.0) ->
 
 
 def server_env(services: TestServices, **extra: str) -> dict[str, str]:
-    return {
-        "DATABASE_URL": services.database_url,
-        "REDIS_URL": services.redis_url,
-        "CHAOS_ENABLED": "true",
-        "RATE_LIMIT_ENABLED": "false",  # as in tests/conftest.py: limits are tested on purpose elsewhere
-        "GUNICORN_THREADS": "8",
-        "OTEL_BSP_SCHEDULE_DELAY": "100",
-        **extra,
-    }
+    """The session's gunicorn environment (`session_env`) with chaos routes, 8 threads and a fast span export."""
+    return session_env(
+        services, **{"CHAOS_ENABLED": "true", "GUNICORN_THREADS": "8", "OTEL_BSP_SCHEDULE_DELAY": "100", **extra}
+    )
 
 
 @pytest.fixture(scope="module")

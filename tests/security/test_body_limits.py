@@ -19,7 +19,7 @@ from backend.bugs.models import DESCRIPTION_MAX, PERSON_MAX, TITLE_MAX
 from backend.core.http import DEFAULT_BODY_LIMIT
 from scripts.services import TestServices
 from tests.conftest import make_key, truncate_all
-from tests.support.server import GunicornServer
+from tests.support.server import GunicornServer, session_server
 
 pytestmark = [pytest.mark.gunicorn]
 
@@ -30,19 +30,9 @@ ASTRAL = "\U0001f986"  # one character, twelve bytes once escaped (a surrogate p
 @pytest.fixture(scope="module")
 def server(app: APIFlask, services: TestServices, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GunicornServer]:
     truncate_all(app)
-    env = {
-        "DATABASE_URL": services.database_url,
-        "REDIS_URL": services.redis_url,
-        "AUTH_MODE": "apikey",
-        "RATE_LIMIT_ENABLED": "false",
-        "SHUTDOWN_DRAIN_DELAY": "0",
-        "GUNICORN_THREADS": "8",
-    }
-    running = GunicornServer(env, tmp_path_factory.mktemp("body-limits"), workers=1).start()
-    try:
+    env = {"AUTH_MODE": "apikey", "GUNICORN_THREADS": "8"}
+    with session_server(services, tmp_path_factory.mktemp("body-limits"), workers=1, **env) as running:
         yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,7 @@ from backend.extensions import cache
 from scripts.services import TestServices
 from tests.security.openapi_walk import Input, Operation, base_body, operations
 from tests.security.payloads import BODY_ONLY_PAYLOADS, SQL_PAYLOADS
-from tests.sqal_reads.rows import device_row, insert_devices, insert_samples, sample_row
+from tests.sqal.rows import device_row, insert_devices, insert_samples, sample_row
 
 WRITE_METHODS = frozenset({"post", "put", "patch"})
 # Inputs the sweep must find in the document: a walker that silently finds nothing cannot pass.

@@ -22,7 +22,7 @@ from apiflask import APIFlask
 from scripts.services import TestServices
 from tests.conftest import truncate_all
 from tests.observability.conftest import json_lines
-from tests.support.server import GunicornServer
+from tests.support.server import GunicornServer, session_server
 
 pytestmark = [pytest.mark.gunicorn]
 
@@ -122,16 +122,9 @@ def send_everything(server: GunicornServer) -> Run:
 @pytest.fixture(scope="module")
 def run(app: APIFlask, services: TestServices, tmp_path_factory: pytest.TempPathFactory) -> Run:
     truncate_all(app)
-    env = {
-        "DATABASE_URL": services.database_url,
-        "REDIS_URL": services.redis_url,
-        "RATE_LIMIT_ENABLED": "false",
-        "SHUTDOWN_DRAIN_DELAY": "0",
-        "GUNICORN_THREADS": "8",
-        "LOG_LEVEL": "DEBUG",  # gunicorn's own notes on refused requests too
-        "AUTH_MODE": "off",
-    }
-    server = GunicornServer(env, tmp_path_factory.mktemp("log-injection"), workers=2).start()
+    # LOG_LEVEL=DEBUG: gunicorn's own notes on refused requests too.
+    env = {"GUNICORN_THREADS": "8", "LOG_LEVEL": "DEBUG", "AUTH_MODE": "off"}
+    server = session_server(services, tmp_path_factory.mktemp("log-injection"), **env).start()
     try:
         result = send_everything(server)
     finally:

@@ -32,7 +32,7 @@ from scripts.services import TestServices
 from tests.conftest import truncate_all
 from tests.observability.receiver import OtlpReceiver, ReceivedSpan
 from tests.sqal.helpers import WS_PATH, make_device, sample_frame
-from tests.support.server import GunicornServer
+from tests.support.server import GunicornServer, session_server
 
 pytestmark = [pytest.mark.gunicorn]
 
@@ -166,19 +166,15 @@ def capture(app: APIFlask, services: TestServices, tmp_path_factory: pytest.Temp
     secrets = make_secrets(app)
     receiver = OtlpReceiver().start()
     env = {
-        "DATABASE_URL": services.database_url,
-        "REDIS_URL": services.redis_url,
         "AUTH_MODE": "apikey",
         "CHAOS_ENABLED": "true",
-        "RATE_LIMIT_ENABLED": "false",
-        "SHUTDOWN_DRAIN_DELAY": "0",
         "GUNICORN_THREADS": "8",
         "LOG_LEVEL": "DEBUG",  # the most a deployment could log
         "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
         "OTEL_BSP_SCHEDULE_DELAY": "100",
         "WS_DEVICE_RATE_LIMIT": "100000/minute",
     }
-    server = GunicornServer(env, tmp_path_factory.mktemp("hygiene"), workers=2).start()
+    server = session_server(services, tmp_path_factory.mktemp("hygiene"), **env).start()
     result = Capture(secrets)
     try:
         http_traffic(server, result)

@@ -17,7 +17,7 @@ from backend.extensions import db
 from backend.sqal.devices import service
 from scripts.devservices import REPO_ROOT
 from scripts.services import TestServices
-from tests.support.server import GunicornServer
+from tests.support.server import GunicornServer, session_server
 
 PROTOCOL_DOC = REPO_ROOT / "docs" / "protocol.md"
 WS_PATH = "/ws/sensors/"
@@ -111,11 +111,8 @@ def stored_sample_ids(app: APIFlask, device_id: str) -> list[str]:
 def start_server(services: TestServices, log_dir: Path, **env: str) -> GunicornServer:
     """A real gunicorn (2 workers) on the session database with SQAL-friendly settings, overridable."""
     base = {
-        "DATABASE_URL": services.database_url,
-        "REDIS_URL": services.redis_url,
         "WS_MAX_MESSAGE_BYTES": str(SERVER_MAX_MESSAGE_BYTES),
         "WS_DEVICE_RATE_LIMIT": "100000/minute",
         "SHUTDOWN_TIMEOUT": "10",
-        "SHUTDOWN_DRAIN_DELAY": "0",
     }
-    return GunicornServer({**base, **env}, log_dir, workers=2).start()
+    return session_server(services, log_dir, rate_limits=True, **{**base, **env}).start()

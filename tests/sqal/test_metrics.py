@@ -17,7 +17,7 @@ from backend.extensions import db
 from backend.sqal.ingest import service
 from backend.sqal.ingest.frames import FrameHandler
 from backend.sqal.ingest.schemas import SampleIn
-from backend.sqal.metrics import SqalCollector, register_collector
+from backend.sqal.metrics import SqalCollector
 from tests.sqal.helpers import EXAMPLE, make_device, sample_frame
 
 
@@ -95,7 +95,8 @@ def test_empty_window_and_cache(app: APIFlask, client: FlaskClient) -> None:
 def test_registering_does_not_query_and_a_dead_database_yields_nothing(services: Any) -> None:
     broken = create_app({"app_env": "test", "database_url": services.server_url.rsplit("/", 1)[0] + "/no_such_db"})
     registry = CollectorRegistry()
-    collector = register_collector(registry, broken)
+    collector = SqalCollector(broken)
+    registry.register(collector)
     assert list(collector.collect()) == []
     assert b"samples_throughput_per_second" not in generate_latest(registry)
     assert [family.name for family in collector.describe()] == [

@@ -24,7 +24,7 @@ from tests.sqal.helpers import make_device, sample_frame
 from tests.stack import logql
 from tests.stack.prometheus_server import PrometheusServer
 from tests.stack.stackfiles import dashboard_logql, load_contract, readme_queries, require_tool
-from tests.support.server import GunicornServer
+from tests.support.server import GunicornServer, session_server
 
 # The reference document's PromQL examples (sqal-backend-api-integration.md, products-service-observability.md);
 # `avg(sample_quality_score)` is replaced by the gauge, since sample_quality_score is a histogram.
@@ -46,18 +46,13 @@ def busy_server(
     """gunicorn (2 workers) after a workload touching every domain; a tight write limit so one burst hits 429."""
     truncate_all(app)
     device_id, token = make_device(app)
-    server = GunicornServer(
-        {
-            "DATABASE_URL": services.database_url,
-            "REDIS_URL": services.redis_url,
-            "CHAOS_ENABLED": "true",
-            "RATE_LIMIT_ENABLED": "true",
-            "RATE_LIMIT_WRITE": "1000/minute",
-            "RATE_LIMIT_READ": "10000/minute",
-            "SHUTDOWN_DRAIN_DELAY": "0",
-        },
+    server = session_server(
+        services,
         tmp_path_factory.mktemp("exports"),
-        workers=2,
+        rate_limits=True,
+        CHAOS_ENABLED="true",
+        RATE_LIMIT_WRITE="1000/minute",
+        RATE_LIMIT_READ="10000/minute",
     ).start()
     try:
         _workload(server, device_id, token)

@@ -1,4 +1,5 @@
-"""Run the real gunicorn (gunicorn.conf.py) as a subprocess for integration tests."""
+"""Run the real gunicorn (gunicorn.conf.py) as a subprocess for integration tests; `session_server` is the one way
+to start one on the session's database and Redis."""
 
 from __future__ import annotations
 
@@ -6,13 +7,15 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import requests
 
 from scripts.devservices import REPO_ROOT, free_port
+from scripts.services import TestServices
 
 GUNICORN = Path(sys.executable).with_name("gunicorn")
 
@@ -102,3 +105,44 @@ class GunicornServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def session_env(services: TestServices, rate_limits: bool = False, **env: str) -> dict[str, str]:
+    """Environment of a gunicorn on the session's database and Redis, `env` on top: no drain delay at shutdown, and
+    rate limits off unless `rate_limits` (they are tested on purpose in tests/core; elsewhere they make tests flaky).
+    """
+    base = {"DATABASE_URL": services.database_url, "REDIS_URL": services.redis_url, "SHUTDOWN_DRAIN_DELAY": "0"}
+    if not rate_limits:
+        base["RATE_LIMIT_ENABLED"] = "false"
+    return {**base, **env}
+
+
+def session_server(
+    services: TestServices,
+    log_dir: Path,
+    workers: int = 2,
+    port: int | None = None,
+    rate_limits: bool = False,
+    **env: str,
+) -> GunicornServer:
+    """A gunicorn (not started yet: `.start()` or `with`) on the session's database and Redis (`session_env`)."""
+    return GunicornServer(session_env(services, rate_limits, **env), log_dir, workers=workers, port=port)
+
+
+def together(calls: Sequence[Callable[[], requests.Response]]) -> list[requests.Response]:
+    """Run every call in its own thread, released at the same instant; the responses in the calls' order."""
+    barrier = threading.Barrier(len(calls))
+    results: list[requests.Response | None] = [None] * len(calls)
+
+    def run(index: int) -> None:
+        barrier.wait()
+        results[index] = calls[index]()
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    done = [result for result in results if result is not None]
+    assert len(done) == len(calls), "a request did not finish"
+    return done

@@ -48,7 +48,7 @@ def write_tokens(path: Path, tokens: dict[str, str]) -> None:
     os.replace(temporary, path)
 
 
-def ensure_devices(device_ids: list[str], path: Path, profile: str = DEV_PROFILE) -> dict[str, str]:
+def ensure_devices(device_ids: list[str], path: Path) -> dict[str, str]:
     """Make every device exist with the token recorded in `path`; return the tokens written."""
     tokens = read_tokens(path)
     changed = False
@@ -56,7 +56,7 @@ def ensure_devices(device_ids: list[str], path: Path, profile: str = DEV_PROFILE
         token = tokens.get(device_id)
         if token and service.device_token_matches(device_id, token):
             continue
-        tokens[device_id] = service.create_device(device_id, profile=profile, replace_token=True)
+        tokens[device_id] = service.create_device(device_id, profile=DEV_PROFILE, replace_token=True)
         changed = True
     if changed or not path.exists():
         write_tokens(path, tokens)

@@ -14,7 +14,7 @@ import pytest
 from apiflask import APIFlask
 from flask.testing import FlaskClient
 
-from tests.sqal_reads.rows import CHANNELS, MATRIX, device_row, insert_devices, insert_samples, sample_row
+from tests.sqal.rows import CHANNELS, MATRIX, device_row, insert_devices, insert_samples, sample_row
 
 T0 = datetime(2026, 3, 10, 8, 0, tzinfo=UTC)
 

@@ -19,9 +19,8 @@ from backend.extensions import db
 from backend.sqal.reads import figures, service
 from scripts import timescale
 from scripts.services import create_database, drop_database, with_database
-from tests.sqal_lifecycle.conftest import NOW, devices, sample_data
-from tests.sqal_lifecycle.test_aggregates import assert_same
-from tests.sqal_reads.rows import insert_devices, insert_samples
+from tests.sqal.rows import NOW, devices, insert_devices, insert_samples, sample_data
+from tests.sqal.test_aggregates import assert_same
 
 
 def _state(application: APIFlask) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import time_machine
 from apiflask import APIFlask
 from flask.testing import FlaskClient
 from sqlalchemy import text
@@ -160,8 +161,12 @@ def test_comment_is_201_and_detail_lists_comments_oldest_first(client: FlaskClie
     assert (first["bugId"], first["comment"], first["author"]) == (bug["id"], "Test comment", "Test User")
     # Inserted later but dated earlier: order follows the date, not the insertion.
     with app.app_context():
-        service.add_comment(bug["id"], "older", "Ops", now=datetime(2020, 1, 1, tzinfo=UTC))
-        service.add_comment(bug["id"], "oldest", "Ops", now=datetime(2019, 1, 1, tzinfo=UTC))
+        for comment, when in (
+            ("older", datetime(2020, 1, 1, tzinfo=UTC)),
+            ("oldest", datetime(2019, 1, 1, tzinfo=UTC)),
+        ):
+            with time_machine.travel(when, tick=False):
+                service.add_comment(bug["id"], comment, "Ops")
     comments = client.get(f"/api/bugs/{bug['id']}").get_json()["comments"]
     assert [c["comment"] for c in comments] == ["oldest", "older", "Test comment"]
     assert comments[0]["createdAt"] == "2019-01-01T00:00:00Z"

@@ -27,7 +27,7 @@ from tests.sqal.helpers import (
     stored_sample_ids,
     unique_device_id,
 )
-from tests.sqal.test_ws import exchange, open_socket
+from tests.sqal.ingest.test_routes import exchange, open_socket
 
 pytestmark = pytest.mark.gunicorn
 

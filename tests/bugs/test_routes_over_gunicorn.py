@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -10,7 +9,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.server import GunicornServer
+from tests.support.server import GunicornServer, together
 
 pytestmark = pytest.mark.gunicorn
 
@@ -63,24 +62,6 @@ def test_reference_validation_script(gunicorn: GunicornServer) -> None:
         assert [(c["comment"], c["author"]) for c in comments] == [("Test comment", "Test User")]
 
 
-def run_together(calls: list[Callable[[], requests.Response]]) -> list[requests.Response]:
-    """Run every call in its own thread, released at the same instant."""
-    barrier = threading.Barrier(len(calls))
-    results: list[requests.Response | None] = [None] * len(calls)
-
-    def worker(index: int) -> None:
-        barrier.wait()
-        results[index] = calls[index]()
-
-    threads = [threading.Thread(target=worker, args=(index,)) for index in range(len(calls))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert all(result is not None for result in results), "a request did not finish"
-    return [result for result in results if result is not None]
-
-
 def patcher(server: GunicornServer, bug_id: int, body: dict[str, Any]) -> Callable[[], requests.Response]:
     def call() -> requests.Response:
         with requests.Session() as http:
@@ -100,7 +81,7 @@ def test_concurrent_patches_do_not_lose_updates(gunicorn: GunicornServer) -> Non
     bug = new_bug(gunicorn)
     fields = ["title", "description", "reporter", "assignee", "deviceId"]
     bodies = [{fields[index % len(fields)]: f"v{index}"} for index in range(20)]
-    responses = run_together([patcher(gunicorn, bug["id"], body) for body in bodies])
+    responses = together([patcher(gunicorn, bug["id"], body) for body in bodies])
     assert [r.status_code for r in responses] == [200] * len(bodies)
     versions = sorted(r.json()["version"] for r in responses)
     assert versions == list(range(2, len(bodies) + 2)), "each PATCH saw the previous one's result"
@@ -115,7 +96,7 @@ def test_concurrent_patches_do_not_lose_updates(gunicorn: GunicornServer) -> Non
 def test_concurrent_status_changes_form_a_legal_sequence(gunicorn: GunicornServer) -> None:
     bug = new_bug(gunicorn)
     targets = ["in_progress", "resolved", "closed", "open"] * 6
-    responses = run_together([patcher(gunicorn, bug["id"], {"status": status}) for status in targets])
+    responses = together([patcher(gunicorn, bug["id"], {"status": status}) for status in targets])
     assert {r.status_code for r in responses} <= {200, 409}
     accepted = sorted((r.json() for r in responses if r.status_code == 200), key=lambda j: j["version"])
     assert accepted, "at least the first status change is legal from open"

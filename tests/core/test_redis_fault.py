@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from scripts.devservices import EmbeddedRedis
-from tests.resilience.load import SteadyLoad, sample, scrape
+from tests.core.load import SteadyLoad, sample, scrape
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

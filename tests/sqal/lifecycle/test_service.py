@@ -15,8 +15,7 @@ from backend.base.config import ConfigError, Settings
 from backend.extensions import db
 from backend.sqal.lifecycle import service
 from backend.sqal.models import SampleKey, SensorSample
-from tests.sqal_lifecycle.conftest import NOW, devices, sample_data
-from tests.sqal_reads.rows import insert_devices, insert_samples
+from tests.sqal.rows import NOW, devices, insert_devices, insert_samples, sample_data
 
 
 def _with(application: APIFlask, **changes: Any) -> Settings:

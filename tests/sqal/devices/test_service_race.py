@@ -24,7 +24,7 @@ from apiflask import APIFlask
 from scripts.devservices import REPO_ROOT
 from scripts.services import TestServices
 from tests.conftest import make_key, truncate_all
-from tests.support.server import GunicornServer
+from tests.support.server import GunicornServer, session_server
 
 pytestmark = [pytest.mark.gunicorn]
 
@@ -51,18 +51,8 @@ def _waiting_on_locks(dsn: str, database: str) -> int:
 @pytest.fixture
 def server(app: APIFlask, services: TestServices, tmp_path: Path) -> Iterator[GunicornServer]:
     truncate_all(app)
-    env = {
-        "DATABASE_URL": services.database_url,
-        "REDIS_URL": services.redis_url,
-        "AUTH_MODE": "apikey",
-        "RATE_LIMIT_ENABLED": "false",
-        "SHUTDOWN_DRAIN_DELAY": "0",
-    }
-    running = GunicornServer(env, tmp_path, workers=1).start()
-    try:
+    with session_server(services, tmp_path, workers=1, AUTH_MODE="apikey") as running:
         yield running
-    finally:
-        running.stop()
 
 
 def test_concurrent_registrations_of_one_id_conflict(

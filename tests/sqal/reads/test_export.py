@@ -14,8 +14,7 @@ from flask.testing import FlaskClient
 
 from backend.core.cli import Progress
 from backend.sqal.reads import export
-from tests.sqal_lifecycle.conftest import devices, sample_data
-from tests.sqal_reads.rows import insert_devices, insert_samples
+from tests.sqal.rows import devices, insert_devices, insert_samples, sample_data
 
 FILTERS = [
     {},

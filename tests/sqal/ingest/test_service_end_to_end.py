@@ -70,7 +70,7 @@ def test_every_sample_stored_exactly_once_despite_drops(app: APIFlask, services:
     device_ids = provisioning.dev_device_ids(DEVICES, prefix)
     token_file = tmp_path / "tokens.json"
     with app.app_context():
-        provisioning.ensure_devices(device_ids, token_file, profile="foiegras_standard_barquette")
+        provisioning.ensure_devices(device_ids, token_file)
         db.session.remove()
     server = start_server(services, tmp_path, SHUTDOWN_TIMEOUT="5")
     proxy = ChaosProxy(server.port, seed=11)

@@ -1,9 +1,8 @@
-"""Seeded generators of hostile `/ws/sensors/` messages for the WebSocket fuzz (test_ws_fuzz.py).
+"""Seeded generators of hostile `/ws/sensors/` messages for the WebSocket fuzz (test_routes_fuzz.py).
 
-Every `FuzzFrame` carries the outcome docs/protocol.md requires for it, so the fuzz checks each reply, not only
-that the server survived. Outcome labels: the reply's type (and `:code` / `:status`), `+close:N` when the server
-closed right after it, `close:N` for a close without a reply. Junk samples carry `JUNK-` sample ids, so a junk
-frame stored by mistake shows up in the database.
+Every `FuzzFrame` (`fuzz_model`) carries the outcome docs/protocol.md requires for it, so the fuzz checks each reply,
+not only that the server survived. Junk samples carry `JUNK-` sample ids, so a junk frame stored by mistake shows up
+in the database.
 """
 
 from __future__ import annotations
@@ -11,125 +10,39 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from tests.sqal.helpers import EXAMPLE, sample_frame
-
-STORED = "ack:stored"
-DUPLICATE = "ack:duplicate"
-BATCH_ACK = "batch_ack"
-PONG = "pong"
-INVALID_JSON = "error:invalid_json"
-UNKNOWN_TYPE = "error:unknown_type"
-VALIDATION = "error:validation_error"
-RATE_LIMITED = "error:rate_limited"
-TOO_LARGE = "error:message_too_large+close:1009"  # §2: error frame, then close 1009
-TRANSPORT_TOO_BIG = "close:1009"  # over the limit in characters the transport closes before the handler sees it
-INVALID_UTF8 = "close:1007"  # RFC 6455 §8.1: a text message that is not UTF-8 fails the connection
-DOCUMENTED = frozenset(
-    {STORED, DUPLICATE, BATCH_ACK, PONG, INVALID_JSON, UNKNOWN_TYPE, VALIDATION, RATE_LIMITED}
-    | {TOO_LARGE, TRANSPORT_TOO_BIG, INVALID_UTF8}
+from tests.sqal.ingest.fuzz_model import (
+    BATCH_ACK,
+    CONTAINER_PATHS,
+    DUPLICATE,
+    HOSTILE_TEXT,
+    INT_FIELDS,
+    INVALID_JSON,
+    INVALID_UTF8,
+    MATRICES,
+    NUMBER_PATHS,
+    PARSE_FAILS_DEPTH,
+    PONG,
+    REQUIRED_KEYS,
+    SAFE_DEPTH,
+    STORED,
+    STORED_TEXT_PATHS,
+    STRING_PATHS,
+    TOO_LARGE,
+    TRANSPORT_TOO_BIG,
+    UNKNOWN_TYPE,
+    VALIDATION,
+    Deep,
+    FuzzFrame,
+    Raw,
+    depth_expectation,
+    get_path,
+    nested,
+    set_path,
+    unicode_junk,
 )
-# Every level parses up to SAFE_DEPTH in a worker; deeper, the outcome depends on the interpreter's recursion limit
-# (CPython 3.11: json.loads gives up near 1000 levels), so either documented reply is accepted.
-SAFE_DEPTH, PARSE_FAILS_DEPTH = 400, 1200
-FREE_FORM = frozenset({"bins_analysis", "reflectance_analysis", "spectral_analysis", "color_analysis"})
-MATRICES = ("distance_matrix", "reflectance_matrix", "amplitude_matrix", "target_status_matrix")
-# Log-injection and terminal-escape payloads: valid in free text, never allowed to break a log line.
-HOSTILE_TEXT = ("line1\nline2", '\r\n{"level":"CRITICAL","message":"forged"}', "\x1b[31mred\x1b[0m", '"}{"x":1',
-                "\u202etxet\u200b\ufeff", "caf\u00e9 \U0001f986 \u4e2d\u6587", "tab\there\x07\x08")  # fmt: skip
-
-
-@dataclass(frozen=True)
-class FuzzFrame:
-    """One message to send and what the protocol says must come back."""
-
-    kind: str
-    message: str | bytes
-    expected: frozenset[str]
-    as_text: bool = False  # send `bytes` as a text frame (invalid UTF-8)
-    acks: tuple[tuple[str, int, str], ...] = ()  # (sample_id, seq, status) of an ack or a batch_ack, in order
-    batch_errors: tuple[int, ...] = ()  # indexes a batch_ack must list in `errors`
-    pong_ts: Any = None  # a `Deep` for nesting too deep to compare as objects
-
-
-@dataclass(frozen=True)
-class Deep:
-    """The `ts` `[[...[1]...]]` nested `depth` times, checked on the reply's text."""
-
-    depth: int
-
-    def text(self) -> str:
-        return "[" * self.depth + "1" + "]" * self.depth
-
-
-@dataclass
-class _Raw:
-    """JSON text spliced in after encoding: numbers and literals `json.dumps` cannot write (1e400, NaN...)."""
-
-    texts: list[str] = field(default_factory=list)
-
-    def __call__(self, text: str) -> str:
-        self.texts.append(text)
-        return f"@@RAW-{len(self.texts) - 1}@@"
-
-    def encode(self, obj: Any) -> str:
-        encoded = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)  # raw UTF-8 junk on the wire
-        try:
-            encoded.encode("utf-8")
-        except UnicodeEncodeError:  # lone surrogates only as \u escapes
-            encoded = json.dumps(obj, separators=(",", ":"))
-        for index, text in enumerate(self.texts):
-            encoded = encoded.replace(f'"@@RAW-{index}@@"', text)
-        return encoded
-
-
-def _leaves(obj: Any, path: tuple[Any, ...] = ()) -> list[tuple[tuple[Any, ...], Any]]:
-    """(path, value) of every value below `obj`, `type` left out; free-form objects are leaves."""
-    found: list[tuple[tuple[Any, ...], Any]] = []
-    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
-    for key, value in items:
-        if key != "type":
-            found.append(((*path, key), value))
-            found.extend([] if key in FREE_FORM else _leaves(value, (*path, key)))
-    return found
-
-
-LEAVES = _leaves(EXAMPLE)
-NUMBER_PATHS = [p for p, v in LEAVES if isinstance(v, int | float) and not isinstance(v, bool)]
-STRING_PATHS = [p for p, v in LEAVES if isinstance(v, str)]
-CONTAINER_PATHS = [p for p, v in LEAVES if isinstance(v, dict | list)]
-INT_FIELDS = frozenset({"atime", "astep", "integration_time", "seq", "channels", "target_status_matrix"})
-# Without `seq` a sample is a valid version-1 sample (docs/protocol.md §0), so deleting it is no junk.
-REQUIRED_KEYS = [p for p, _ in LEAVES if isinstance(p[-1], str) and p not in {("seq",), ("meta", "processing_time_ms")}]
-STORED_TEXT_PATHS = [("meta", "firmware_version"), ("meta", "config_profile")]
-
-
-def _get(obj: Any, path: tuple[Any, ...]) -> Any:
-    for key in path:
-        obj = obj[key]
-    return obj
-
-
-def _set(obj: Any, path: tuple[Any, ...], value: Any) -> None:
-    _get(obj, path[:-1])[path[-1]] = value
-
-
-def _unicode_junk(rng: random.Random, length: int) -> str:
-    alphabet = '\x00\x01\x1b\n\r\t"\\{}[]\u00e9\u200b\u202e\ufeff\U0001f986\u4e2d\ud800\udfff\uffff'
-    return "".join(rng.choice(alphabet) for _ in range(length))
-
-
-def _nested(depth: int, leaf: Any = 1, as_list: bool = True) -> Any:
-    value = leaf
-    for _ in range(depth):
-        value = [value] if as_list else {"a": value}
-    return value
-
-
-def _depth_expectation(depth: int, shallow: str, deep: str) -> frozenset[str]:
-    return frozenset({shallow} if depth <= SAFE_DEPTH else {shallow, deep})
 
 
 class FrameFactory:
@@ -145,7 +58,7 @@ class FrameFactory:
         self._by_id: dict[str, dict[str, Any]] = {}
         template = sample_frame(device_id, 0)
         self._template, self._id_prefix = json.dumps(template), template["sample_id"].rpartition("-")[0]
-        self.junk_mutations: list[Callable[[dict[str, Any], _Raw], None]] = [
+        self.junk_mutations: list[Callable[[dict[str, Any], Raw], None]] = [
             self._missing_field, self._wrong_type, self._huge_number, self._nan_or_infinity, self._bad_matrix,
             self._nested_number, self._junk_string, self._long_string, self._bad_timestamp, self._bad_seq,
             self._spectral_logic, self._other_device, self._not_storable_text]  # fmt: skip
@@ -169,24 +82,24 @@ class FrameFactory:
         if rng.random() < 0.2:
             sample["meta"].pop("processing_time_ms")
         if rng.random() < 0.2:
-            sample["future_field"] = {"nested": _nested(rng.randint(1, 50)), "text": rng.choice(HOSTILE_TEXT)}
+            sample["future_field"] = {"nested": nested(rng.randint(1, 50)), "text": rng.choice(HOSTILE_TEXT)}
         self._by_id[sample["sample_id"]] = sample
         return sample
 
-    def junk_sample(self, raw: _Raw) -> dict[str, Any]:
+    def junk_sample(self, raw: Raw) -> dict[str, Any]:
         """A sample that breaks a rule of §3.1 (so the reply must be validation_error)."""
         self._junk += 1
         sample = self.sample(10_000_000 + self._junk, f"JUNK-{self._junk}")
         self.rng.choice(self.junk_mutations)(sample, raw)
         return sample
 
-    def _missing_field(self, sample: dict[str, Any], raw: _Raw) -> None:
+    def _missing_field(self, sample: dict[str, Any], raw: Raw) -> None:
         path = self.rng.choice(REQUIRED_KEYS)
-        del _get(sample, path[:-1])[path[-1]]
+        del get_path(sample, path[:-1])[path[-1]]
 
-    def _wrong_type(self, sample: dict[str, Any], raw: _Raw) -> None:
+    def _wrong_type(self, sample: dict[str, Any], raw: Raw) -> None:
         path = self.rng.choice(NUMBER_PATHS + STRING_PATHS + CONTAINER_PATHS)
-        value = _get(sample, path)
+        value = get_path(sample, path)
         if isinstance(value, str):
             choices: list[Any] = [0, 1.5, True, None, [], {}, [value]]
         elif isinstance(value, list | dict):
@@ -195,20 +108,20 @@ class FrameFactory:
             choices = [str(value), "", True, False, [], {}, [value]]
             choices += [value + 0.5] if INT_FIELDS.intersection(map(str, path)) else []
             choices += [] if path[-1] == "processing_time_ms" else [None]
-        _set(sample, path, self.rng.choice(choices))
+        set_path(sample, path, self.rng.choice(choices))
 
-    def _huge_number(self, sample: dict[str, Any], raw: _Raw) -> None:
+    def _huge_number(self, sample: dict[str, Any], raw: Raw) -> None:
         digits = self.rng.choice([21, 40, 310, 4000])
         literal = self.rng.choice(["1e400", "-1e400", "9" * digits, "-" + "9" * digits, "1.5e308", "1e-400"])
         path = self.rng.choice(NUMBER_PATHS)
         if literal == "1e-400":  # underflows to 0.0, which is in range for most fields: pair it with a real fault
             self._bad_seq(sample, raw)
-        _set(sample, path, raw(literal))
+        set_path(sample, path, raw(literal))
 
-    def _nan_or_infinity(self, sample: dict[str, Any], raw: _Raw) -> None:
-        _set(sample, self.rng.choice(NUMBER_PATHS), raw(self.rng.choice(["NaN", "Infinity", "-Infinity"])))
+    def _nan_or_infinity(self, sample: dict[str, Any], raw: Raw) -> None:
+        set_path(sample, self.rng.choice(NUMBER_PATHS), raw(self.rng.choice(["NaN", "Infinity", "-Infinity"])))
 
-    def _bad_matrix(self, sample: dict[str, Any], raw: _Raw) -> None:
+    def _bad_matrix(self, sample: dict[str, Any], raw: Raw) -> None:
         rng = self.rng
         name = rng.choice(MATRICES)
         matrix = sample["vl53l8ch"][name]
@@ -229,51 +142,51 @@ class FrameFactory:
         ]
         sample["vl53l8ch"][name] = rng.choice(edits)()
 
-    def _nested_number(self, sample: dict[str, Any], raw: _Raw) -> None:
+    def _nested_number(self, sample: dict[str, Any], raw: Raw) -> None:
         depth = self.rng.randint(1, SAFE_DEPTH)  # deeper nesting is covered by `deep_nesting` frames
-        _set(sample, self.rng.choice(NUMBER_PATHS), _nested(depth, as_list=self.rng.random() < 0.5))
+        set_path(sample, self.rng.choice(NUMBER_PATHS), nested(depth, as_list=self.rng.random() < 0.5))
 
-    def _junk_string(self, sample: dict[str, Any], raw: _Raw) -> None:
+    def _junk_string(self, sample: dict[str, Any], raw: Raw) -> None:
         path = self.rng.choice([("sample_id",), ("device_id",), ("vl53l8ch", "grade"), ("fusion", "final_grade")])
-        _set(sample, path, _unicode_junk(self.rng, self.rng.randint(1, 60)) + "\u00e9")
+        set_path(sample, path, unicode_junk(self.rng, self.rng.randint(1, 60)) + "\u00e9")
 
-    def _long_string(self, sample: dict[str, Any], raw: _Raw) -> None:
+    def _long_string(self, sample: dict[str, Any], raw: Raw) -> None:
         limits = {("sample_id",): 100, ("device_id",): 100, ("meta", "firmware_version"): 32}
         limits |= {("meta", "config_profile"): 100, ("timestamp",): 0, ("as7341", "grade"): 1}
         path, limit = self.rng.choice(list(limits.items()))
         length = self.rng.choice([limit + 1, limit + 100, self.rng.randint(limit + 1, 20_000)])
-        _set(sample, path, "A" * length)
+        set_path(sample, path, "A" * length)
 
-    def _bad_timestamp(self, sample: dict[str, Any], raw: _Raw) -> None:
+    def _bad_timestamp(self, sample: dict[str, Any], raw: Raw) -> None:
         sample["timestamp"] = self.rng.choice(
             ["2099-01-01T00:00:00Z", "1970-01-01T00:00:00Z", "2025-01-14T09:30:12", "2025-13-45T09:30:12Z",
              "yesterday", "", "10000-01-01T00:00:00Z", "2025-01-14T09:30:12+25:00", "\u0000", 1736847012]
         )  # fmt: skip
 
-    def _bad_seq(self, sample: dict[str, Any], raw: _Raw) -> None:
+    def _bad_seq(self, sample: dict[str, Any], raw: Raw) -> None:
         sample["seq"] = self.rng.choice([-1, 2**63, 1.5, "42", None, True])
 
-    def _spectral_logic(self, sample: dict[str, Any], raw: _Raw) -> None:
+    def _spectral_logic(self, sample: dict[str, Any], raw: Raw) -> None:
         spectral = sample["as7341"]  # each breaks a cross-field rule: registers vs time, full scale, gain steps
         faults = [("integration_time", spectral["integration_time"] + 5), ("gain", 3), ("atime", 0), ("astep", 0)]
         key, value = self.rng.choice(faults)
         spectral[key] = value
         spectral["channels"]["NIR"] = 65536 if self.rng.random() < 0.3 else spectral["channels"]["NIR"]
 
-    def _other_device(self, sample: dict[str, Any], raw: _Raw) -> None:
+    def _other_device(self, sample: dict[str, Any], raw: Raw) -> None:
         sample["device_id"] = self.rng.choice(["ESP32_LL_01", self.device_id + " ", self.device_id.lower() + "x"])
 
-    def _not_storable_text(self, sample: dict[str, Any], raw: _Raw) -> None:
+    def _not_storable_text(self, sample: dict[str, Any], raw: Raw) -> None:
         """NUL and lone surrogates: valid JSON escapes, but PostgreSQL text/JSONB cannot hold them."""
         bad = self.rng.choice(["\x00", "a\x00b", "\ud800", "x\udfff"])
         if self.rng.random() < 0.5:
-            _set(sample, self.rng.choice(STORED_TEXT_PATHS), bad)
+            set_path(sample, self.rng.choice(STORED_TEXT_PATHS), bad)
         else:
             sample["fusion"]["defects"] = ["ok", bad]
 
     # -- frames --------------------------------------------------------------------------------------------
     def _frame(
-        self, kind: str, obj: Any, raw: _Raw, expected: frozenset[str] | str, as_bytes: bool = False, **extra: Any
+        self, kind: str, obj: Any, raw: Raw, expected: frozenset[str] | str, as_bytes: bool = False, **extra: Any
     ) -> FuzzFrame:
         text = obj if isinstance(obj, str) else raw.encode(obj)
         message: str | bytes = text.encode("utf-8", "surrogatepass") if as_bytes else text
@@ -289,13 +202,13 @@ class FrameFactory:
 
     def valid(self) -> FuzzFrame:
         """A frame carrying valid samples: sensor_data, a mixed batch, or a resend of a stored sample."""
-        frame = self._valid(self.rng, _Raw())
+        frame = self._valid(self.rng, Raw())
         if frame.acks:  # not too large: its new samples will be stored, so later resends are duplicates
             self.sent.extend(self._by_id.pop(sample_id) for sample_id, _, status in frame.acks if status == "stored")
         self._by_id.clear()
         return frame
 
-    def _valid(self, rng: random.Random, raw: _Raw) -> FuzzFrame:
+    def _valid(self, rng: random.Random, raw: Raw) -> FuzzFrame:
         roll = rng.random()
         if roll < 0.15 and self.sent:
             sample = rng.choice(self.sent)
@@ -327,11 +240,11 @@ class FrameFactory:
         return make(self)
 
     def _junk_sample_frame(self) -> FuzzFrame:
-        raw = _Raw()
+        raw = Raw()
         return self._frame("junk_sample", self.junk_sample(raw), raw, VALIDATION)
 
     def _junk_batch(self) -> FuzzFrame:
-        rng, raw = self.rng, _Raw()
+        rng, raw = self.rng, Raw()
         if rng.random() < 0.5:  # envelope errors: nothing validated, nothing stored
             envelopes: list[dict[str, Any]] = [
                 {"type": "sensor_batch"}, {"type": "sensor_batch", "samples": None},
@@ -352,10 +265,10 @@ class FrameFactory:
         data = self.rng.randbytes(self.rng.randint(0, 3000))
         if self.rng.random() < 0.5:
             return FuzzFrame("binary", data, frozenset({INVALID_JSON}))
-        return self._frame("latin1_text", data.decode("latin-1") or "\x00", _Raw(), INVALID_JSON)
+        return self._frame("latin1_text", data.decode("latin-1") or "\x00", Raw(), INVALID_JSON)
 
     def _binary_json(self) -> FuzzFrame:
-        raw = _Raw()
+        raw = Raw()
         # Valid content: it would be stored if the server read binary frames as text.
         sample = self.sample(20_000_000, f"JUNK-binary-{self.rng.randint(0, 10**6)}")
         return self._frame("binary_json", sample, raw, INVALID_JSON, as_bytes=True)
@@ -366,18 +279,18 @@ class FrameFactory:
 
     def _truncated(self) -> FuzzFrame:
         text = json.dumps(self.rng.choice([self.sample(1, "JUNK-cut"), {"type": "ping"}]))
-        return self._frame("truncated", text[: self.rng.randint(0, len(text) - 1)], _Raw(), INVALID_JSON)
+        return self._frame("truncated", text[: self.rng.randint(0, len(text) - 1)], Raw(), INVALID_JSON)
 
     def _not_an_object(self) -> FuzzFrame:
         choices = ["[]", "null", "42", '"sensor_data"', "true", "", " ", "{}", '{"type":null}', '{"type":7}',
                    '{"type":["ping"]}', '{"type":{"x":1}}', '{"ts":1}', "[{\"type\":\"ping\"}]", "NaN"]  # fmt: skip
-        return self._frame("not_an_object", self.rng.choice(choices), _Raw(), INVALID_JSON)
+        return self._frame("not_an_object", self.rng.choice(choices), Raw(), INVALID_JSON)
 
     def _unknown_type(self) -> FuzzFrame:
         rng = self.rng
         kind = rng.choice(["", "SENSOR_DATA", "sensor_data ", " ping", "pong", "ack", "error", "batch_ack", "ping\x00"])
-        kind = rng.choice([kind, _unicode_junk(rng, rng.randint(1, 40)), "t" * rng.randint(101, 20_000)])
-        return self._frame("unknown_type", {"type": kind, "samples": [EXAMPLE]}, _Raw(), UNKNOWN_TYPE)
+        kind = rng.choice([kind, unicode_junk(rng, rng.randint(1, 40)), "t" * rng.randint(101, 20_000)])
+        return self._frame("unknown_type", {"type": kind, "samples": [EXAMPLE]}, Raw(), UNKNOWN_TYPE)
 
     def _deep_nesting(self) -> FuzzFrame:
         rng = self.rng
@@ -386,21 +299,21 @@ class FrameFactory:
         where = rng.randint(0, 2)
         if where == 0:  # the whole message
             text = Deep(depth).text() if rng.random() < 0.5 else '{"a":' * depth + "1" + "}" * depth
-            return self._frame("deep_message", text, _Raw(), INVALID_JSON)
+            return self._frame("deep_message", text, Raw(), INVALID_JSON)
         if where == 1:  # a sample number
             sample = self.sample(1, "JUNK-deep")
             sample["fusion"]["final_score"] = "@@DEEP@@"
             text = json.dumps(sample).replace('"@@DEEP@@"', "[" * depth + "]" * depth)
-            return self._frame("deep_sample", text, _Raw(), _depth_expectation(depth, VALIDATION, INVALID_JSON))
+            return self._frame("deep_sample", text, Raw(), depth_expectation(depth, VALIDATION, INVALID_JSON))
         text = '{"type":"ping","ts":' + Deep(depth).text() + "}"
-        expected = _depth_expectation(depth, PONG, INVALID_JSON)
-        return self._frame("deep_ping", text, _Raw(), expected, pong_ts=Deep(depth))
+        expected = depth_expectation(depth, PONG, INVALID_JSON)
+        return self._frame("deep_ping", text, Raw(), expected, pong_ts=Deep(depth))
 
     def _ping(self) -> FuzzFrame:
-        rng, raw = self.rng, _Raw()
-        ts: Any = rng.choice([None, 0, -1.5, "t" * rng.randint(0, 20_000), _unicode_junk(rng, 30), [True, False],
+        rng, raw = self.rng, Raw()
+        ts: Any = rng.choice([None, 0, -1.5, "t" * rng.randint(0, 20_000), unicode_junk(rng, 30), [True, False],
                               {"a": [1, {"b": None}]}, 2**63, int("9" * 4000), rng.choice(HOSTILE_TEXT)])  # fmt: skip
-        frame: dict[str, Any] = {"type": "ping", "ts": ts, "extra": _unicode_junk(rng, 5)}
+        frame: dict[str, Any] = {"type": "ping", "ts": ts, "extra": unicode_junk(rng, 5)}
         if rng.random() < 0.2:
             frame.pop("ts")
             ts = None
@@ -416,7 +329,7 @@ class FrameFactory:
         sample = self.sample(30_000_000, f"JUNK-big-{rng.randint(0, 10**6)}")
         filler = rng.choice(["x", "\u00e9", "\U0001f986"])
         sample["padding"] = filler * (target // len(filler.encode()))
-        return self._frame("oversize", sample, _Raw(), TOO_LARGE, as_bytes=rng.random() < 0.2)
+        return self._frame("oversize", sample, Raw(), TOO_LARGE, as_bytes=rng.random() < 0.2)
 
 
 # Relative weights: the closing kinds (oversize, invalid UTF-8) cost a reconnect each, so they are rarer.

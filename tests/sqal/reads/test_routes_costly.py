@@ -19,7 +19,7 @@ from apiflask import APIFlask
 
 from scripts.services import TestServices
 from tests.conftest import truncate_all
-from tests.support.server import GunicornServer
+from tests.support.server import GunicornServer, session_server
 
 pytestmark = [pytest.mark.gunicorn]
 
@@ -43,19 +43,9 @@ def table_locked(database_url: str, table: str) -> Iterator[None]:
 def impatient_server(app: APIFlask, services: TestServices, tmp_path: Path) -> Iterator[GunicornServer]:
     """The real gunicorn with a short statement timeout and no read cache."""
     truncate_all(app)
-    env = {
-        "DATABASE_URL": services.database_url,
-        "REDIS_URL": services.redis_url,
-        "RATE_LIMIT_ENABLED": "false",
-        "SHUTDOWN_DRAIN_DELAY": "0",
-        "CACHE_ENABLED": "false",
-        "DB_STATEMENT_TIMEOUT_MS": str(STATEMENT_TIMEOUT_MS),
-    }
-    server = GunicornServer(env, tmp_path, workers=1).start()
-    try:
+    env = {"CACHE_ENABLED": "false", "DB_STATEMENT_TIMEOUT_MS": str(STATEMENT_TIMEOUT_MS)}
+    with session_server(services, tmp_path, workers=1, **env) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from backend import create_app
 from backend.base.config import Settings
 from backend.core.resilience import Breaker
 from scripts.devservices import EmbeddedPostgres
-from tests.resilience.load import sample, scrape
+from tests.core.load import sample, scrape
 
 BREAKER_OPEN_BUDGET = 0.1  # seconds: the bound for a 503 once the breaker is open
 

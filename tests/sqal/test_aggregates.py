@@ -14,8 +14,7 @@ from backend.extensions import db
 from backend.sqal.aggregates import HOUR_VIEW, MINUTE_VIEW
 from backend.sqal.reads import cells, figures, service
 from backend.sqal.reads.schemas import BUCKETS
-from tests.sqal_lifecycle.conftest import NOW, devices, sample_data
-from tests.sqal_reads.rows import insert_devices, insert_samples
+from tests.sqal.rows import NOW, devices, insert_devices, insert_samples, sample_data
 
 # (bucket, offset of `from` before NOW, length): ranges cut mid-second, mid-minute and mid-hour on purpose.
 RANGES = [

@@ -21,7 +21,7 @@ from backend.extensions import db
 from backend.sqal.devices import service
 from scripts.services import TestServices
 from tests.sqal.helpers import WS_PATH, make_device, sample_frame, start_server, stored_sample_ids
-from tests.sqal.test_ws import closed_with, exchange, open_socket
+from tests.sqal.ingest.test_routes import closed_with, exchange, open_socket
 from tests.support.server import GunicornServer
 
 pytestmark = pytest.mark.gunicorn

@@ -13,8 +13,8 @@ from flask.testing import FlaskClient
 
 from backend.extensions import cache
 from backend.sqal.reads.figures import select_figures
-from tests.sqal_reads.rows import device_row, insert_devices, insert_samples, sample_row
-from tests.sqal_reads.test_samples import assert_error, iso
+from tests.sqal.reads.test_routes import assert_error, iso
+from tests.sqal.rows import device_row, insert_devices, insert_samples, sample_row
 
 NOW = datetime(2026, 3, 10, 12, 30, tzinfo=UTC)
 MIDNIGHT = datetime(2026, 3, 10, tzinfo=UTC)

@@ -1,9 +1,11 @@
-"""Rows inserted straight into the SQAL tables (explicit timestamps), for the read-side tests."""
+"""Rows inserted straight into the SQAL tables (explicit timestamps), and a sample data set, for the read-side and
+lifecycle tests."""
 
 from __future__ import annotations
 
+import random
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apiflask import APIFlask
@@ -12,6 +14,9 @@ from sqlalchemy import insert
 from backend.extensions import db
 from backend.sqal.models import Device, SampleKey, SensorSample
 
+NOW = datetime(2026, 3, 12, 15, 42, 17, 250000, tzinfo=UTC)
+DEVICES = ("LINE_A", "LINE_B", "LINE_C")
+DEFECT_SETS = ([], [], ["blood_spot"], ["dark_spots", "oxidation"], ["low_volume"], ["blood_spot", "dark_spots"])
 MATRIX = [[200.0 + row + column / 10 for column in range(8)] for row in range(8)]
 CHANNELS = {
     "F1_415nm": 1205,
@@ -93,3 +98,30 @@ def insert_samples(app: APIFlask, rows: list[dict[str, Any]]) -> None:
         db.session.execute(insert(SensorSample), rows)
         db.session.commit()
         db.session.remove()
+
+
+def sample_data(count: int = 3000, days: float = 3.0, seed: int = 20) -> list[dict[str, Any]]:
+    """`count` samples before NOW (sub-second timestamps, a few after NOW), mixed grades: half over `days`, half
+    over the last three hours (so that every minute near the ranges' edges holds samples)."""
+    generator = random.Random(seed)
+    rows = []
+    for index in range(count):
+        span = days * 86400 if index % 2 else min(days * 86400, 3 * 3600)
+        moment = NOW - timedelta(seconds=generator.uniform(-600, span))
+        grade = generator.choices(("A", "B", "C", "REJECT"), weights=(55, 25, 12, 8))[0]
+        rows.append(
+            sample_row(
+                generator.choice(DEVICES),
+                moment,
+                grade=grade,
+                score=round(generator.random(), 6),
+                defects=list(generator.choice(DEFECT_SETS)),
+                sample_id=f"S-{index}",
+                seq=index,
+            )
+        )
+    return rows
+
+
+def devices() -> list[dict[str, Any]]:
+    return [device_row(device, last_seen_at=NOW - timedelta(seconds=3)) for device in DEVICES]

@@ -25,9 +25,9 @@ from backend.sqal.vocabulary import ID_MAX_LENGTH
 from backend.sqal.websocket import RESERVED_HTTP_THREADS, SocketBudget
 from scripts.services import TestServices
 from tests.sqal.helpers import SERVER_MAX_MESSAGE_BYTES, make_device, stored_sample_ids, unique_device_id
+from tests.sqal.ingest.test_routes import closed_with, exchange, open_socket
 from tests.sqal.largest import MAX_DEFECT_CODE, encode, largest_batch, largest_sample
-from tests.sqal.test_ws import closed_with, exchange, open_socket
-from tests.support.server import GunicornServer
+from tests.support.server import session_server
 
 DEFAULT_MAX_BYTES = next(f.default for f in dataclasses.fields(Settings) if f.name == "ws_max_message_bytes")
 MOMENT = datetime(2025, 1, 14, 9, 30, 12, 418000, tzinfo=UTC)
@@ -100,14 +100,8 @@ def default_cap_server(
     app: APIFlask, services: TestServices, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """One worker with the default WS_MAX_MESSAGE_BYTES, and the rate limit of a device that must wait."""
-    env = {
-        "DATABASE_URL": services.database_url,
-        "REDIS_URL": services.redis_url,
-        "WS_DEVICE_RATE_LIMIT": "3/minute",
-        "SHUTDOWN_TIMEOUT": "10",
-        "SHUTDOWN_DRAIN_DELAY": "0",
-    }
-    server = GunicornServer(env, tmp_path_factory.mktemp("gunicorn"), workers=1).start()
+    env = {"WS_DEVICE_RATE_LIMIT": "3/minute", "SHUTDOWN_TIMEOUT": "10"}
+    server = session_server(services, tmp_path_factory.mktemp("gunicorn"), workers=1, rate_limits=True, **env).start()
     try:
         yield f"ws://127.0.0.1:{server.port}/ws/sensors/"
     finally:

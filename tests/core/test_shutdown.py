@@ -20,7 +20,7 @@ from websockets.sync.client import connect
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from backend.core import shutdown
-from tests.resilience.load import SteadyLoad
+from tests.core.load import SteadyLoad
 
 
 def refused_or_503(url: str) -> str:

@@ -10,12 +10,11 @@ import pytest
 import requests
 from apiflask import APIFlask
 
-from backend.base.config import Settings
 from scripts.services import TestServices
+from tests.sqal.conftest import start_reads_server
 from tests.sqal.helpers import make_device, sample_frame
-from tests.sqal_reads.conftest import start_reads_server
-from tests.sqal_reads.rows import insert_samples, sample_row
-from tests.sqal_reads.test_live import ingest
+from tests.sqal.live.test_service import ingest
+from tests.sqal.rows import insert_samples, sample_row
 from tests.support.browser import Browser
 from tests.support.server import GunicornServer
 
@@ -48,7 +47,6 @@ def test_page_and_assets_are_served_same_origin_only(reads_server: GunicornServe
 def test_a_sample_appears_live_and_the_page_reconnects(
     reads_server: GunicornServer,
     reads_app: APIFlask,
-    settings: Settings,
     services: TestServices,
     browser: Browser,
     tmp_path: Path,
@@ -76,7 +74,7 @@ def test_a_sample_appears_live_and_the_page_reconnects(
     missed = sample_row(device_id, datetime.now(UTC), "B", 0.8, sample_id="MISSED-WHILE-DOWN")
     insert_samples(reads_app, [missed])
     (tmp_path / "restarted").mkdir()
-    restarted = start_reads_server(settings, services, tmp_path / "restarted", port=port)
+    restarted = start_reads_server(services, tmp_path / "restarted", port=port)
     try:
         assert browser.wait_for(f"{STATE} === 'live'", timeout=30)
         assert browser.wait_for(row_text("MISSED-WHILE-DOWN"), timeout=10)

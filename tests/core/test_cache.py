@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 from backend.core.cache_collector import CacheCollector
 from backend.extensions import cache
 from scripts.devservices import EmbeddedRedis
-from tests.resilience.load import sample, scrape
+from tests.core.load import sample, scrape
 
 
 class Answer(BaseModel):

@@ -16,7 +16,7 @@ from psycopg2.errors import QueryCanceled
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
-from backend.extensions import db
+from backend.base.orm import db
 
 logger = logging.getLogger(__name__)
 

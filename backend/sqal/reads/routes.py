@@ -31,8 +31,6 @@ from backend.sqal.reads.schemas import (
 )
 from backend.sqal.vocabulary import online_seconds
 
-REGISTERED_KEY = "sqal_reads"
-
 bp = APIBlueprint("sqal_reads", __name__, tag={"name": "SQAL reads", "description": "Samples, devices, statistics"})
 
 
@@ -156,8 +154,7 @@ def dashboard_figures() -> tuple[DashboardMetrics, int, dict[str, str]]:
 
 def register_reads(app: APIFlask) -> None:
     """Register the read routes and their cache namespace on `app` (idempotent)."""
-    if app.extensions.get(REGISTERED_KEY):
+    if bp.name in app.blueprints:
         return
-    app.extensions[REGISTERED_KEY] = True
     cache.register_namespace(app, figures.CACHE_NAME, ttl=app.config["SETTINGS"].cache_ttl_dashboard)
     app.register_blueprint(bp)

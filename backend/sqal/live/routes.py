@@ -120,11 +120,10 @@ def dashboard_socket(ws: Server) -> None:
     """One dashboard connection: hello, the figures, then live frames until it closes or is dropped."""
     # The reader thread reads this limit at each message: from here on nothing above it is buffered.
     ws.max_message_size = DASHBOARD_MAX_MESSAGE_BYTES
-    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     try:
-        with sockets.of(app).slot(SOCKET_KIND) as admitted:
+        with sockets.current.slot(SOCKET_KIND) as admitted:
             if admitted:
-                _serve(app, ws)
+                _serve(ws)
             else:
                 busy = {"type": "error", "code": "server_busy", "message": "no free connection slot, retry later"}
                 send(ws, ENDPOINT, "error", encode(busy), error_code="server_busy")
@@ -137,8 +136,8 @@ def dashboard_socket(ws: Server) -> None:
         db.session.remove()
 
 
-def _serve(app: Flask, ws: Server) -> None:
-    hub = dashboard_hub.of(app)
+def _serve(ws: Server) -> None:
+    hub = dashboard_hub.current
     client = hub.connect(abort=lambda: _abort(ws), wake=ws.event.set)
     metrics.websocket_connections_active.labels(endpoint=ENDPOINT).inc()
     try:

@@ -9,6 +9,8 @@ import shutil
 import sys
 import tempfile
 
+from flask import Flask
+
 # prometheus_client chooses multiprocess mode when it is first imported, which importing `backend` does: the
 # directory must be known (and exist) before. Unset, each master gets its own directory, removed on exit.
 _default_multiproc_dir = os.path.join(tempfile.gettempdir(), f"sqal-prometheus-{os.getpid()}")
@@ -21,7 +23,7 @@ _owned_multiproc_dir = (
 
 from backend import __version__  # noqa: E402
 from backend.base.config import ConfigError, Settings  # noqa: E402
-from backend.core import shutdown  # noqa: E402
+from backend.extensions import shutdown  # noqa: E402
 from backend.observability import gunicorn as hooks  # noqa: E402
 from backend.observability import tracing  # noqa: E402
 from backend.observability.logging import gunicorn_logconfig  # noqa: E402
@@ -76,9 +78,9 @@ def post_fork(server: object, worker: object) -> None:
 
 def post_worker_init(worker: object) -> None:
     # The app is loaded and the worker's signal handlers are set: SIGTERM now drains before gunicorn's exit.
-    coordinator = getattr(getattr(worker, "wsgi", None), "extensions", {}).get(shutdown.EXTENSION_KEY)
-    if coordinator is not None:
-        hooks.chain_shutdown(worker, coordinator)
+    app = getattr(worker, "wsgi", None)
+    if isinstance(app, Flask):
+        hooks.chain_shutdown(worker, shutdown.of(app))
     # The app and its libraries are loaded: keep their objects out of the cyclic collector, so a full collection
     # walks only what requests allocate (spans and log records make collections frequent under load).
     gc.freeze()

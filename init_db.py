@@ -14,6 +14,7 @@ from flask_migrate import upgrade
 from backend import create_app
 from backend.base.config import ConfigError
 from backend.core.cli import progress
+from backend.extensions import seeders
 
 
 def main() -> int:
@@ -26,7 +27,7 @@ def main() -> int:
         return 2
     with app.app_context():
         upgrade()
-        for seed in progress(app.extensions.get("seeders", []), "seeding"):
+        for seed in progress(seeders.of(app), "seeding"):
             seed()
     return 0
 

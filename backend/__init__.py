@@ -20,14 +20,10 @@ from backend.core import (
     health,
     operations,
     proxy,
-    ratelimit,
-    resilience,
-    shutdown,
 )
 from backend.core import cli as cli_helpers
-from backend.core import redis as redis_client
 from backend.core.http import register_request_guards
-from backend.extensions import cache, db, migrate, sock
+from backend.extensions import breakers, cache, db, migrate, rate_limits, redis_client, seeders, shutdown, sock
 
 __version__ = "1.0.0"
 
@@ -92,15 +88,14 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> APIFlask:
     observability.init_app(app, settings)  # metrics, then tracing (app, engine, Redis): before other hooks
     shutdown.init_app(app)  # in-flight tracking, drain on SIGTERM (chains gunicorn's worker signals)
     operations.init_app(app)  # /metrics and probe details: OPS_PORT or METRICS_TOKEN
-    with app.app_context():
-        engine = db.engine
-    resilience.init_app(app, engine)  # circuit breakers: PostgreSQL (every new connection), Redis
+    breakers.init_app(app)  # circuit breakers: PostgreSQL (every new connection), Redis
     cache.init_app(app)  # Redis read-through cache
-    ratelimit.init_app(app)  # per-client limits (Redis storage)
+    rate_limits.init_app(app)  # per-client limits (Redis storage)
     auth.init_app(app)
-    app.extensions["alembic_heads"] = database.head_revisions()
+    health.startup_probe.init_app(app)  # the schema head the probes expect
+    seeders.init_app(app)  # filled by the domains
 
-    register_error_handlers(app, db.session.rollback)
+    register_error_handlers(app)
     register_request_guards(app)
     contract.init_app(app)  # response and request headers in the OpenAPI document
     docs.init_app(app)  # /docs assets served locally, CSP on the page

@@ -1,9 +1,7 @@
 """The layout rules of CONTRIBUTING.md, checked on the source: who may import whom, and how long a module may be.
 
 Every import counts, at module level or inside a function. Layers of `backend/`, lowest first:
-  base           backend.extensions and backend.base.* (config, config_values, errors): import only each other, but
-                 backend.extensions (the app's extension objects) also imports the observability and core modules
-                 defining their classes (never a domain; no cycle: those modules never import it back)
+  base           backend.base.* (config, config_values, errors, orm, extension): import only each other
   observability  backend.observability.*: base and itself
   core           backend.core.*: base, observability and core
   domains        every other top-level package or module under backend/ (products, sqal, bugs, chaos...): the
@@ -11,6 +9,9 @@ Every import counts, at module level or inside a function. Layers of `backend/`,
                  domain (backend/sqal/reads/) may import the domain's top-level modules (its shared vocabulary)
                  but a sibling sub-package only where SIBLING_IMPORTS allows it.
   factory        backend/__init__.py: anything.
+backend.extensions holds the app's extension objects: it imports the classes of base, observability and core, and
+core, the domains and the factory import it (base and observability never do). A core module it imports must not
+import it back: test_no_import_cycles finds that, counting the packages a module's import runs first.
 Outside: simulator/ imports nothing from backend/; backend/, scripts/ and bench/ import nothing from tests/; backend/
 imports nothing from scripts/, bench/ or simulator/; migrations/ (frozen revisions) and observability/ (the Grafana
 generators, run alone) import nothing from backend/ either; the root scripts (app.py, init_db.py, gunicorn.conf.py)
@@ -36,8 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CHECKED = ("backend", "simulator", "scripts", "bench", "migrations", "observability", "tests")
 ROOT_SCRIPTS = ("app.py", "init_db.py", "gunicorn.conf.py")
 MAX_LINES = 400
-BASE = frozenset({"backend.extensions"})  # base besides the backend/base/ package
-EXTENSION_OBJECTS = BASE  # base modules that build extension objects from classes of the layers below the domains
+EXTENSIONS = "backend.extensions"  # the extension objects: above the lower layers' classes, below their users
 LOWER = ("base", "observability", "core")  # the layers below the domains, lowest first: each a package
 # Allowed imports between sub-packages of one domain: "sqal.live": {"sqal.reads"} lets backend/sqal/live/ import
 # backend/sqal/reads/. Empty: sub-packages share only their domain's top-level modules.
@@ -122,8 +122,8 @@ def layer(name: str, domains: dict[str, set[str]]) -> str:
     parts = name.split(".")
     if name == "backend":
         return "factory"
-    if name in BASE:
-        return "base"
+    if name == EXTENSIONS:
+        return "extensions"
     if parts[1] in LOWER:
         return parts[1]
     return "domain" if parts[1] in domains else "factory"
@@ -132,8 +132,12 @@ def layer(name: str, domains: dict[str, set[str]]) -> str:
 def backend_violation(importer: str, target: str, domains: dict[str, set[str]]) -> str | None:
     """Why `importer` may not import `target` (both under backend), or None."""
     mine, theirs = layer(importer, domains), layer(target, domains)
-    if mine == "factory" or (importer in EXTENSION_OBJECTS and theirs in LOWER):
+    if mine == "factory":
         return None
+    if mine == "extensions":
+        return None if theirs in LOWER else "backend.extensions may import only base, observability and core"
+    if theirs == "extensions":
+        return None if mine not in LOWER[:2] else f"{mine} never imports backend.extensions"
     if mine in LOWER:
         allowed = LOWER[: LOWER.index(mine) + 1]
         return None if theirs in allowed else f"{mine} may import only {', '.join(allowed)}"
@@ -249,12 +253,21 @@ def mirror_violations(root: Path) -> list[str]:
     return found
 
 
+def packages_run_first(root: Path, importer: str, target: str) -> set[str]:
+    """The packages below `backend` whose `__init__` importing `target` runs first (those `importer` is not in)."""
+    parts = target.split(".")
+    parents = {".".join(parts[:end]) for end in range(2, len(parts))}
+    outside = {package for package in parents if not f"{importer}.".startswith(f"{package}.")}
+    return {package for package in outside if (root.joinpath(*package.split(".")) / "__init__.py").is_file()}
+
+
 def import_cycles(root: Path) -> list[list[str]]:
     """Modules of backend/ that import each other, directly or through others (each cycle once, as a path)."""
     graph: dict[str, set[str]] = {}
     for path in sorted((root / "backend").rglob("*.py")):
         name = module_name(root, path)
-        graph[name] = {target for _, target in imported(root, path) if target.startswith("backend.") and target != name}
+        targets = {target for _, target in imported(root, path) if target.startswith("backend.") and target != name}
+        graph[name] = targets.union(*(packages_run_first(root, name, target) for target in targets))
     cycles: list[list[str]] = []
     done: set[str] = set()
 
@@ -286,6 +299,27 @@ def test_no_import_cycles() -> None:
     assert import_cycles(ROOT) == []
 
 
+def _copy_tree(root: Path) -> None:
+    for top in CHECKED:
+        shutil.copytree(ROOT / top, root / top, ignore=shutil.ignore_patterns("__pycache__", "static"))
+    for name in ROOT_SCRIPTS:
+        shutil.copy(ROOT / name, root / name)
+
+
+@pytest.mark.parametrize(
+    ("relative", "text"),
+    [
+        ("backend/core/redis.py", "from backend.extensions import db\n"),  # backend.extensions imports it
+        ("backend/observability/sql.py", "from backend.core import auth\n"),  # through backend/observability/__init__
+    ],
+)
+def test_a_planted_cycle_is_reported(tmp_path: Path, relative: str, text: str) -> None:
+    _copy_tree(tmp_path)
+    assert import_cycles(tmp_path) == []
+    _plant(tmp_path, relative, text)
+    assert import_cycles(tmp_path) != []
+
+
 def _plant(root: Path, relative: str, text: str) -> None:
     path = root / relative
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -300,7 +334,6 @@ def _plant(root: Path, relative: str, text: str) -> None:
         ("backend/core/plant.py", "import backend\n", "core may import only"),
         ("backend/observability/plant.py", "from backend.core import cache\n", "observability may import only"),
         ("backend/base/config.py", "from backend.observability import metrics\n", "base may import only"),
-        ("backend/extensions.py", "from backend.products import service\n", "base may import only"),
         ("backend/chaos.py", "from backend.products import service\n", "domains never import each other"),
         ("backend/bugs/plant.py", "from backend import create_app\n", "a domain never imports the factory"),
         ("backend/sqal/alpha/__init__.py", "from ..beta import thing\n", "sub-packages of a domain share only"),
@@ -317,13 +350,13 @@ def _plant(root: Path, relative: str, text: str) -> None:
         ("backend/sqal/devices/service.py", "import flask\nx = flask.request\n", "a service reads flask.request"),
         ("backend/core/plant.py", "def f(app):\n    return app.extensions['bugs']\n", "core names a domain ('bugs')"),
         ("backend/core/plant.py", "products_cache = None\n", "core names a domain ('products_cache')"),
+        ("backend/observability/plant.py", "from backend.extensions import db\n", "never imports backend.extensions"),
+        ("backend/base/plant.py", "from backend import extensions\n", "base never imports backend.extensions"),
+        ("backend/extensions.py", "from backend.sqal import websocket\n", "backend.extensions may import only"),
     ],
 )
 def test_a_planted_violation_is_reported(tmp_path: Path, relative: str, text: str, expected: str) -> None:
-    for top in CHECKED:
-        shutil.copytree(ROOT / top, tmp_path / top, ignore=shutil.ignore_patterns("__pycache__", "static"))
-    for name in ROOT_SCRIPTS:
-        shutil.copy(ROOT / name, tmp_path / name)
+    _copy_tree(tmp_path)
     (tmp_path / "backend/sqal/beta").mkdir()
     (tmp_path / "backend/sqal/beta/__init__.py").write_text("thing = 1\n")
     (tmp_path / "backend/sqal/gamma.py").write_text("from backend.sqal.beta import thing\n")  # vocabulary: fine

@@ -7,7 +7,6 @@ render them, APIFlask validation errors, werkzeug HTTP errors and unhandled exce
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from apiflask import APIFlask
@@ -16,6 +15,8 @@ from flask import Response, jsonify, request
 from psycopg2.errors import QueryCanceled
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
+
+from backend.base.orm import db
 
 logger = logging.getLogger(__name__)
 
@@ -162,9 +163,9 @@ def _validation_details(detail: Any) -> list[dict[str, Any]]:
     return details
 
 
-def _rollback_quietly(rollback: Callable[[], object]) -> None:
+def _rollback_quietly() -> None:
     try:
-        rollback()
+        db.session.rollback()
     except Exception:  # the session may be unusable when the DB is gone; the error is already being handled
         logger.debug("rollback after error failed", exc_info=True)
 
@@ -183,12 +184,8 @@ def _query_timeout() -> Response:
     )
 
 
-def register_error_handlers(app: APIFlask, rollback: Callable[[], object]) -> None:
-    """Render every error as the JSON error shape, and document that shape in the OpenAPI document.
-
-    `rollback` ends the request's database transaction after a server error (`db.session.rollback`: passed in,
-    as `backend.extensions` holds extension objects built from modules that import this one).
-    """
+def register_error_handlers(app: APIFlask) -> None:
+    """Render every error as the JSON error shape, and document that shape in the OpenAPI document."""
     app.config["HTTP_ERROR_SCHEMA"] = HTTP_ERROR_SCHEMA
     app.config["VALIDATION_ERROR_SCHEMA"] = VALIDATION_ERROR_SCHEMA
 
@@ -205,7 +202,7 @@ def register_error_handlers(app: APIFlask, rollback: Callable[[], object]) -> No
     @app.errorhandler(ApiError)
     def handle_api_error(error: ApiError) -> Response:
         if error.status >= 500:
-            _rollback_quietly(rollback)
+            _rollback_quietly()
         return error_response(error.status, error.code, error.message, error.details, error.headers)
 
     @app.errorhandler(HTTPException)
@@ -226,7 +223,7 @@ def register_error_handlers(app: APIFlask, rollback: Callable[[], object]) -> No
 
     @app.errorhandler(Exception)
     def handle_unexpected(error: Exception) -> Response:
-        _rollback_quietly(rollback)
+        _rollback_quietly()
         logger.error("unhandled exception", exc_info=error, extra={"event": "unhandled_exception"})
         return error_response(500, "internal_error", "Internal server error")
 
@@ -234,7 +231,7 @@ def register_error_handlers(app: APIFlask, rollback: Callable[[], object]) -> No
     def handle_operational_error(error: OperationalError) -> Response:
         if not isinstance(error.orig, QueryCanceled):
             return handle_unexpected(error)
-        _rollback_quietly(rollback)
+        _rollback_quietly()
         route = request.url_rule.rule if request.url_rule is not None else None
         logger.warning("query cancelled at the statement timeout", extra={"event": "query_timeout", "route": route})
         return _query_timeout()

@@ -66,18 +66,16 @@ class BugMetricsCollector(StoreCollector):
         return [per_status, resolved_today, resolution]
 
 
-def app_engine(app: Flask | None = None) -> Callable[[], Engine]:
-    """An engine getter: the given app's engine, or the current app's when None (scrape inside a request)."""
+def app_engine(app: Flask) -> Callable[[], Engine]:
+    """An engine getter: `app`'s engine, wherever the scrape runs (inside a request or in a thread of its own)."""
 
     def engine() -> Engine:
-        if app is None:
-            return db.engine
         with app.app_context():
             return db.engine
 
     return engine
 
 
-def make_collector(app: Flask | None = None, ttl: float = DEFAULT_TTL) -> BugMetricsCollector:
-    """A collector reading `app`'s database (the current app's when None)."""
+def make_collector(app: Flask, ttl: float = DEFAULT_TTL) -> BugMetricsCollector:
+    """A collector reading `app`'s database."""
     return BugMetricsCollector(app_engine(app), ttl=ttl)

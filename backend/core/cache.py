@@ -41,17 +41,17 @@ from functools import partial
 from typing import Any, TypeVar
 
 import redis
-from flask import Flask, current_app
+from flask import Flask
 from prometheus_client import Counter, Histogram
 from pydantic import BaseModel
 
+from backend.base.extension import AppExtension
 from backend.core.cache_collector import CacheCollector
-from backend.core.resilience import RedisUnavailable, ThrottledWarning, key_prefix, redis_call
+from backend.core.resilience import Breakers, RedisUnavailable, ThrottledWarning, key_prefix
 from backend.observability.metrics import register_scrape_collector, zero_series
 
 logger = logging.getLogger(__name__)
 
-EXTENSION_KEY = "cache"
 FLIGHT_WAIT = 2.0  # how long a thread waits for another thread of its process loading the same key
 LOCK_TTL_MS = 5000  # cross-process fill lock (a crashed loader releases it by expiry)
 LOCK_WAIT = 0.5  # how long a process polls for another process's fill before loading itself
@@ -94,18 +94,19 @@ def wire_json(schema: type[BaseModel], value: Any) -> str:
     return json.dumps(dumped, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-class Cache:
+class Cache(AppExtension["RedisCache"]):
     """The read-through cache extension (`backend.extensions.cache`); each app holds its own `RedisCache`."""
+
+    name = "cache"
 
     def init_app(self, app: Flask) -> None:
         """Attach the app's cache (no namespace yet) and serve its Redis-side metrics on /metrics."""
-        store = RedisCache(app)
-        app.extensions[EXTENSION_KEY] = store
+        store = self.bind(app, RedisCache(app))
         register_scrape_collector(app, CacheCollector(store))
 
     def register_namespace(self, app: Flask, name: str, *, ttl: int) -> None:
         """Declare namespace `name` and its TTL (s): each domain registers its own from its `init_app`."""
-        self.store(app).ttls[name] = int(ttl)
+        self.of(app).ttls[name] = int(ttl)
         for metric in (cache_hits, cache_misses, cache_latency):
             zero_series(metric, (name,))  # a fresh instance shows the namespace's series at 0
 
@@ -118,24 +119,18 @@ class Cache:
         `load` returns what `schema.model_validate` accepts (a dict, an ORM object or row with `from_attributes`);
         its exceptions propagate and nothing is cached.
         """
-        payload = self.store(current_app).read_through(name, key, partial(_serialise, schema, load), ttl)
+        payload = self.current.read_through(name, key, partial(_serialise, schema, load), ttl)
         return schema.model_validate_json(payload)
 
     def invalidate(self, name: str) -> None:
         """Make every entry of namespace `name` stale, in every process. Call after the write has committed."""
-        self.store(current_app).invalidate(name)
+        self.current.invalidate(name)
 
     def clear(self, app: Flask) -> None:
         """Invalidate every namespace (tests that empty tables behind the application's back)."""
-        store = self.store(app)
+        store = self.of(app)
         for name in store.namespaces():
             store.invalidate(name)
-
-    @staticmethod
-    def store(app: Flask) -> RedisCache:
-        """The cache state of `app` (its namespaces, Redis keys and flights)."""
-        store: RedisCache = app.extensions[EXTENSION_KEY]
-        return store
 
 
 def _serialise(schema: type[BaseModel], load: Callable[[], Any]) -> str:
@@ -307,7 +302,7 @@ class RedisCache:
     def call_redis(self, fn: Callable[[redis.Redis], Any]) -> Any:
         """`fn(client)` through the breaker; any Redis error means unavailable (the cache never fails a request)."""
         try:
-            return redis_call(fn, self.app)
+            return Breakers.of(self.app).redis_call(fn)
         except redis.RedisError as exc:
             raise RedisUnavailable(f"{type(exc).__name__}: {exc}") from exc
 

@@ -4,6 +4,7 @@
   redrawn in place on a terminal, a plain line every few seconds when piped or logged, always on stderr, so
   stdout stays the command's output (a key, a token, JSON, an export) for `$(…)` and pipes.
 - `emit_json`: one JSON object on one line, for `--json`.
+- `Seeders`: the app's sample-data seeders (`seeders` in backend.extensions), which init_db.py runs.
 - `refuse_commands`: the CLI of an app built without a valid configuration still lists its commands and answers
   every `--help`; running a command prints the configuration error and exits 1.
 """
@@ -19,6 +20,8 @@ from typing import Any, TextIO, TypeVar
 
 import click
 from flask import Flask
+
+from backend.base.extension import AppExtension
 
 T = TypeVar("T")
 BAR_WIDTH = 30
@@ -121,3 +124,13 @@ def _raiser(message: str) -> Callable[..., Any]:
         raise SystemExit(message)
 
     return refuse
+
+
+class Seeders(AppExtension[list[Callable[[], None]]]):
+    """The app's seeders: each domain appends its own from its `init_app` (`seeders.of(app).append(seed)`);
+    init_db.py runs them in order inside an app context."""
+
+    name = "seeders"
+
+    def init_app(self, app: Flask) -> None:
+        self.bind(app, [])

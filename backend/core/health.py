@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,17 +24,38 @@ from apiflask import APIBlueprint
 from flask import Flask, current_app
 
 from backend.base.config_values import redis_location
-from backend.core import database, operations, shutdown
-from backend.core import redis as redis_module
+from backend.base.extension import AppExtension
+from backend.core import database, operations
 from backend.core.auth import AUTH_OFF_WARNING
 from backend.core.resilience import redis_call
-from backend.extensions import db
+from backend.core.shutdown import SERVING
+from backend.extensions import db, redis_client, shutdown
 
 logger = logging.getLogger(__name__)
 
 bp = APIBlueprint("health", __name__, tag="Health")
 
-STARTUP_KEY = "health.startup"
+
+@dataclass
+class Startup:
+    """What the startup probe knows: the schema head the code expects, whether the factory finished, and whether a
+    probe saw both (from then on it answers without calling the database)."""
+
+    heads: set[str]
+    factory_done: bool = False
+    completed: bool = False
+
+
+class StartupProbe(AppExtension[Startup]):
+    """The startup state of the app; the health routes' own (the factory binds it, `announce_startup` ends it)."""
+
+    name = "health.startup"
+
+    def init_app(self, app: Flask) -> None:
+        self.bind(app, Startup(database.head_revisions()))
+
+
+startup_probe = StartupProbe()
 
 
 def _now() -> str:
@@ -62,7 +84,7 @@ def check_migrations() -> dict[str, Any]:
     """Compare the database revision with the code's Alembic head; never raises."""
     started = time.perf_counter()
     try:
-        expected = current_app.extensions["alembic_heads"]
+        expected = startup_probe.current.heads
         current = database.current_revisions(db.engine)
     except Exception as exc:
         return _failure(exc, started)
@@ -94,8 +116,8 @@ def check_redis() -> dict[str, Any]:
 
 def readiness() -> tuple[str, dict[str, dict[str, Any]]]:
     """(UP | DEGRADED | DOWN, checks). A shutting-down worker is DOWN without calling any dependency."""
-    phase = shutdown.phase()
-    if phase != shutdown.SERVING:
+    phase = shutdown.phase
+    if phase != SERVING:
         return "DOWN", {"shutdown": {"status": "down", "phase": phase}}
     checks = {"database": check_database()}
     if checks["database"]["status"] == "up":
@@ -152,12 +174,12 @@ def ready() -> tuple[dict[str, Any], int]:
     responses={200: "started", 503: "starting"},
 )
 def startup() -> tuple[dict[str, Any], int]:
-    state: dict[str, bool] = current_app.extensions.setdefault(STARTUP_KEY, {"factory": False, "completed": False})
+    state = startup_probe.current
     checks: dict[str, Any] = {}
-    if not state["completed"]:
+    if not state.completed:
         checks["migrations"] = check_migrations()
-        state["completed"] = state["factory"] and checks["migrations"]["status"] == "up"
-    ok = state["completed"]
+        state.completed = state.factory_done and checks["migrations"]["status"] == "up"
+    ok = state.completed
     body = operations.public_view({"status": "UP" if ok else "DOWN", "checks": checks, "timestamp": _now()})
     return body, 200 if ok else 503
 
@@ -175,10 +197,8 @@ def announce_startup(app: Flask) -> None:
             dependencies["migrations"] = {**check_migrations(), "required": True}
         dependencies["redis"] = check_redis()
         db.engine.dispose()
-    client = app.extensions.get(redis_module.EXTENSION_KEY)
-    if client is not None:
-        client.connection_pool.disconnect()
-    app.extensions.setdefault(STARTUP_KEY, {"factory": False, "completed": False})["factory"] = True
+    redis_client.of(app).disconnect()
+    startup_probe.of(app).factory_done = True
     down = sorted(
         f"{name} at {check['target']}" if "target" in check else name
         for name, check in dependencies.items()

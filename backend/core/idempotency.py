@@ -32,9 +32,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from backend.base.errors import Conflict, UnprocessableEntity
 from backend.core import contract
-from backend.core import redis as redis_module
-from backend.core.resilience import REDIS, ThrottledWarning, breaker, key_prefix
-from backend.extensions import db
+from backend.core.resilience import REDIS, Breaker, ThrottledWarning, key_prefix
+from backend.extensions import breakers, db, redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -169,16 +168,16 @@ _degraded = ThrottledWarning(logger, "idempotency_degraded")
 class _Guarded:
     """The Redis store behind the Redis breaker, falling back to the database store when Redis fails."""
 
-    def __init__(self, app: Flask, primary: RedisStore) -> None:
-        self.app = app
+    def __init__(self, primary: RedisStore, breaker: Breaker) -> None:
         self.primary = primary
+        self.breaker = breaker
         self.fallback = DatabaseStore()
         self.used: Store = primary
 
     def claim(self, key: str, fingerprint: str) -> Stored | None:
         try:
             self.used = self.primary
-            return breaker(REDIS, self.app).call(self.primary.claim, key, fingerprint)
+            return self.breaker.call(self.primary.claim, key, fingerprint)
         except (pybreaker.CircuitBreakerError, redis.RedisError) as exc:
             _degraded.warn("idempotency keys stored in PostgreSQL: Redis unavailable", exc)
             self.used = self.fallback
@@ -199,11 +198,12 @@ class _Guarded:
             _degraded.warn("idempotency key not recorded", exc)
 
 
-def _store(app: Flask) -> Store:
-    client = redis_module.get_client(app)
+def _store() -> Store:
+    """The current app's store: Redis behind its breaker, or the database when REDIS_URL is unset."""
+    client = redis_client.client
     if client is None:
         return DatabaseStore()
-    return _Guarded(app, RedisStore(client, key_prefix(app.config["SETTINGS"]) + "idem:"))
+    return _Guarded(RedisStore(client, key_prefix(current_app.config["SETTINGS"]) + "idem:"), breakers[REDIS])
 
 
 def _digest(*parts: str) -> str:
@@ -270,7 +270,7 @@ def idempotent(view: F) -> F:
         principal = str(getattr(g, "api_key_id", "anonymous"))
         key = _digest(request.endpoint or "", principal, raw)
         fingerprint = _fingerprint()
-        store = _store(current_app)
+        store = _store()
         replay = _wait_for(store, key, fingerprint)
         if replay is not None:
             return replay
@@ -294,7 +294,7 @@ def idempotent(view: F) -> F:
 
 def clear(app: Flask) -> None:
     """Forget every stored key in Redis (tests that empty tables behind the application's back)."""
-    client = redis_module.get_client(app)
+    client = redis_client.of(app).client
     if client is not None:
         for name in client.scan_iter(match=key_prefix(app.config["SETTINGS"]) + "idem:*"):
             client.delete(name)

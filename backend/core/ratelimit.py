@@ -8,6 +8,8 @@ RateLimit-Remaining and RateLimit-Reset (seconds); over budget the answer is 429
 
 Redis down: flask-limiter counts in process memory (one warning) and retries Redis with exponential backoff;
 `hit()` counts in process memory while the Redis breaker is open. Limits are per process meanwhile, never a 5xx.
+
+The app's limits are the extension object `rate_limits` (backend.extensions): `rate_limits.hit(...)`.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from functools import lru_cache
 
 import pybreaker
 import redis
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, request
 from flask_limiter import Limit, Limiter, RateLimitExceeded
 from flask_limiter.util import get_remote_address
 from limits import RateLimitItem, parse_many
@@ -31,12 +33,12 @@ from prometheus_client import Counter
 
 from backend.base.config import Settings
 from backend.base.errors import error_response
+from backend.base.extension import AppExtension
 from backend.core import redis as redis_module
-from backend.core.resilience import REDIS, ThrottledWarning, breaker, key_prefix
+from backend.core.resilience import REDIS, Breaker, Breakers, ThrottledWarning, key_prefix
 
 logger = logging.getLogger(__name__)
 
-EXTENSION_KEY = "ratelimit"
 STRATEGY = "sliding-window-counter"
 READ_METHODS = ("GET", "HEAD")
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
@@ -63,8 +65,9 @@ class Decision:
 class Budgets:
     """The app's limiter, its strategy on the shared storage, and the in-memory fallback of `hit`."""
 
-    def __init__(self, limiter: Limiter, settings: Settings, prefix: str) -> None:
+    def __init__(self, limiter: Limiter, settings: Settings, prefix: str, breaker: Breaker) -> None:
         self.limiter = limiter
+        self.breaker = breaker  # the Redis one
         self.enabled = settings.rate_limit_enabled
         self.shared = bool(settings.redis_url)
         self.prefix = prefix
@@ -83,64 +86,69 @@ class Budgets:
         ]
         return Decision(False, round(max(max(resets) - time.time(), MIN_RETRY_AFTER), 3))
 
+    def hit(self, scope: str, key: str, limit: str) -> Decision:
+        """Count one event of `key` in `scope` against `limit` ("100/minute"; several separated by ';').
 
-def init_app(app: Flask) -> None:
-    """Limit every route per client (reads and writes apart) and answer 429 in the error format."""
-    from backend.observability.metrics import zero_series
-
-    zero_series(rate_limit_exceeded, HTTP_SCOPES)  # `hit` scopes are registered by their users
-    settings: Settings = app.config["SETTINGS"]
-    prefix = key_prefix(settings) + "rl"
-    limiter = Limiter(
-        get_remote_address,
-        default_limits=[
-            Limit(settings.rate_limit_read, methods=READ_METHODS),
-            Limit(settings.rate_limit_write, methods=WRITE_METHODS),
-        ],
-        strategy=STRATEGY,
-        storage_uri=settings.redis_url or "memory://",
-        storage_options=_storage_options(settings),  # type: ignore[arg-type]
-        swallow_errors=True,
-        in_memory_fallback_enabled=True,
-        key_prefix=prefix,
-        enabled=settings.rate_limit_enabled,
-    )
-    limiter.request_filter(_is_exempt)
-    limiter.init_app(app)
-    budgets = Budgets(limiter, settings, prefix)
-    app.extensions[EXTENSION_KEY] = budgets
-
-    if settings.rate_limit_enabled:  # a disabled limiter never sets a current limit: no headers to add
-
-        @app.after_request
-        def rate_limit_headers(response: Response) -> Response:
-            return _add_headers(budgets.limiter, response)
-
-    app.register_error_handler(RateLimitExceeded, _too_many_requests)
+        Same storage and strategy as the HTTP limits. Always allowed when RATE_LIMIT_ENABLED is off; counted in
+        process memory while Redis is unavailable.
+        """
+        if self.strategy is None:
+            return Decision(True)
+        items = _parse(limit)
+        if not self.shared:
+            decision = self.decide(self.strategy, items, scope, key)
+        else:
+            try:
+                decision = self.breaker.call(self.decide, self.strategy, items, scope, key)
+            except (pybreaker.CircuitBreakerError, redis.RedisError, StorageError) as exc:
+                self.degraded.warn("rate limit storage unavailable, counting in process memory", exc)
+                decision = self.decide(self.fallback, items, scope, key)
+        if not decision.allowed:
+            rate_limit_exceeded.labels(scope).inc()
+        return decision
 
 
-def hit(scope: str, key: str, limit: str, app: Flask | None = None) -> Decision:
-    """Count one event of `key` in `scope` against `limit` ("100/minute"; several separated by ';').
+class RateLimits(AppExtension[Budgets]):
+    """The app's per-client limits: every HTTP route through flask-limiter, other events with `hit`."""
 
-    Same storage and strategy as the HTTP limits. Always allowed when RATE_LIMIT_ENABLED is off; counted in
-    process memory while Redis is unavailable.
-    """
-    target = app if app is not None else current_app
-    budgets: Budgets = target.extensions[EXTENSION_KEY]
-    if budgets.strategy is None:
-        return Decision(True)
-    items = _parse(limit)
-    if not budgets.shared:
-        decision = budgets.decide(budgets.strategy, items, scope, key)
-    else:
-        try:
-            decision = breaker(REDIS, target).call(budgets.decide, budgets.strategy, items, scope, key)
-        except (pybreaker.CircuitBreakerError, redis.RedisError, StorageError) as exc:
-            budgets.degraded.warn("rate limit storage unavailable, counting in process memory", exc)
-            decision = budgets.decide(budgets.fallback, items, scope, key)
-    if not decision.allowed:
-        rate_limit_exceeded.labels(scope).inc()
-    return decision
+    name = "ratelimit"
+
+    def init_app(self, app: Flask) -> None:
+        """Limit every route per client (reads and writes apart) and answer 429 in the error format."""
+        from backend.observability.metrics import zero_series
+
+        zero_series(rate_limit_exceeded, HTTP_SCOPES)  # `hit` scopes are registered by their users
+        settings: Settings = app.config["SETTINGS"]
+        prefix = key_prefix(settings) + "rl"
+        limiter = Limiter(
+            get_remote_address,
+            default_limits=[
+                Limit(settings.rate_limit_read, methods=READ_METHODS),
+                Limit(settings.rate_limit_write, methods=WRITE_METHODS),
+            ],
+            strategy=STRATEGY,
+            storage_uri=settings.redis_url or "memory://",
+            storage_options=_storage_options(settings),  # type: ignore[arg-type]
+            swallow_errors=True,
+            in_memory_fallback_enabled=True,
+            key_prefix=prefix,
+            enabled=settings.rate_limit_enabled,
+        )
+        limiter.request_filter(_is_exempt)
+        limiter.init_app(app)
+        budgets = self.bind(app, Budgets(limiter, settings, prefix, Breakers.of(app)[REDIS]))
+
+        if settings.rate_limit_enabled:  # a disabled limiter never sets a current limit: no headers to add
+
+            @app.after_request
+            def rate_limit_headers(response: Response) -> Response:
+                return _add_headers(budgets.limiter, response)
+
+        app.register_error_handler(RateLimitExceeded, _too_many_requests)
+
+    def hit(self, scope: str, key: str, limit: str) -> Decision:
+        """`Budgets.hit` on the current app's budgets."""
+        return self.current.hit(scope, key, limit)
 
 
 @lru_cache(maxsize=64)

@@ -1,4 +1,4 @@
-"""The process-wide Redis client, created lazily from the settings (after gunicorn forks)."""
+"""The process-wide Redis client, created lazily from the settings (after gunicorn forks): `redis_client`."""
 
 from __future__ import annotations
 
@@ -11,9 +11,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from backend.base.config import Settings
-
-_lock = threading.Lock()
-EXTENSION_KEY = "redis_client"
+from backend.base.extension import AppExtension
 
 
 def fail_fast_options(settings: Settings) -> dict[str, Any]:
@@ -28,22 +26,39 @@ def fail_fast_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def init_app(app: Flask) -> None:
-    """Reserve the slot; the client itself is created on first use so no socket crosses a fork."""
-    app.extensions.setdefault(EXTENSION_KEY, None)
+class LazyClient:
+    """One app's Redis client, created on first use so no socket crosses a fork; None when REDIS_URL is unset."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._client: redis.Redis | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> redis.Redis | None:
+        if self._client is not None or not self.settings.redis_url:
+            return self._client
+        with self._lock:
+            if self._client is None:
+                options = fail_fast_options(self.settings)
+                self._client = redis.Redis.from_url(self.settings.redis_url, health_check_interval=30, **options)
+        return self._client
+
+    def disconnect(self) -> None:
+        """Close the client's connections (they reopen on next use), e.g. before the process forks."""
+        if self._client is not None:
+            self._client.connection_pool.disconnect()
 
 
-def get_client(app: Flask) -> redis.Redis | None:
-    """The app's Redis client, or None when REDIS_URL is unset."""
-    client: redis.Redis | None = app.extensions.get(EXTENSION_KEY)
-    if client is not None:
-        return client
-    settings = app.config["SETTINGS"]
-    if not settings.redis_url:
-        return None
-    with _lock:
-        client = app.extensions.get(EXTENSION_KEY)
-        if client is None:
-            client = redis.Redis.from_url(settings.redis_url, health_check_interval=30, **fail_fast_options(settings))
-            app.extensions[EXTENSION_KEY] = client
-    return client
+class RedisClient(AppExtension[LazyClient]):
+    """The app's Redis client: `redis_client.client` (None when REDIS_URL is unset)."""
+
+    name = "redis_client"
+
+    def init_app(self, app: Flask) -> None:
+        self.bind(app, LazyClient(app.config["SETTINGS"]))
+
+    @property
+    def client(self) -> redis.Redis | None:
+        """The current app's client, or None when REDIS_URL is unset."""
+        return self.current.client

@@ -10,6 +10,9 @@ turned into the same 503 (`handle_error`), statement errors are left alone.
 
 Redis: `redis_call(fn)` runs `fn(client)` through the Redis breaker and raises `RedisUnavailable` when Redis is
 not configured, failing or its breaker is open; callers (cache, rate limits) fail open on it.
+
+The app's breakers are the extension object `breakers` (backend.extensions): `breakers[REDIS]`, and
+`breakers.of(app).redis_call(fn)` outside an app context.
 """
 
 from __future__ import annotations
@@ -35,14 +38,15 @@ from sqlalchemy.engine import Dialect, Engine, ExceptionContext
 
 from backend.base.config import ConfigError, Settings
 from backend.base.errors import ServiceUnavailable
-from backend.core import redis as redis_module
+from backend.base.extension import AppExtension
+from backend.base.orm import db
+from backend.core.redis import LazyClient, RedisClient
 from backend.observability.internals import report_fallback
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-EXTENSION_KEY = "breakers"
 POSTGRESQL = "postgresql"
 REDIS = "redis"
 STATE_VALUES = {pybreaker.STATE_CLOSED: 0, pybreaker.STATE_OPEN: 1, pybreaker.STATE_HALF_OPEN: 2}
@@ -231,20 +235,6 @@ def _is_redis_failure(exc: Any) -> bool:
     return isinstance(exc, redis.ConnectionError | redis.TimeoutError)
 
 
-def init_app(app: Flask, engine: Engine) -> None:
-    """Create the process's breakers and put the PostgreSQL one in front of every new connection of `engine`."""
-    settings: Settings = app.config["SETTINGS"]
-    if settings.redis_required and not settings.redis_url:
-        raise ConfigError("Missing REDIS_URL: REDIS_REQUIRED=true needs a redis:// URL")
-    lock_free = "breaker" in settings.fast_paths
-    made = {
-        name: Breaker(name, settings.breaker_fail_max, settings.breaker_reset_timeout, is_failure, lock_free)
-        for name, is_failure in ((POSTGRESQL, _is_connection_failure), (REDIS, _is_redis_failure))
-    }
-    app.extensions[EXTENSION_KEY] = made
-    guard_engine(engine, made[POSTGRESQL])
-
-
 def guard_engine(engine: Engine, breaker: Breaker) -> None:
     """Connect through `breaker`; connection-level failures become `DependencyUnavailable` (503)."""
 
@@ -266,26 +256,59 @@ def guard_engine(engine: Engine, breaker: Breaker) -> None:
     event.listen(engine, "handle_error", unavailable)
 
 
-def breaker(name: str, app: Flask | None = None) -> Breaker:
-    """The process's breaker `name` (POSTGRESQL, REDIS) for the app (default: current app)."""
-    target = app if app is not None else current_app
-    found: Breaker = target.extensions[EXTENSION_KEY][name]
-    return found
+class BreakerSet:
+    """One app's breakers by name (POSTGRESQL, REDIS), and its Redis calls through the Redis one."""
+
+    def __init__(self, made: dict[str, Breaker], redis_client: LazyClient) -> None:
+        self._made = made
+        self._redis_client = redis_client
+
+    def __getitem__(self, name: str) -> Breaker:
+        return self._made[name]
+
+    def redis_call(self, fn: Callable[[redis.Redis], T]) -> T:
+        """`fn(client)` through the Redis breaker. RedisUnavailable when unset, open, or on a connection failure;
+        other Redis errors (a bad command) propagate unchanged."""
+        client = self._redis_client.client  # fails fast (see `fail_fast_options`)
+        if client is None:
+            raise RedisUnavailable("REDIS_URL is not set")
+        try:
+            return self._made[REDIS].call(fn, client)
+        except pybreaker.CircuitBreakerError as exc:
+            raise RedisUnavailable(str(exc)) from None
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise RedisUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
 
-def redis_call(fn: Callable[[redis.Redis], T], app: Flask | None = None) -> T:
-    """`fn(client)` through the Redis breaker. RedisUnavailable when unset, open, or on a connection failure;
-    other Redis errors (a bad command) propagate unchanged."""
-    target = app if app is not None else current_app._get_current_object()  # type: ignore[attr-defined]
-    client = redis_module.get_client(target)  # fails fast (see `fail_fast_options`)
-    if client is None:
-        raise RedisUnavailable("REDIS_URL is not set")
-    try:
-        return breaker(REDIS, target).call(fn, client)
-    except pybreaker.CircuitBreakerError as exc:
-        raise RedisUnavailable(str(exc)) from None
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
-        raise RedisUnavailable(f"{type(exc).__name__}: {exc}") from exc
+class Breakers(AppExtension[BreakerSet]):
+    """The app's breakers: `breakers[REDIS]`; `breakers.of(app)` outside an app context."""
+
+    name = "breakers"
+
+    def init_app(self, app: Flask) -> None:
+        """Create the breakers (the Redis client bound first) and put the PostgreSQL one in front of every new DB
+        connection."""
+        settings: Settings = app.config["SETTINGS"]
+        if settings.redis_required and not settings.redis_url:
+            raise ConfigError("Missing REDIS_URL: REDIS_REQUIRED=true needs a redis:// URL")
+        lock_free = "breaker" in settings.fast_paths
+        made = {
+            name: Breaker(name, settings.breaker_fail_max, settings.breaker_reset_timeout, is_failure, lock_free)
+            for name, is_failure in ((POSTGRESQL, _is_connection_failure), (REDIS, _is_redis_failure))
+        }
+        self.bind(app, BreakerSet(made, RedisClient.of(app)))
+        with app.app_context():
+            engine = db.engine
+        guard_engine(engine, made[POSTGRESQL])
+
+    def __getitem__(self, name: str) -> Breaker:
+        """The current app's breaker `name`."""
+        return self.current[name]
+
+
+def redis_call(fn: Callable[[redis.Redis], T]) -> T:
+    """`fn(client)` through the current app's Redis breaker (`BreakerSet.redis_call`)."""
+    return Breakers.of(current_app).redis_call(fn)
 
 
 class ThrottledWarning:

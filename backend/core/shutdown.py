@@ -4,7 +4,8 @@
   1. at once: phase `draining`, `/health/ready` answers 503, requests are still served while the load balancer
      takes the instance out (SHUTDOWN_DRAIN_DELAY);
   2. after the drain delay: phase `refusing`, new HTTP requests get 503 JSON with `Connection: close` (probes
-     excepted) and WebSockets registered with `track_websocket` are closed with 1001 so clients reconnect elsewhere;
+     excepted) and WebSockets registered with `shutdown.track_websocket` are closed with 1001 so clients reconnect
+     elsewhere;
   3. once no HTTP request is in flight (at most SHUTDOWN_TIMEOUT - HANDOVER_MARGIN s after it began), `hand_over`
      runs: the server's own graceful exit.
 Without a drain (a replaced worker whose listening socket stays open elsewhere) only the WebSockets are closed
@@ -12,7 +13,8 @@ before `hand_over`.
 
 This module knows no server. Under gunicorn, the `post_worker_init` hook of gunicorn.conf.py calls
 `backend.observability.gunicorn.chain_shutdown`, which makes the worker's SIGTERM start `begin` and decides whether
-to drain; elsewhere (tests, `flask run`) call `begin(app, hand_over)`.
+to drain; elsewhere (tests, `flask run`) call `shutdown.of(app).begin(hand_over)`. `shutdown` is the extension
+object of backend.extensions.
 """
 
 from __future__ import annotations
@@ -24,14 +26,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, request
 from werkzeug.wsgi import ClosingIterator
 
 from backend.base.errors import error_response
+from backend.base.extension import AppExtension
 
 logger = logging.getLogger(__name__)
 
-EXTENSION_KEY = "shutdown"
 SERVING, DRAINING, REFUSING = "serving", "draining", "refusing"
 HANDOVER_MARGIN = 3.0  # left to gunicorn after our wait: its 2 s keep-alive linger, then exit before the SIGKILL
 GOING_AWAY = 1001
@@ -85,8 +87,11 @@ class Coordinator:
         with self._changed:
             self._websockets.discard(ws)
 
-    def begin(self, hand_over: Callable[[], None], needs_drain: Callable[[], bool] = lambda: True) -> bool:
-        """Start the sequence in a thread (once); `hand_over` runs at the end (the server's own graceful exit)."""
+    def begin(
+        self, hand_over: Callable[[], None] = lambda: None, needs_drain: Callable[[], bool] = lambda: True
+    ) -> bool:
+        """Start the sequence in a thread (once); `hand_over` runs at the end (the server's own graceful exit).
+        Under gunicorn SIGTERM calls it; elsewhere (tests, other servers) call it as if SIGTERM had come."""
         with self._changed:
             if self.phase != SERVING:
                 return False
@@ -164,49 +169,40 @@ class InFlightMiddleware:
         return ClosingIterator(body, [self.coordinator.leave])
 
 
-def init_app(app: Flask) -> None:
-    """Track in-flight requests and refuse new ones while shutting down."""
-    settings = app.config["SETTINGS"]
-    coordinator = Coordinator(settings.shutdown_timeout, settings.shutdown_drain_delay)
-    app.extensions[EXTENSION_KEY] = coordinator
-    app.wsgi_app = InFlightMiddleware(app.wsgi_app, coordinator)  # type: ignore[method-assign]
+class ShutdownCoordinator(AppExtension[Coordinator]):
+    """The app's graceful shutdown: `shutdown.phase`, `shutdown.track_websocket(ws)`; `shutdown.of(app)` outside."""
 
-    @app.before_request
-    def refuse_while_stopping() -> Response | None:
-        if not coordinator.refusing or request.path.startswith(PROBE_PREFIX):
-            return None
-        return error_response(
-            503,
-            "service_unavailable",
-            "Server is shutting down, retry on another instance",
-            None,
-            {"Retry-After": "1", "Connection": "close"},
-        )
+    name = "shutdown"
 
+    def init_app(self, app: Flask) -> None:
+        """Track in-flight requests and refuse new ones while shutting down."""
+        settings = app.config["SETTINGS"]
+        coordinator = self.bind(app, Coordinator(settings.shutdown_timeout, settings.shutdown_drain_delay))
+        app.wsgi_app = InFlightMiddleware(app.wsgi_app, coordinator)  # type: ignore[method-assign]
 
-def coordinator_of(app: Flask | None = None) -> Coordinator:
-    """The app's coordinator (default: current app)."""
-    target = app if app is not None else current_app
-    found: Coordinator = target.extensions[EXTENSION_KEY]
-    return found
+        @app.before_request
+        def refuse_while_stopping() -> Response | None:
+            if not coordinator.refusing or request.path.startswith(PROBE_PREFIX):
+                return None
+            return error_response(
+                503,
+                "service_unavailable",
+                "Server is shutting down, retry on another instance",
+                None,
+                {"Retry-After": "1", "Connection": "close"},
+            )
 
+    @property
+    def phase(self) -> str:
+        """`serving`, `draining` (readiness 503) or `refusing` (new requests 503)."""
+        return self.current.phase
 
-def phase(app: Flask | None = None) -> str:
-    """`serving`, `draining` (readiness 503) or `refusing` (new requests 503)."""
-    return coordinator_of(app).phase
-
-
-def begin(app: Flask, hand_over: Callable[[], None] = lambda: None, drain: bool = True) -> bool:
-    """Run the shutdown sequence as if SIGTERM had been received (servers other than gunicorn, tests)."""
-    return coordinator_of(app).begin(hand_over, lambda: drain)
-
-
-@contextmanager
-def track_websocket(ws: WebSocketLike, app: Flask | None = None) -> Iterator[WebSocketLike]:
-    """Keep `ws` open until shutdown closes it with 1001 (at once if shutdown already refuses connections)."""
-    coordinator = coordinator_of(app)
-    coordinator.add_websocket(ws)
-    try:
-        yield ws
-    finally:
-        coordinator.discard_websocket(ws)
+    @contextmanager
+    def track_websocket(self, ws: WebSocketLike) -> Iterator[WebSocketLike]:
+        """Keep `ws` open until shutdown closes it with 1001 (at once if shutdown already refuses connections)."""
+        coordinator = self.current
+        coordinator.add_websocket(ws)
+        try:
+            yield ws
+        finally:
+            coordinator.discard_websocket(ws)

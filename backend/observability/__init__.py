@@ -9,7 +9,7 @@ from __future__ import annotations
 from apiflask import APIFlask
 
 from backend.base.config import Settings
-from backend.extensions import db
+from backend.base.orm import db
 from backend.observability import http, metrics, tracing
 from backend.observability.logging import configure_logging
 from backend.observability.metrics import register_scrape_collector
@@ -21,6 +21,6 @@ def init_app(app: APIFlask, settings: Settings) -> None:
     """Metrics, then tracing of the app, its engine and Redis, then the per-request hooks (header, access log)."""
     with app.app_context():
         engine = db.engine
-    metrics.init_app(app, settings.db_max_overflow, engine)
-    tracing.init_app(app, settings, engine)
-    http.install(app)
+    metrics.exporter.init_app(app, settings.db_max_overflow, engine)
+    span_opener = tracing.init_app(app, settings, engine)
+    http.install(app, span_opener)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from flask import Flask, Response, g, request
 from opentelemetry import trace
 
-from backend.observability import metrics, server_spans
+from backend.observability import metrics
 from backend.observability.ids import FALLBACK_ATTRIBUTE, current_ids, fallback_trace_id, is_sampled
 from backend.observability.redaction import redact_query
 
@@ -99,13 +100,13 @@ def after_request(response: Response) -> Response:
     return response
 
 
-def install(app: Flask) -> None:
-    """Put the hooks first in line: before_request hooks run in list order, after_request hooks in reverse."""
+def install(app: Flask, span_opener: Callable[[], None] | None = None) -> None:
+    """Put the hooks first in line: before_request hooks run in list order, after_request hooks in reverse.
+    `span_opener` (the tracing hook that opens the request's span) goes before them."""
     app.before_request(before_request)
     app.after_request(after_request)
     befores = app.before_request_funcs[None]
-    otel_hook = app.extensions.get(server_spans.EXTENSION_KEY)  # it must open the span first
-    first = [hook for hook in (otel_hook, before_request) if hook is not None and hook in befores]
+    first = [hook for hook in (span_opener, before_request) if hook is not None and hook in befores]
     befores[:] = first + [hook for hook in befores if hook not in first]
     afters = app.after_request_funcs[None]
     afters[:] = [after_request] + [hook for hook in afters if hook is not after_request]

@@ -19,10 +19,11 @@ import logging
 import os
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from apiflask import APIFlask
-from flask import Flask, current_app
+from flask import Flask
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
@@ -35,6 +36,7 @@ from prometheus_flask_exporter import PrometheusMetrics
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from backend.base.extension import AppExtension
 from backend.observability import sql
 from backend.observability.process import ProcessGroupCollector
 
@@ -43,8 +45,6 @@ logger = logging.getLogger(__name__)
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 METRICS_PATH = "/metrics"
 UNMATCHED_PATH = "<unmatched>"
-COLLECTORS_KEY = "observability.scrape_collectors"
-ENABLED_KEY = "observability.metrics_enabled"
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
 
 # 5 ms .. 10 s, with 0.3 s for the latency SLO and 7.5 s so /slow (5 s by default) lands in a finite bucket.
@@ -160,7 +160,7 @@ def observe_request(
 
     A WebSocket session is counted but not timed: its duration is the session's, not a response time.
     """
-    if not current_app.extensions.get(ENABLED_KEY, True):
+    if not exporter.current.enabled:
         return
     if websocket:
         http_requests.labels(method_label(method), path, str(status)).inc()
@@ -304,7 +304,7 @@ def register_scrape_collector(app: Flask, collector: Collector) -> None:
     active). Use it for values read from the database; per-worker counters belong in module-level
     prometheus_client metrics instead (gauges need a `multiprocess_mode`).
     """
-    app.extensions.setdefault(COLLECTORS_KEY, []).append(collector)
+    exporter.of(app).collectors.append(collector)
 
 
 def scrape_registry(collectors: Iterable[Collector]) -> CollectorRegistry:
@@ -330,7 +330,7 @@ class _AppMetrics(PrometheusMetrics):
         self._app = app
 
     def generate_metrics(self, accept_header: str | None = None, names: list[str] | None = None) -> tuple[str, str]:
-        registry: Any = scrape_registry(self._app.extensions.get(COLLECTORS_KEY, []))
+        registry: Any = scrape_registry(exporter.of(self._app).collectors)
         if names:
             registry = registry.restricted_registry(names)
         encoder, content_type = choose_encoder(accept_header or "")
@@ -339,18 +339,32 @@ class _AppMetrics(PrometheusMetrics):
             return encoder(registry).decode("utf-8"), content_type
 
 
-def init_app(app: APIFlask, max_overflow: int, engine: Engine) -> None:
-    """Serve /metrics and instrument the app's engine (neither when METRICS_ENABLED is false)."""
-    app.extensions.setdefault(COLLECTORS_KEY, [])
-    settings = app.config["SETTINGS"]
-    enabled = bool(settings.metrics_enabled)
-    app.extensions[ENABLED_KEY] = enabled
-    if not enabled:
-        return
-    if "metrics_view" in settings.fast_paths:
-        _AppMetrics(app).register_endpoint(METRICS_PATH, app)
-    else:  # the library's view: this process's registry, or all workers' files; no domain collectors, no app_info
-        exporter = PrometheusMetrics(app=None, path=None, export_defaults=False, metrics_decorator=app.doc(hide=True))
-        exporter.register_endpoint(METRICS_PATH, app)
-    register_scrape_collector(app, AppInfo(settings.service_name, str(app.version), settings.app_env))
-    instrument_engine(engine, max_overflow)
+@dataclass
+class Exported:
+    """One app's metrics switch (METRICS_ENABLED) and the collectors its /metrics adds."""
+
+    enabled: bool
+    collectors: list[Collector] = field(default_factory=list)
+
+
+class Exporter(AppExtension[Exported]):
+    """What the app's /metrics serves: `exporter.current.enabled`, `register_scrape_collector(app, collector)`."""
+
+    name = "observability.metrics"
+
+    def init_app(self, app: APIFlask, max_overflow: int, engine: Engine) -> None:
+        """Serve /metrics and instrument the app's engine (neither when METRICS_ENABLED is false)."""
+        settings = app.config["SETTINGS"]
+        enabled = self.bind(app, Exported(bool(settings.metrics_enabled))).enabled
+        if not enabled:
+            return
+        if "metrics_view" in settings.fast_paths:
+            _AppMetrics(app).register_endpoint(METRICS_PATH, app)
+        else:  # the library's view: this process's registry, or all workers' files; no domain collectors, app_info
+            view = PrometheusMetrics(app=None, path=None, export_defaults=False, metrics_decorator=app.doc(hide=True))
+            view.register_endpoint(METRICS_PATH, app)
+        register_scrape_collector(app, AppInfo(settings.service_name, str(app.version), settings.app_env))
+        instrument_engine(engine, max_overflow)
+
+
+exporter = Exporter()  # the package's own: other modules register collectors with `register_scrape_collector`

@@ -54,7 +54,6 @@ _SPAN = "backend.server_span.span"
 _ACTIVATION = "backend.server_span.activation"
 _TOKEN = "backend.server_span.token"
 _REQUEST_CONTEXT = "backend.server_span.request_context"
-EXTENSION_KEY = "observability.server_span_hook"
 
 
 def _path(environ: dict[str, Any]) -> str:
@@ -125,29 +124,30 @@ def _mask_current_span() -> None:
         span.set_attributes({key: value for key, value in masked.items() if attributes.get(key) != value})
 
 
-def instrument_app_stock(app: Flask, excluded_paths: Iterable[str]) -> Callable[[], None]:
-    """The library path: FlaskInstrumentor, its span-opening hook wrapped to mask the query string."""
+def instrument_app_stock(app: Flask, excluded_paths: Iterable[str]) -> Callable[[], None] | None:
+    """The library path: FlaskInstrumentor, its span-opening hook wrapped to mask the query string (None when its
+    hook is not found: a masking hook then runs after FlaskInstrumentor's, wherever that is)."""
     excluded = ",".join(rf"^https?://[^/]+{re.escape(path)}(\?.*)?$" for path in excluded_paths)
     FlaskInstrumentor.instrument_app(app, excluded_urls=excluded, enable_commenter=False)
     befores = app.before_request_funcs.setdefault(None, [])
     opener: Callable[[], None] | None = getattr(app, "_before_request", None)  # the hook that opens the span
     if opener is None or opener not in befores:  # another layout: FlaskInstrumentor's order, masked by a later hook
         app.before_request(_mask_current_span)
-        return _mask_current_span
+        return None
 
     def open_masked_span() -> None:
         opener()
         _mask_current_span()
 
     befores[befores.index(opener)] = open_masked_span
-    app.extensions[EXTENSION_KEY] = open_masked_span
     return open_masked_span
 
 
-def instrument_app(app: Flask, excluded_paths: Iterable[str], fast: bool = True) -> Callable[[], None]:
+def instrument_app(app: Flask, excluded_paths: Iterable[str], fast: bool = True) -> Callable[[], None] | None:
     """Trace every request of `app` except those to `excluded_paths`; return the before_request hook opening the
-    span (it must run first: `backend.observability.http.install` puts it there). `fast=False` (FAST_PATHS without
-    server_spans), or a failed probe: FlaskInstrumentor does it."""
+    span (it must run first: `backend.observability.http.install` puts it there; None: see
+    `instrument_app_stock`). `fast=False` (FAST_PATHS without server_spans), or a failed probe: FlaskInstrumentor
+    does it."""
     if not (fast and fast_path_available()):
         return instrument_app_stock(app, excluded_paths)
     excluded = frozenset(excluded_paths)
@@ -223,5 +223,4 @@ def instrument_app(app: Flask, excluded_paths: Iterable[str], fast: bool = True)
     setattr(app, "_is_instrumented_by_opentelemetry", True)  # noqa: B010 (FlaskInstrumentor then leaves it alone)
     app.before_request(open_server_span)
     app.teardown_request(close_server_span)
-    app.extensions[EXTENSION_KEY] = open_server_span
     return open_server_span

@@ -286,18 +286,20 @@ def _set_propagators() -> None:
     )
 
 
-def init_app(app: APIFlask, settings: Settings, engine: Engine) -> None:
-    """Trace the app's requests, the engine's statements and Redis commands (nothing when OTEL_SDK_DISABLED)."""
+def init_app(app: APIFlask, settings: Settings, engine: Engine) -> Callable[[], None] | None:
+    """Trace the app's requests, the engine's statements and Redis commands (nothing when OTEL_SDK_DISABLED); the
+    before_request hook that opens the request's span, if any, is returned (`server_spans.instrument_app`)."""
     if settings.otel_sdk_disabled:
-        return
+        return None
     if not _deferred:
         configure_provider(settings, getattr(app, "version", "") or "")
     # Stable HTTP attribute names (http.request.method, url.path, client.address, ...); read once per process.
     os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
     _set_propagators()
-    server_spans.instrument_app(app, NOT_TRACED_PATHS, fast="server_spans" in settings.fast_paths)
+    span_opener = server_spans.instrument_app(app, NOT_TRACED_PATHS, fast="server_spans" in settings.fast_paths)
     _record_handled_exceptions(app)
     sql_spans.instrument_engine(engine)
     instrumentor = RedisInstrumentor()
     if not instrumentor.is_instrumented_by_opentelemetry:
         instrumentor.instrument()
+    return span_opener

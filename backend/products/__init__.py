@@ -7,7 +7,7 @@ import logging
 from apiflask import APIFlask
 
 from backend.core import auth
-from backend.extensions import cache
+from backend.extensions import cache, seeders
 
 logger = logging.getLogger(__name__)
 
@@ -25,4 +25,4 @@ def init_app(app: APIFlask) -> None:
         logger.info("products seeded", extra={"event": "seed", "added": added})
 
     app.register_blueprint(routes.bp)
-    app.extensions.setdefault("seeders", []).append(seed)
+    seeders.of(app).append(seed)

@@ -14,6 +14,7 @@ from typing import Any
 from apiflask import APIFlask
 
 from backend.core import auth
+from backend.extensions import seeders
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ def init_app(app: APIFlask) -> None:
     from backend.sqal.live import routes as live
     from backend.sqal.reads import cli as reads_cli
     from backend.sqal.reads.routes import dashboard_snapshot, register_reads
-    from backend.sqal.websocket import SOCKETS_KEY, SocketBudget
+    from backend.sqal.websocket import sockets
 
     del models  # imported for its tables (metadata, migrations, truncation in tests)
     settings = app.config["SETTINGS"]
@@ -60,8 +61,8 @@ def init_app(app: APIFlask) -> None:
         thread_class=_ReaderThread,
     )
     caps = {live.SOCKET_KIND: settings.ws_dashboard_max_sockets}  # devices: the rest of the budget
-    app.extensions[SOCKETS_KEY] = SocketBudget(settings.threads, caps)
-    app.extensions[ingest.EXTENSION_KEY] = ingest.SqalRuntime(app)
+    sockets.init_app(app, caps)
+    ingest.ingest_runtime.init_app(app)
     app.register_blueprint(ingest.bp)
     app.register_blueprint(devices.bp)  # device administration over HTTP (devices:admin)
     for command in (lifecycle_cli.lifecycle_cli, lifecycle_cli.retention_cli, reads_cli.export):
@@ -83,4 +84,4 @@ def init_app(app: APIFlask) -> None:
         if report.actions:
             logger.info("data lifecycle: " + "; ".join(report.actions), extra={"event": "lifecycle"})
 
-    app.extensions.setdefault("seeders", []).extend([seed, apply_policies])
+    seeders.of(app).extend([seed, apply_policies])

@@ -10,15 +10,16 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+from flask import Flask
 from simple_websocket import Server
 
+from backend.base.extension import AppExtension
 from backend.sqal import metrics
 from backend.sqal.protocol import DashboardEvent, ErrorCode, ServerFrame
 
 # gthread: a socket holds a worker thread for its whole life; these threads stay for HTTP (probes, /metrics, the API).
 RESERVED_HTTP_THREADS = 4
 CLOSE_TRY_AGAIN_LATER = 1013
-SOCKETS_KEY = "sqal_sockets"
 
 
 class SocketBudget:
@@ -44,6 +45,18 @@ class SocketBudget:
             if admitted:
                 with self._lock:
                     self._held[kind] -= 1
+
+
+class Sockets(AppExtension[SocketBudget]):
+    """The app's socket slots in this process, shared by device and dashboard sockets: `sockets.current.slot(kind)`."""
+
+    name = "sqal.sockets"
+
+    def init_app(self, app: Flask, caps: Mapping[str, int]) -> None:
+        self.bind(app, SocketBudget(app.config["SETTINGS"].threads, caps))
+
+
+sockets = Sockets()
 
 
 def encode(frame: dict[str, Any]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import time_machine
@@ -14,7 +15,7 @@ from sqlalchemy.engine import Engine
 
 from backend.bugs import metrics
 from backend.observability.collectors import StoreCollector
-from backend.observability.metrics import COLLECTORS_KEY, scrape_registry
+from backend.observability.metrics import exporter, scrape_registry
 from scripts.devservices import free_port
 from tests.bugs.conftest import NOW
 from tests.bugs.helpers import create
@@ -23,7 +24,7 @@ from tests.bugs.helpers import create
 @pytest.fixture(autouse=True)
 def fresh_app_collectors(app: APIFlask) -> None:
     """The session's app keeps its collectors (and their cache) from test to test."""
-    for collector in app.extensions.get(COLLECTORS_KEY, []):
+    for collector in exporter.of(app).collectors:
         if isinstance(collector, StoreCollector):
             collector.clear()
 
@@ -80,15 +81,16 @@ def test_the_collector_exposes_the_reference_promql_series(app: APIFlask, client
 
 def test_the_app_serves_the_gauges_on_its_scrape_registry(app: APIFlask, client: FlaskClient) -> None:
     create(client, severity="critical")
-    registry = scrape_registry(app.extensions[COLLECTORS_KEY])
+    registry = scrape_registry(exporter.of(app).collectors)
     assert registry.get_sample_value("bug_metrics", {"severity": "critical", "status": "open"}) == 1
 
 
-def test_collector_works_inside_the_app_context_without_an_app(app: APIFlask, client: FlaskClient) -> None:
+def test_collector_reads_its_app_from_a_thread_without_an_app_context(app: APIFlask, client: FlaskClient) -> None:
     create(client, severity="high")
-    collector = metrics.BugMetricsCollector(metrics.app_engine())
-    with app.app_context():
-        assert bug_count(samples(collector), "high", "open") == 1
+    collector = metrics.BugMetricsCollector(metrics.app_engine(app))
+    with ThreadPoolExecutor(1) as scraper:  # a registry scraped by a thread of its own
+        values = scraper.submit(samples, collector).result()
+    assert bug_count(values, "high", "open") == 1
 
 
 def test_snapshot_is_cached_for_ttl_seconds(app: APIFlask, client: FlaskClient) -> None:

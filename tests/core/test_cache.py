@@ -147,7 +147,7 @@ def test_concurrent_misses_load_once_while_redis_is_down(
 
 def test_size_expirations_and_evictions_are_measured(make_app: Callable[..., APIFlask]) -> None:
     app = make_app()
-    collector = CacheCollector(cache.store(app))
+    collector = CacheCollector(cache.of(app))
 
     def series() -> dict[str, float]:
         values = {}
@@ -219,7 +219,7 @@ def test_redis_killed_reads_fail_open_and_recover(
 
 def test_each_domain_registers_its_namespace_with_its_ttl(make_app: Callable[..., APIFlask]) -> None:
     app = make_app(cache_ttl_products=11, cache_ttl_bugs=12, cache_ttl_dashboard=3)
-    registered = cache.store(app)
+    registered = cache.of(app)
     assert registered.ttls == {"products": 11, "bugs": 12, "dashboard": 3}
     with app.app_context(), pytest.raises(ValueError, match="no TTL"):
         cache.cached_model("unregistered", "k", Text, lambda: {"text": "t"})
@@ -239,7 +239,7 @@ def test_a_hit_and_a_miss_are_the_schema_s_serialisation(make_app: Callable[...,
         loads.append(1)
         return {"at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), "scoreValue": 7, "internal": "not for the wire"}
 
-    store = cache.store(app)
+    store = cache.of(app)
     with app.app_context():
         models = [cache.cached_model("dashboard", "stamped", Stamped, loader, ttl=30) for _ in range(2)]
     pattern = store.entry_key("dashboard", "*", "stamped")

@@ -12,7 +12,7 @@ from apiflask import APIFlask
 
 from backend import create_app
 from backend.base.config import ConfigError, Settings
-from backend.core import shutdown
+from backend.extensions import shutdown
 from scripts.devservices import free_port
 
 
@@ -91,8 +91,8 @@ def test_shutdown_sequence_drains_then_refuses(make_app: Callable[..., APIFlask]
     handed_over: list[float] = []
     # buffered: the test client closes each response at once, as a server does (in-flight accounting).
     with app.test_client() as client:
-        assert shutdown.begin(app, lambda: handed_over.append(time.monotonic()))
-        assert not shutdown.begin(app)  # once
+        assert shutdown.of(app).begin(lambda: handed_over.append(time.monotonic()))
+        assert not shutdown.of(app).begin()  # once
         ready = client.get("/health/ready", buffered=True)
         assert ready.status_code == 503
         assert ready.get_json()["checks"] == {"shutdown": {"status": "down", "phase": "draining"}}
@@ -103,7 +103,7 @@ def test_shutdown_sequence_drains_then_refuses(make_app: Callable[..., APIFlask]
         assert refused.get_json()["error"]["code"] == "service_unavailable"
         assert refused.headers["Connection"] == "close"
         assert client.get("/health/live", buffered=True).status_code == 200
-        coordinator = shutdown.coordinator_of(app)
+        coordinator = shutdown.of(app)
         assert coordinator.thread is not None
         coordinator.thread.join(5)
     assert len(handed_over) == 1

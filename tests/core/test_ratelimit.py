@@ -11,8 +11,7 @@ from apiflask import APIFlask
 from prometheus_client import REGISTRY
 from redis.backoff import NoBackoff
 
-from backend.core import ratelimit
-from backend.core import redis as redis_module
+from backend.extensions import rate_limits, redis_client
 from scripts.devservices import EmbeddedRedis
 
 
@@ -81,13 +80,13 @@ def test_hit_counts_events_in_the_shared_storage(
 ) -> None:
     app, other = make_app(), make_app()
     refusals = exceeded("ws-device")
-    decisions = [ratelimit.hit("ws-device", "dev-1", "3/minute", app) for _ in range(2)]
-    decisions.append(ratelimit.hit("ws-device", "dev-1", "3/minute", other))  # another worker, same budget
-    refused = ratelimit.hit("ws-device", "dev-1", "3/minute", app)
+    decisions = [rate_limits.of(app).hit("ws-device", "dev-1", "3/minute") for _ in range(2)]
+    decisions.append(rate_limits.of(other).hit("ws-device", "dev-1", "3/minute"))  # another worker, same budget
+    refused = rate_limits.of(app).hit("ws-device", "dev-1", "3/minute")
     assert [d.allowed for d in decisions] == [True, True, True]
     assert not refused.allowed
     assert 0 < refused.retry_after <= 60
-    assert ratelimit.hit("ws-device", "dev-2", "3/minute", app).allowed  # per key
+    assert rate_limits.of(app).hit("ws-device", "dev-2", "3/minute").allowed  # per key
     assert exceeded("ws-device") - refusals == 1
     client = redis.Redis.from_url(running_redis.url())
     try:
@@ -98,7 +97,7 @@ def test_hit_counts_events_in_the_shared_storage(
     running_redis.kill()
     started = time.perf_counter()
     # Redis gone: counted in this process's memory, never an exception.
-    local = [ratelimit.hit("ws-device", "dev-3", "3/minute", app) for _ in range(4)]
+    local = [rate_limits.of(app).hit("ws-device", "dev-3", "3/minute") for _ in range(4)]
     assert [d.allowed for d in local] == [True, True, True, False]
     assert time.perf_counter() - started < 5
     running_redis.start()
@@ -108,14 +107,14 @@ def test_disabled_limits_allow_everything(make_app: Callable[..., APIFlask]) -> 
     app = make_app(rate_limit_enabled=False, rate_limit_read="1/minute")
     with app.test_client() as client:
         assert {client.get("/products/1").status_code for _ in range(3)} == {200}
-    assert all(ratelimit.hit("ws-device", "dev-1", "1/minute", app).allowed for _ in range(3))
+    assert all(rate_limits.of(app).hit("ws-device", "dev-1", "1/minute").allowed for _ in range(3))
 
 
 def test_the_app_client_and_the_limiter_storage_fail_fast(make_app: Callable[..., APIFlask]) -> None:
     """Both Redis clients retry once, at once: redis-py's default backoff would hold requests during an outage."""
     app = make_app()
-    budgets: ratelimit.Budgets = app.extensions[ratelimit.EXTENSION_KEY]
-    clients = {"app": redis_module.get_client(app), "limiter": budgets.limiter.storage.storage}
+    budgets = rate_limits.of(app)
+    clients = {"app": redis_client.of(app).client, "limiter": budgets.limiter.storage.storage}
     for name, client in clients.items():
         assert client is not None, name
         retry = client.connection_pool.connection_kwargs["retry"]

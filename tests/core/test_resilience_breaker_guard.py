@@ -18,6 +18,7 @@ from backend import create_app
 from backend.base.config import FAST_PATHS, Settings
 from backend.core import resilience
 from backend.core.resilience import Breaker
+from backend.extensions import breakers
 from backend.observability import internals
 
 
@@ -103,7 +104,7 @@ def test_other_internals_fall_back_to_pybreakers_call(caplog: pytest.LogCaptureF
 def test_the_app_starts_and_serves_on_the_fallback(settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING):
         app = create_app(dataclasses.replace(settings, fast_paths=FAST_PATHS))  # the probe runs (stock run too)
-    assert resilience.breaker(resilience.POSTGRESQL, app)._lock_free is False
+    assert breakers.of(app)[resilience.POSTGRESQL]._lock_free is False
     with app.test_client() as client:
         assert client.get("/health/ready").status_code == 200
         assert client.get("/products").status_code == 200

@@ -19,7 +19,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from backend.core import shutdown
+from backend.extensions import shutdown
 from tests.core.load import SteadyLoad
 
 
@@ -96,7 +96,7 @@ def websocket_server(make_app: Callable[..., APIFlask]) -> Iterator[tuple[APIFla
 
     @sock.route("/ws/echo")
     def echo(ws: Server) -> None:
-        with shutdown.track_websocket(ws, app):
+        with shutdown.track_websocket(ws):
             while True:
                 message = ws.receive(timeout=1)
                 if message is not None:
@@ -118,7 +118,7 @@ def test_shutdown_closes_tracked_websockets_with_1001(websocket_server: tuple[AP
     with connect(f"ws://127.0.0.1:{port}/ws/echo", open_timeout=5) as websocket:
         websocket.send("ping")
         assert websocket.recv(timeout=5) == "ping"
-        shutdown.begin(app)
+        shutdown.of(app).begin()
         with pytest.raises(ConnectionClosed) as closed:
             websocket.recv(timeout=5)
     assert closed.value.rcvd is not None

@@ -12,7 +12,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from backend import create_app
 from backend.base.config import FAST_PATHS, ConfigError, Settings
 from backend.core import resilience
-from backend.observability import otlp_encoding, server_spans, tracing
+from backend.extensions import breakers
+from backend.observability import otlp_encoding, tracing
 
 ENDPOINT = "http://127.0.0.1:9/v1/traces"  # never reached: the processors are shut down unused
 
@@ -52,8 +53,8 @@ def stock_app(app: APIFlask, settings: Settings) -> APIFlask:
 
 
 def test_an_app_on_the_stock_paths_uses_the_libraries(stock_app: APIFlask) -> None:
-    assert resilience.breaker(resilience.POSTGRESQL, stock_app)._lock_free is False
-    hook = stock_app.extensions[server_spans.EXTENSION_KEY]
+    assert breakers.of(stock_app)[resilience.POSTGRESQL]._lock_free is False
+    hook = stock_app.before_request_funcs[None][0]
     assert hook.__name__ == "open_masked_span"  # FlaskInstrumentor's hook, wrapped to mask the query string
     assert stock_app.before_request_funcs[None][0] is hook
 

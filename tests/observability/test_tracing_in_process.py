@@ -21,7 +21,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client import REGISTRY
 
 from backend.base.config import Settings
-from backend.core import redis as redis_client
+from backend.extensions import redis_client
 from backend.observability import tracing
 from scripts.devservices import REPO_ROOT
 
@@ -96,7 +96,7 @@ def test_request_sql_and_redis_spans(app: APIFlask, client: FlaskClient, capture
     assert insert.attributes["db.operation"] == "INSERT"
     assert "Bloc" not in str(insert.attributes["db.statement"])
 
-    client_redis = redis_client.get_client(app)
+    client_redis = redis_client.of(app).client
     assert client_redis is not None
     with trace.get_tracer(__name__).start_as_current_span("job"):
         client_redis.set("observability:test", "value-not-in-span")

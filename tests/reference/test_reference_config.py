@@ -15,8 +15,7 @@ from apiflask import APIFlask
 
 from backend import create_app
 from backend.base.config import ConfigError, Settings
-from backend.core import redis as redis_client
-from backend.extensions import cache, db
+from backend.extensions import cache, db, redis_client
 from scripts import devservices
 from scripts.devservices import REPO_ROOT, free_port
 from scripts.services import TestServices
@@ -107,7 +106,7 @@ def test_redis_host_form_is_used_by_readiness_and_the_cache(host_form_app: APIFl
         assert body["checks"]["redis"]["target"] == f"{parts.hostname}:{parts.port}/{parts.path.strip('/') or '0'}"
         cache.clear(host_form_app)
         assert client.get("/products").status_code == 200
-    client_of_app = redis_client.get_client(host_form_app)
+    client_of_app = redis_client.of(host_form_app).client
     assert client_of_app is not None
     assert client_of_app.connection_pool.connection_kwargs["port"] == parts.port
     assert client_of_app.keys("*:cache:products:*"), "the product read was not cached in the REDIS_HOST Redis"

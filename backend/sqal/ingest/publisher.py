@@ -1,7 +1,7 @@
 """Best-effort fan-out of stored samples to Redis pub/sub (`sqal:samples`) for live dashboards.
 
 Ingestion only enqueues (never blocks, never fails); one daemon thread per process drains the bounded queue
-and publishes with a pipeline through `run` (the app passes `resilience.redis_call`, i.e. the Redis breaker). A
+and publishes with a pipeline through `run` (the app passes `breakers.of(app).redis_call`, i.e. the Redis breaker). A
 full queue or a Redis failure drops summaries (counted, warned at most once a minute): the database, not this
 channel, is the record.
 """

@@ -24,9 +24,8 @@ from simple_websocket import ConnectionClosed, Server
 from sqlalchemy.exc import SQLAlchemyError
 
 from backend.base.errors import ServiceUnavailable
-from backend.core import ratelimit, shutdown
-from backend.core.resilience import redis_call
-from backend.extensions import db, sock
+from backend.base.extension import AppExtension
+from backend.extensions import breakers, db, rate_limits, shutdown, sock
 from backend.sqal import metrics
 from backend.sqal.ingest import service
 from backend.sqal.ingest.frames import CLOSE_POLICY_VIOLATION, FrameHandler, Outcome
@@ -34,7 +33,7 @@ from backend.sqal.ingest.publisher import SamplePublisher
 from backend.sqal.ingest.sessions import WAKE, DeviceSession, SessionRegistry
 from backend.sqal.protocol import ErrorCode, ServerFrame, UnhandledFrame, error_frame
 from backend.sqal.vocabulary import channel_for
-from backend.sqal.websocket import CLOSE_TRY_AGAIN_LATER, SOCKETS_KEY, SocketBudget, encode, let_reader_finish, send
+from backend.sqal.websocket import CLOSE_TRY_AGAIN_LATER, SocketBudget, encode, let_reader_finish, send, sockets
 
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -48,7 +47,6 @@ CLOSE_INTERNAL_ERROR = 1011
 # Private-use code (RFC 6455 §7.4.2) for `session_replaced`: not 1008, which devices read as "credential refused,
 # stop" (clients/device_client.py); a replaced genuine device must reconnect, or a thief could kick it for good.
 CLOSE_SESSION_REPLACED = 4000
-EXTENSION_KEY = "sqal"
 SOCKET_KIND = "device"
 
 bp = Blueprint("sqal_ws", __name__)
@@ -60,10 +58,9 @@ class SqalRuntime:
 
     def __init__(self, app: Flask) -> None:
         self.app = app
-        self.publisher = SamplePublisher(
-            lambda send: redis_call(send, app), channel=channel_for(app.config["SETTINGS"])
-        )
-        self.sockets: SocketBudget = app.extensions[SOCKETS_KEY]  # shared with dashboard sockets
+        self.publisher = SamplePublisher(breakers.of(app).redis_call, channel=channel_for(app.config["SETTINGS"]))
+        self.sockets: SocketBudget = sockets.of(app)  # shared with dashboard sockets
+        self.limits = rate_limits.of(app)
         self.sessions = SessionRegistry(app, service.credential_refusal)
 
     def socket_slot(self) -> AbstractContextManager[bool]:
@@ -72,8 +69,20 @@ class SqalRuntime:
 
     def retry_after(self, device_id: str) -> float | None:
         """Count one frame of the device against WS_DEVICE_RATE_LIMIT; None = go ahead, else seconds to wait."""
-        decision = ratelimit.hit(RATE_SCOPE, device_id, self.app.config["SETTINGS"].ws_device_rate_limit, self.app)
+        decision = self.limits.hit(RATE_SCOPE, device_id, self.app.config["SETTINGS"].ws_device_rate_limit)
         return None if decision.allowed else decision.retry_after
+
+
+class IngestRuntime(AppExtension[SqalRuntime]):
+    """The app's SqalRuntime in this process (`ingest_runtime.current` in a device socket's handler)."""
+
+    name = "sqal"
+
+    def init_app(self, app: Flask) -> None:
+        self.bind(app, SqalRuntime(app))
+
+
+ingest_runtime = IngestRuntime()
 
 
 def device_token(authorization: str | None, query_token: str | None) -> str | None:
@@ -100,7 +109,7 @@ def _refuse(ws: Server, reply: dict[str, Any], close_code: int) -> None:
 def sensors(ws: Server) -> None:
     """One device connection."""
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-    runtime: SqalRuntime = app.extensions[EXTENSION_KEY]
+    runtime = ingest_runtime.current
     opened_ns = time.time_ns()
     try:
         with runtime.socket_slot() as admitted:
@@ -160,7 +169,7 @@ def _connection(app: Flask, runtime: SqalRuntime, session: DeviceSession, span: 
     metrics.websocket_connections_active.labels(endpoint=ENDPOINT).inc()
     try:
         runtime.sessions.admit(session)
-        with shutdown.track_websocket(session, app):
+        with shutdown.track_websocket(session):
             _serve(runtime.sessions, session, handler, span)
     finally:
         runtime.sessions.release(session)

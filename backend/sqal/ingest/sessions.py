@@ -38,7 +38,8 @@ from simple_websocket import Server
 from sqlalchemy.exc import SQLAlchemyError
 
 from backend.base.errors import ServiceUnavailable
-from backend.core.resilience import RedisUnavailable, ThrottledWarning, key_prefix, redis_call
+from backend.core.resilience import RedisUnavailable, ThrottledWarning, key_prefix
+from backend.extensions import breakers
 from backend.sqal import metrics
 from backend.sqal.ingest.service import DeviceRejected
 from backend.sqal.protocol import ErrorCode
@@ -137,7 +138,7 @@ class SessionRegistry:
 
     def __init__(self, app: Flask, check_credential: CredentialCheck) -> None:
         settings = app.config["SETTINGS"]
-        self.app = app
+        self._redis_call = breakers.of(app).redis_call
         self.cap: int = settings.ws_device_max_sockets
         self.channel = control_channel(settings)
         self._prefix = key_prefix(settings) + "sqal:"
@@ -159,9 +160,8 @@ class SessionRegistry:
             self._local.setdefault(session.device_id, {})[session.member] = session
         args = (LEASE_SECONDS * 1000, session.member, self.cap, self.channel, session.device_id, self._tombstone(""))
         try:
-            evicted = redis_call(
-                lambda client: client.register_script(_ADMIT)(keys=[self._set_key(session.device_id)], args=args),
-                self.app,
+            evicted = self._redis_call(
+                lambda client: client.register_script(_ADMIT)(keys=[self._set_key(session.device_id)], args=args)
             )
         except (RedisUnavailable, redis.RedisError) as exc:
             self._degraded.warn("device socket cap enforced per process only: Redis unavailable", exc)
@@ -179,7 +179,7 @@ class SessionRegistry:
             if not sessions:
                 self._local.pop(session.device_id, None)
         try:
-            redis_call(lambda client: client.zrem(self._set_key(session.device_id), session.member), self.app)
+            self._redis_call(lambda client: client.zrem(self._set_key(session.device_id), session.member))
         except (RedisUnavailable, redis.RedisError) as exc:  # the lease expires by itself
             self._degraded.warn("device socket lease not released: Redis unavailable", exc)
 
@@ -206,9 +206,8 @@ class SessionRegistry:
     def _renew(self, session: DeviceSession) -> bool:
         keys = [self._set_key(session.device_id), self._tombstone(session.member)]
         try:
-            renewed = redis_call(
-                lambda client: client.register_script(_RENEW)(keys=keys, args=[LEASE_SECONDS * 1000, session.member]),
-                self.app,
+            renewed = self._redis_call(
+                lambda client: client.register_script(_RENEW)(keys=keys, args=[LEASE_SECONDS * 1000, session.member])
             )
         except (RedisUnavailable, redis.RedisError) as exc:
             self._degraded.warn("device socket lease not renewed: Redis unavailable", exc)

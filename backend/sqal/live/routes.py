@@ -26,8 +26,8 @@ from apiflask import APIBlueprint
 from flask import Blueprint, Flask, Response, current_app, request, send_from_directory
 from simple_websocket import ConnectionClosed, Server
 
-from backend.core import shutdown
-from backend.extensions import db, sock
+from backend.base.extension import AppExtension
+from backend.extensions import db, shutdown, sock
 from backend.sqal import metrics
 from backend.sqal.live.guards import DASHBOARD_MAX_MESSAGE_BYTES, ForeignOrigin, InboundLimit, origin_allowed
 from backend.sqal.live.service import POLL_SECONDS, DashboardClient, DashboardHub
@@ -35,17 +35,15 @@ from backend.sqal.protocol import ClientFrame, DashboardEvent, ErrorCode, Server
 from backend.sqal.vocabulary import channel_for
 from backend.sqal.websocket import (
     CLOSE_TRY_AGAIN_LATER,
-    SOCKETS_KEY,
-    SocketBudget,
     encode,
     let_reader_finish,
     pong,
     send,
+    sockets,
 )
 
 ENDPOINT = "/ws/dashboard/"
 SOCKET_KIND = "dashboard"
-HUB_KEY = "sqal_dashboard_hub"
 LIVE_WAIT_SECONDS = 2.0
 STATIC_DIR = Path(__file__).resolve().parent / "static" / "dashboard"
 logger = logging.getLogger(__name__)
@@ -105,17 +103,28 @@ def _pump(ws: Server, client: DashboardClient) -> None:
             send(ws, ENDPOINT, kind, frame)
 
 
+class DashboardHubs(AppExtension[DashboardHub]):
+    """The app's dashboard hub in this process: one Redis subscription fanned out to its dashboard sockets."""
+
+    name = "sqal_dashboard_hub"
+
+    def init_app(self, app: Flask, snapshot: Callable[[], dict[str, Any] | None]) -> DashboardHub:
+        settings = app.config["SETTINGS"]
+        return self.bind(app, DashboardHub(settings.redis_url, snapshot, channel=channel_for(settings)))
+
+
+dashboard_hub = DashboardHubs()
+
+
 @sock.route(ENDPOINT, bp=bp)
 def dashboard_socket(ws: Server) -> None:
     """One dashboard connection: hello, the figures, then live frames until it closes or is dropped."""
     # The reader thread reads this limit at each message: from here on nothing above it is buffered.
     ws.max_message_size = DASHBOARD_MAX_MESSAGE_BYTES
-    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-    budget: SocketBudget = app.extensions[SOCKETS_KEY]
     try:
-        with budget.slot(SOCKET_KIND) as admitted:
+        with sockets.current.slot(SOCKET_KIND) as admitted:
             if admitted:
-                _serve(app, ws)
+                _serve(ws)
             else:
                 busy = error_frame(ErrorCode.SERVER_BUSY, "no free connection slot, retry later")
                 send(ws, ENDPOINT, ServerFrame.ERROR, encode(busy), error_code=ErrorCode.SERVER_BUSY)
@@ -128,12 +137,12 @@ def dashboard_socket(ws: Server) -> None:
         db.session.remove()
 
 
-def _serve(app: Flask, ws: Server) -> None:
-    hub: DashboardHub = app.extensions[HUB_KEY]
+def _serve(ws: Server) -> None:
+    hub = dashboard_hub.current
     client = hub.connect(abort=lambda: _abort(ws), wake=ws.event.set)
     metrics.websocket_connections_active.labels(endpoint=ENDPOINT).inc()
     try:
-        with shutdown.track_websocket(ws, app):
+        with shutdown.track_websocket(ws):
             hub.wait_live(LIVE_WAIT_SECONDS)
             send(ws, ENDPOINT, DashboardEvent.HELLO, hub.hello_frame())
             snapshot = hub.snapshot_frame()
@@ -147,8 +156,7 @@ def _serve(app: Flask, ws: Server) -> None:
 
 def register_live(app: Flask, snapshot: Callable[[], dict[str, Any] | None]) -> DashboardHub:
     """Create the app's hub (no thread, no socket yet) and register `/ws/dashboard/` and the `/dashboard` page."""
-    hub = DashboardHub(app.config["SETTINGS"].redis_url, snapshot, channel=channel_for(app.config["SETTINGS"]))
-    app.extensions[HUB_KEY] = hub
+    hub = dashboard_hub.init_app(app, snapshot)
     app.register_blueprint(bp)
     app.register_blueprint(page_bp)
     return hub

@@ -32,7 +32,6 @@ from backend.sqal.reads.schemas import (
 )
 from backend.sqal.vocabulary import online_seconds
 
-REGISTERED_KEY = "sqal_reads"
 DASHBOARD_CACHE = "dashboard"  # the figures' cache namespace (TTL CACHE_TTL_DASHBOARD)
 DASHBOARD_KEY = "metrics"
 
@@ -171,8 +170,7 @@ def dashboard_snapshot(app: Flask) -> DashboardMetrics:
 
 def register_reads(app: APIFlask) -> None:
     """Register the read routes and their cache namespace on `app` (idempotent)."""
-    if app.extensions.get(REGISTERED_KEY):
+    if bp.name in app.blueprints:
         return
-    app.extensions[REGISTERED_KEY] = True
     cache.register_namespace(app, DASHBOARD_CACHE, ttl=app.config["SETTINGS"].cache_ttl_dashboard)
     app.register_blueprint(bp)

@@ -77,7 +77,6 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> APIFlask:
         SYNC_LOCAL_SPEC=False,
         OPENAPI_VERSION="3.1.0",
         INFO={"description": "Products CRUD, SQAL sensor ingestion and bug tracking, observable end to end."},
-        TESTING=settings.app_env == "test",
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
 

@@ -10,7 +10,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -27,6 +27,7 @@ from backend.extensions import db
 from backend.sqal.ingest.schemas import SampleIn
 from backend.sqal.models import Device, SensorSample
 from backend.sqal.protocol import ErrorCode
+from backend.sqal.sample_fields import FIELDS_BY_COLUMN, SampleField
 
 logger = logging.getLogger(__name__)
 
@@ -166,34 +167,33 @@ def content_digest(row: bytes) -> str:
     return hashlib.blake2b(row, digest_size=16).hexdigest()
 
 
+def _row_builder(fields: Sequence[SampleField]) -> Callable[[SampleIn], dict[str, Any]]:
+    """A function reading `fields` from a validated sample into one dict display, as one would write it by hand.
+
+    Generated from the map (as `dataclasses` generates `__init__`) because it runs for every sample: one
+    `attrgetter` of the map's paths and `dict(zip(...))` took 5.2 µs per simulator sample, this 3.7 µs.
+    """
+    namespace: dict[str, Any] = {}
+    items = []
+    for index, field in enumerate(fields):
+        if field.frame is None or not all(part.isidentifier() for part in field.frame.split(".")):
+            raise ValueError(f"sensor_samples.{field.column} is stored per sample but has no frame path to read")
+        value = f"sample.{field.frame}"
+        if field.stored_as is not None:
+            namespace[f"stored_as_{index}"] = field.stored_as
+            value = f"stored_as_{index}({value})"
+        items.append(f"{field.column!r}: {value}")
+    builder: Callable[[SampleIn], dict[str, Any]] = eval("lambda sample: {" + ", ".join(items) + "}", namespace)
+    return builder
+
+
+# The row is keyed in the table's order: `row_json` hashes it, so the order is part of every stored content hash.
+_sample_row = _row_builder([FIELDS_BY_COLUMN[name] for name, _ in _SAMPLE_COLUMNS])
+
+
 def sample_row(sample: SampleIn) -> dict[str, Any]:
     """The per-sample `sensor_samples` columns of a validated sample (docs/protocol.md §8), JSON-ready."""
-    tof, spectral, fusion = sample.vl53l8ch, sample.as7341, sample.fusion
-    return {
-        "timestamp": sample.timestamp,
-        "sample_id": sample.sample_id,
-        "seq": sample.seq,
-        "vl53l8ch_distance_matrix": tof.distance_matrix,
-        "vl53l8ch_reflectance_matrix": tof.reflectance_matrix,
-        "vl53l8ch_amplitude_matrix": tof.amplitude_matrix,
-        "vl53l8ch_volume_mm3": tof.volume_mm3,
-        "vl53l8ch_avg_height_mm": tof.avg_height_mm,
-        "vl53l8ch_surface_uniformity": tof.surface_uniformity,
-        "vl53l8ch_quality_score": tof.quality_score,
-        "vl53l8ch_grade": tof.grade,
-        "as7341_channels": spectral.channels.as_dict(),
-        "as7341_integration_time": spectral.integration_time,
-        "as7341_gain": spectral.gain,
-        "as7341_color_score": spectral.color_uniformity,
-        "as7341_freshness_score": spectral.freshness_index,
-        "as7341_quality_score": spectral.quality_score,
-        "as7341_grade": spectral.grade,
-        "fusion_final_score": fusion.final_score,
-        "fusion_final_grade": fusion.final_grade,
-        "fusion_confidence": fusion.confidence,
-        "fusion_defects": fusion.defects,
-        "processing_time_ms": sample.meta.processing_time_ms,
-    }
+    return _sample_row(sample)
 
 
 def store_samples(

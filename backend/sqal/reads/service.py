@@ -22,43 +22,15 @@ from backend.core.clock import day_bounds
 from backend.extensions import db
 from backend.sqal.models import SensorSample
 from backend.sqal.reads import cells
+from backend.sqal.sample_fields import SAMPLE_FIELDS, SampleField
 from backend.sqal.vocabulary import GRADES
 
 BUCKET_ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
 
 S = SensorSample
-_SUMMARY_COLUMNS = (
-    S.id,
-    S.device_id,
-    S.sample_id,
-    S.seq,
-    S.timestamp,
-    S.received_at,
-    S.fusion_final_grade,
-    S.fusion_final_score,
-    S.fusion_confidence,
-    S.fusion_defects,
-    S.processing_time_ms,
-    S.vl53l8ch_grade,
-    S.vl53l8ch_quality_score,
-    S.vl53l8ch_volume_mm3,
-    S.vl53l8ch_avg_height_mm,
-    S.vl53l8ch_surface_uniformity,
-    S.as7341_grade,
-    S.as7341_quality_score,
-    S.as7341_color_score,
-    S.as7341_freshness_score,
-    S.as7341_integration_time,
-    S.as7341_gain,
-)
-_DETAIL_COLUMNS = (
-    *_SUMMARY_COLUMNS,
-    S.created_at,
-    S.vl53l8ch_distance_matrix,
-    S.vl53l8ch_reflectance_matrix,
-    S.vl53l8ch_amplitude_matrix,
-    S.as7341_channels,
-)
+_SUMMARY_FIELDS = tuple(field for field in SAMPLE_FIELDS if not field.detail)
+_SUMMARY_COLUMNS = tuple(getattr(S, field.column) for field in _SUMMARY_FIELDS)
+_DETAIL_COLUMNS = tuple(getattr(S, field.column) for field in SAMPLE_FIELDS)
 _timescaledb: dict[str, bool] = {}
 
 
@@ -77,42 +49,30 @@ def has_timescaledb(engine: Engine) -> bool:
     return _timescaledb[key]
 
 
-def _summary(row: RowMapping) -> dict[str, Any]:
-    """A sample row as the API's nested summary (plus detail fields when the row has them)."""
-    item: dict[str, Any] = {
-        "id": row["id"],
-        "device_id": row["device_id"],
-        "sample_id": row["sample_id"],
-        "seq": row["seq"],
-        "timestamp": row["timestamp"],
-        "received_at": row["received_at"],
-        "grade": row["fusion_final_grade"],
-        "score": row["fusion_final_score"],
-        "confidence": row["fusion_confidence"],
-        "defects": row["fusion_defects"],
-        "processing_time_ms": row["processing_time_ms"],
-        "vl53l8ch": {
-            "grade": row["vl53l8ch_grade"],
-            "quality_score": row["vl53l8ch_quality_score"],
-            "volume_mm3": row["vl53l8ch_volume_mm3"],
-            "avg_height_mm": row["vl53l8ch_avg_height_mm"],
-            "surface_uniformity": row["vl53l8ch_surface_uniformity"],
-        },
-        "as7341": {
-            "grade": row["as7341_grade"],
-            "quality_score": row["as7341_quality_score"],
-            "color_score": row["as7341_color_score"],
-            "freshness_score": row["as7341_freshness_score"],
-            "integration_time": row["as7341_integration_time"],
-            "gain": row["as7341_gain"],
-        },
-    }
-    if "created_at" in row:
-        item["created_at"] = row["created_at"]
-        item["vl53l8ch"]["distance_matrix"] = row["vl53l8ch_distance_matrix"]
-        item["vl53l8ch"]["reflectance_matrix"] = row["vl53l8ch_reflectance_matrix"]
-        item["vl53l8ch"]["amplitude_matrix"] = row["vl53l8ch_amplitude_matrix"]
-        item["as7341"]["channels"] = row["as7341_channels"]
+_Pairs = tuple[tuple[str, str], ...]  # (read name, column)
+_Shape = tuple[_Pairs, tuple[tuple[str, _Pairs], ...]]
+
+
+def _shape(fields: Sequence[SampleField]) -> _Shape:
+    """(read name, column) of the sample's own fields, then (block, its (read name, column) pairs) per sensor block."""
+    blocks: dict[str, list[tuple[str, str]]] = {}
+    for field in fields:
+        if field.block is not None:
+            blocks.setdefault(field.block, []).append((field.name, field.column))
+    own = tuple((field.name, field.column) for field in fields if field.block is None)
+    return own, tuple((block, tuple(pairs)) for block, pairs in blocks.items())
+
+
+_SUMMARY_SHAPE = _shape(_SUMMARY_FIELDS)
+_DETAIL_SHAPE = _shape(SAMPLE_FIELDS)
+
+
+def _nested(row: RowMapping, shape: _Shape) -> dict[str, Any]:
+    """A sample row as the API's nested item (`SampleOut` or `SampleDetail`, after the shape)."""
+    own, blocks = shape
+    item = {name: row[column] for name, column in own}
+    for block, pairs in blocks:
+        item[block] = {name: row[column] for name, column in pairs}
     return item
 
 
@@ -155,7 +115,7 @@ def list_samples(
         conditions.append(tuple_(S.timestamp, S.id) < tuple_(after[0], after[1]))
     statement = select(*_SUMMARY_COLUMNS).where(*conditions).order_by(S.timestamp.desc(), S.id.desc()).limit(limit + 1)
     rows = db.session.execute(statement).mappings().all()
-    return [_summary(row) for row in rows[:limit]], len(rows) > limit
+    return [_nested(row, _SUMMARY_SHAPE) for row in rows[:limit]], len(rows) > limit
 
 
 def get_sample(key: str, device_id: str | None = None) -> dict[str, Any]:
@@ -176,7 +136,7 @@ def get_sample(key: str, device_id: str | None = None) -> dict[str, Any]:
             {"sample_id": key, "device_ids": devices},
             code="ambiguous_sample_id",
         )
-    return _summary(rows[0])
+    return _nested(rows[0], _DETAIL_SHAPE)
 
 
 _DEVICES_SQL = text(

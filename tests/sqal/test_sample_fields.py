@@ -17,7 +17,7 @@ from backend.sqal.ingest import service
 from backend.sqal.ingest.schemas import SampleIn, SampleV2, validate_sample
 from backend.sqal.models import SensorSample
 from backend.sqal.reads.schemas import SampleDetail, SampleOut
-from backend.sqal.sample_fields import FIELDS_BY_COLUMN, SAMPLE_FIELDS, SampleField
+from backend.sqal.sample_fields import FIELDS_BY_COLUMN, SAMPLE_FIELDS, SampleField, frame_reader
 from simulator.generator import SampleGenerator, device_rng
 from simulator.profile import load_profile
 from tests.sqal.helpers import EXAMPLE, reference_frame
@@ -66,7 +66,9 @@ def test_every_column_without_a_server_default_is_mapped_exactly_once() -> None:
 @pytest.mark.parametrize("field", FRAME_FIELDS, ids=lambda field: field.column)
 def test_the_frame_path_exists_in_both_protocol_versions(model: type[BaseModel], field: SampleField) -> None:
     assert field.frame is not None
-    model_field(model, field.frame)
+    frame_type = model_field(model, field.frame).annotation
+    if field.frame_method is not None:
+        assert callable(getattr(frame_type, field.frame_method, None))
 
 
 @pytest.mark.parametrize("field", FRAME_FIELDS, ids=lambda field: field.column)
@@ -122,7 +124,7 @@ def test_the_row_holds_each_mapped_frame_value() -> None:
             field = FIELDS_BY_COLUMN[column]
             assert field.frame is not None
             expected = frame_value(sample, field.frame)
-            assert value == (field.stored_as(expected) if field.stored_as else expected), column
+            assert value == (getattr(expected, field.frame_method)() if field.frame_method else expected), column
         assert row["as7341_channels"]["F1_415nm"] == sample.as7341.channels.f1_415nm  # under the wire names
 
 
@@ -131,16 +133,35 @@ def test_the_stored_content_hash_of_a_frame_does_not_change(name: str, frame: di
     assert service.content_digest(service.row_json(validate_sample(frame))) == STORED_DIGESTS[name]
 
 
-def test_the_row_builder_refuses_a_stored_column_missing_from_the_map() -> None:
+def test_the_frame_reader_refuses_a_stored_column_missing_from_the_map() -> None:
     with pytest.raises(ValueError, match=r"sensor_samples\.vl53l8ch_new_field is stored per sample"):
-        service._row_builder(["timestamp", "vl53l8ch_new_field"])
+        frame_reader(["timestamp", "vl53l8ch_new_field"])
 
 
-@pytest.mark.parametrize("frame", [None, "vl53l8ch.grade + 1", "__import__('os').getpid()"])
-def test_the_row_builder_reads_only_attribute_paths(monkeypatch: pytest.MonkeyPatch, frame: str | None) -> None:
-    monkeypatch.setitem(FIELDS_BY_COLUMN, "vl53l8ch_grade", SampleField("vl53l8ch_grade", frame, "grade", str))
+@pytest.mark.parametrize(
+    ("frame", "method"),
+    [
+        (None, None),
+        ("vl53l8ch.grade + 1", None),
+        ("__import__('os').getpid()", None),
+        ("vl53l8ch.class", None),
+        ("sample", None),
+        ("as7341.channels", "as_dict(); import os"),
+    ],
+)
+def test_the_frame_reader_reads_only_attribute_paths(
+    monkeypatch: pytest.MonkeyPatch, frame: str | None, method: str | None
+) -> None:
+    field = SampleField("as7341_channels", frame, "as7341.channels", dict[str, int], frame_method=method)
+    monkeypatch.setitem(FIELDS_BY_COLUMN, "as7341_channels", field)
     with pytest.raises(ValueError, match="has no frame path"):
-        service._row_builder(["vl53l8ch_grade"])
+        frame_reader(["as7341_channels"])
+
+
+def test_the_frame_reader_binds_each_block_once() -> None:
+    read = frame_reader(["vl53l8ch_grade"])
+    assert read(validate_sample(reference_frame())) == {"vl53l8ch_grade": "A"}
+    assert read.__code__.co_varnames == ("sample", "vl53l8ch")
 
 
 def test_the_simulator_fills_every_mapped_frame_field() -> None:

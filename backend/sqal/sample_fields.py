@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import keyword
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,11 +122,30 @@ def frame_reader(columns: Sequence[str]) -> Callable[[Any], dict[str, Any]]:
         if field.frame_method is not None:
             value += f".{field.frame_method}()"
         items.append(f"{column!r}: {value}")
-    bind = "".join(f"    {block} = sample.{block}\n" for block in blocks)
+    return _generated("sample", [f"{block} = sample.{block}" for block in blocks], items)
+
+
+def item_builder(fields: Sequence[SampleField]) -> Callable[[Mapping[Any, Any]], dict[str, Any]]:
+    """A function nesting a row holding the columns of `fields` as the read API's item.
+
+    Generated like `frame_reader`, as it runs for every listed sample: `{"grade": row["fusion_final_grade"], ...,
+    "vl53l8ch": {"grade": row["vl53l8ch_grade"], ...}, ...}` (the column and read names enter it as literals).
+    """
+    own = [f"{field.name!r}: row[{field.column!r}]" for field in fields if field.block is None]
+    blocks: dict[str, list[str]] = {}
+    for field in fields:
+        if field.block is not None:
+            blocks.setdefault(field.block, []).append(f"{field.name!r}: row[{field.column!r}]")
+    return _generated("row", [], own + [f"{block!r}: {{{', '.join(items)}}}" for block, items in blocks.items()])
+
+
+def _generated(argument: str, statements: list[str], items: list[str]) -> Callable[..., dict[str, Any]]:
+    """A function of `argument` running `statements`, then returning the dict display of `items`."""
+    body = "".join(f"    {statement}\n" for statement in statements)
     namespace: dict[str, Any] = {}
-    exec(f"def read(sample):\n{bind}    return {{{', '.join(items)}}}\n", namespace)
-    reader: Callable[[Any], dict[str, Any]] = namespace["read"]
-    return reader
+    exec(f"def generated({argument}):\n{body}    return {{{', '.join(items)}}}\n", namespace)
+    function: Callable[..., dict[str, Any]] = namespace["generated"]
+    return function
 
 
 def _names(*paths: str | None) -> bool:

@@ -17,7 +17,7 @@ from backend.sqal.ingest import service
 from backend.sqal.ingest.schemas import SampleIn, SampleV2, validate_sample
 from backend.sqal.models import SensorSample
 from backend.sqal.reads.schemas import SampleDetail, SampleOut
-from backend.sqal.sample_fields import FIELDS_BY_COLUMN, SAMPLE_FIELDS, SampleField, frame_reader
+from backend.sqal.sample_fields import FIELDS_BY_COLUMN, SAMPLE_FIELDS, SampleField, frame_reader, item_builder
 from simulator.generator import SampleGenerator, device_rng
 from simulator.profile import load_profile
 from tests.sqal.helpers import EXAMPLE, reference_frame
@@ -162,6 +162,15 @@ def test_the_frame_reader_binds_each_block_once() -> None:
     read = frame_reader(["vl53l8ch_grade"])
     assert read(validate_sample(reference_frame())) == {"vl53l8ch_grade": "A"}
     assert read.__code__.co_varnames == ("sample", "vl53l8ch")
+
+
+def test_the_read_item_nests_each_column_at_its_read_path() -> None:
+    row = {field.column: f"value of {field.column}" for field in SAMPLE_FIELDS}
+    for fields in (SAMPLE_FIELDS, [field for field in SAMPLE_FIELDS if not field.detail]):
+        item = item_builder(fields)(row)
+        for field in fields:
+            assert (item[field.block][field.name] if field.block else item[field.name]) == row[field.column]
+        assert sum(len(value) if isinstance(value, dict) else 1 for value in item.values()) == len(fields)
 
 
 def test_the_simulator_fills_every_mapped_frame_field() -> None:

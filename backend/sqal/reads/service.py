@@ -15,14 +15,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, select, text, tuple_
-from sqlalchemy.engine import Engine, RowMapping
+from sqlalchemy.engine import Engine
 
 from backend.base.errors import Conflict, NotFound
 from backend.core.clock import day_bounds
 from backend.extensions import db
 from backend.sqal.models import SensorSample
 from backend.sqal.reads import cells
-from backend.sqal.sample_fields import SAMPLE_FIELDS, SampleField
+from backend.sqal.sample_fields import SAMPLE_FIELDS, item_builder
 from backend.sqal.vocabulary import GRADES
 
 BUCKET_ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
@@ -31,6 +31,8 @@ S = SensorSample
 _SUMMARY_FIELDS = tuple(field for field in SAMPLE_FIELDS if not field.detail)
 _SUMMARY_COLUMNS = tuple(getattr(S, field.column) for field in _SUMMARY_FIELDS)
 _DETAIL_COLUMNS = tuple(getattr(S, field.column) for field in SAMPLE_FIELDS)
+_summary_item = item_builder(_SUMMARY_FIELDS)  # a row as `SampleOut`'s nested dict
+_detail_item = item_builder(SAMPLE_FIELDS)  # as `SampleDetail`'s
 _timescaledb: dict[str, bool] = {}
 
 
@@ -47,33 +49,6 @@ def has_timescaledb(engine: Engine) -> bool:
             found = connection.execute(text("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")).first()
         _timescaledb[key] = found is not None
     return _timescaledb[key]
-
-
-_Pairs = tuple[tuple[str, str], ...]  # (read name, column)
-_Shape = tuple[_Pairs, tuple[tuple[str, _Pairs], ...]]
-
-
-def _shape(fields: Sequence[SampleField]) -> _Shape:
-    """(read name, column) of the sample's own fields, then (block, its (read name, column) pairs) per sensor block."""
-    blocks: dict[str, list[tuple[str, str]]] = {}
-    for field in fields:
-        if field.block is not None:
-            blocks.setdefault(field.block, []).append((field.name, field.column))
-    own = tuple((field.name, field.column) for field in fields if field.block is None)
-    return own, tuple((block, tuple(pairs)) for block, pairs in blocks.items())
-
-
-_SUMMARY_SHAPE = _shape(_SUMMARY_FIELDS)
-_DETAIL_SHAPE = _shape(SAMPLE_FIELDS)
-
-
-def _nested(row: RowMapping, shape: _Shape) -> dict[str, Any]:
-    """A sample row as the API's nested item (`SampleOut` or `SampleDetail`, after the shape)."""
-    own, blocks = shape
-    item = {name: row[column] for name, column in own}
-    for block, pairs in blocks:
-        item[block] = {name: row[column] for name, column in pairs}
-    return item
 
 
 def sample_conditions(
@@ -115,7 +90,7 @@ def list_samples(
         conditions.append(tuple_(S.timestamp, S.id) < tuple_(after[0], after[1]))
     statement = select(*_SUMMARY_COLUMNS).where(*conditions).order_by(S.timestamp.desc(), S.id.desc()).limit(limit + 1)
     rows = db.session.execute(statement).mappings().all()
-    return [_nested(row, _SUMMARY_SHAPE) for row in rows[:limit]], len(rows) > limit
+    return [_summary_item(row) for row in rows[:limit]], len(rows) > limit
 
 
 def get_sample(key: str, device_id: str | None = None) -> dict[str, Any]:
@@ -136,7 +111,7 @@ def get_sample(key: str, device_id: str | None = None) -> dict[str, Any]:
             {"sample_id": key, "device_ids": devices},
             code="ambiguous_sample_id",
         )
-    return _nested(rows[0], _DETAIL_SHAPE)
+    return _detail_item(rows[0])
 
 
 _DEVICES_SQL = text(

@@ -17,7 +17,7 @@ Adding a sensor field touches three places:
 3. one `SampleField` below, at the place of its read field in the read API's order: its column, frame path, read
    path and read type, and `detail=True` if only the full sample shows it.
 Then regenerate docs/openapi.json and docs/wire (CONTRIBUTING.md). Rows written by hand rather than from frames
-(tests/sqal_reads/rows.py, bench/dashboard.py's LOAD_SQL) only need it when the column is NOT NULL.
+(tests/sqal/rows.py, bench/dashboard.py's LOAD_SQL) only need it when the column is NOT NULL.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -27,6 +27,7 @@ from backend.extensions import db
 from backend.sqal.ingest.schemas import SampleIn
 from backend.sqal.models import Device, SensorSample
 from backend.sqal.protocol import ErrorCode
+from backend.sqal.sample_fields import frame_reader
 
 logger = logging.getLogger(__name__)
 
@@ -166,34 +167,9 @@ def content_digest(row: bytes) -> str:
     return hashlib.blake2b(row, digest_size=16).hexdigest()
 
 
-def sample_row(sample: SampleIn) -> dict[str, Any]:
-    """The per-sample `sensor_samples` columns of a validated sample (docs/protocol.md §8), JSON-ready."""
-    tof, spectral, fusion = sample.vl53l8ch, sample.as7341, sample.fusion
-    return {
-        "timestamp": sample.timestamp,
-        "sample_id": sample.sample_id,
-        "seq": sample.seq,
-        "vl53l8ch_distance_matrix": tof.distance_matrix,
-        "vl53l8ch_reflectance_matrix": tof.reflectance_matrix,
-        "vl53l8ch_amplitude_matrix": tof.amplitude_matrix,
-        "vl53l8ch_volume_mm3": tof.volume_mm3,
-        "vl53l8ch_avg_height_mm": tof.avg_height_mm,
-        "vl53l8ch_surface_uniformity": tof.surface_uniformity,
-        "vl53l8ch_quality_score": tof.quality_score,
-        "vl53l8ch_grade": tof.grade,
-        "as7341_channels": spectral.channels.as_dict(),
-        "as7341_integration_time": spectral.integration_time,
-        "as7341_gain": spectral.gain,
-        "as7341_color_score": spectral.color_uniformity,
-        "as7341_freshness_score": spectral.freshness_index,
-        "as7341_quality_score": spectral.quality_score,
-        "as7341_grade": spectral.grade,
-        "fusion_final_score": fusion.final_score,
-        "fusion_final_grade": fusion.final_grade,
-        "fusion_confidence": fusion.confidence,
-        "fusion_defects": fusion.defects,
-        "processing_time_ms": sample.meta.processing_time_ms,
-    }
+# The per-sample `sensor_samples` columns of a validated sample (docs/protocol.md §8), JSON-ready. Keyed in the
+# table's order: `row_json` hashes the row, so the order is part of every stored content hash.
+sample_row: Callable[[SampleIn], dict[str, Any]] = frame_reader([name for name, _ in _SAMPLE_COLUMNS])
 
 
 def store_samples(

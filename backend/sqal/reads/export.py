@@ -1,11 +1,12 @@
 """Sample export for audits: CSV or NDJSON, every column, streamed in batches with flat memory.
 
 Columns carry the reference table's names, in its order (`sensor_samples` of the reference deployment guide),
-then this service's `seq` and `received_at`. Rows come oldest first (timestamp, then id) in keyset batches of
-BATCH_SIZE, each batch its own short transaction: an export of millions of rows holds no connection, snapshot or
-lock between batches (rows stored during the export after its position are included), and the worker only ever
-holds one batch. PostgreSQL renders every value as text (timestamps ISO 8601 UTC with `Z`, JSON columns as JSON);
-NDJSON lines are built by PostgreSQL, CSV lines by the csv module (RFC 4180 quoting).
+then this service's own columns in the table's order (`seq`, `received_at`, then any column added since). Rows
+come oldest first (timestamp, then id) in keyset batches of BATCH_SIZE, each batch its own short transaction: an
+export of millions of rows holds no connection, snapshot or lock between batches (rows stored during the export
+after its position are included), and the worker only ever holds one batch. PostgreSQL renders every value as
+text (timestamps ISO 8601 UTC with `Z`, JSON columns as JSON); NDJSON lines are built by PostgreSQL, CSV lines by
+the csv module (RFC 4180 quoting).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import io
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Float, Integer, String, func, literal_column, select, tuple_
+from sqlalchemy import ColumnElement, DateTime, Float, Integer, String, func, literal_column, select, tuple_
 from sqlalchemy.dialects.postgresql import JSONB
 
 from backend.extensions import db
@@ -51,7 +52,7 @@ REFERENCE_COLUMNS = (
     "processing_time_ms",
     "created_at",
 )
-COLUMNS = (*REFERENCE_COLUMNS, "seq", "received_at")
+COLUMNS = (*REFERENCE_COLUMNS, *(column.name for column in S.__table__.columns if column.name not in REFERENCE_COLUMNS))
 MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "ndjson": "application/x-ndjson"}
 _ISO = '\'YYYY-MM-DD"T"HH24:MI:SS.US"Z"\''
 
@@ -59,18 +60,17 @@ _ISO = '\'YYYY-MM-DD"T"HH24:MI:SS.US"Z"\''
 def _as_text(name: str) -> str:
     """SQL of column `name` as the export's text (NULL stays NULL)."""
     column = S.__table__.c[name]
-    if name in ("timestamp", "created_at", "received_at"):
+    if isinstance(column.type, DateTime):
         return f"to_char(\"{name}\" AT TIME ZONE 'UTC', {_ISO})"
-    if isinstance(column.type, (JSONB, Float, Integer)) or name in ("id", "seq"):
-        return f'CAST("{name}" AS text)'
-    assert isinstance(column.type, String), name
-    return f'"{name}"'
+    if isinstance(column.type, String):
+        return f'"{name}"'
+    return f'CAST("{name}" AS text)'
 
 
 def _json_value(name: str) -> str:
     """SQL of column `name` as a JSON value: numbers and JSON columns as themselves, the rest as strings."""
     column = S.__table__.c[name]
-    if isinstance(column.type, (JSONB, Float, Integer)) or name == "seq":
+    if isinstance(column.type, (JSONB, Float, Integer)):  # BigInteger (`seq`) is an Integer
         return f'"{name}"'
     return _as_text(name)
 

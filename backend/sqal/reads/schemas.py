@@ -25,11 +25,13 @@ from pydantic import (
     ConfigDict,
     Field,
     WithJsonSchema,
+    create_model,
     field_validator,
     model_validator,
 )
 
 from backend.core.validation import UtcDatetime, comma_list_pattern, split_comma_list
+from backend.sqal.sample_fields import SAMPLE_FIELDS
 from backend.sqal.vocabulary import GRADES, DeviceId, Grade
 
 DEFAULT_LIMIT = 50
@@ -236,57 +238,45 @@ class _Out(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
-class TofSummary(_Out):
-    grade: Grade
-    quality_score: float
-    volume_mm3: float
-    avg_height_mm: float
-    surface_uniformity: float
+def _model(name: str, fields: dict[str, Any]) -> type[_Out]:
+    return create_model(name, __base__=_Out, __module__=__name__, **fields)
 
 
-class SpectralSummary(_Out):
-    grade: Grade
-    quality_score: float
-    color_score: float
-    freshness_score: float
-    integration_time: int
-    gain: float
+def _block_fields(block: str, *, detail: bool) -> dict[str, Any]:
+    """The read fields of a sensor block, from the map (sample_fields.py): summary ones, or all with `detail`."""
+    return {
+        field.name: (field.annotation, ...)
+        for field in SAMPLE_FIELDS
+        if field.block == block and (detail or not field.detail)
+    }
 
 
-class TofDetail(TofSummary):
-    distance_matrix: list[list[float]]
-    reflectance_matrix: list[list[float]]
-    amplitude_matrix: list[list[float]]
+TofSummary = _model("TofSummary", _block_fields("vl53l8ch", detail=False))
+TofDetail = _model("TofDetail", _block_fields("vl53l8ch", detail=True))
+SpectralSummary = _model("SpectralSummary", _block_fields("as7341", detail=False))
+SpectralDetail = _model("SpectralDetail", _block_fields("as7341", detail=True))
+_BLOCK_MODELS = {"vl53l8ch": (TofSummary, TofDetail), "as7341": (SpectralSummary, SpectralDetail)}
 
 
-class SpectralDetail(SpectralSummary):
-    channels: dict[str, int]
+def _sample_fields(*, detail: bool) -> dict[str, Any]:
+    """The sample's read fields, from the map: each sensor block where its first field is, as its block model."""
+    fields: dict[str, Any] = {}
+    for field in SAMPLE_FIELDS:
+        if field.detail and not detail:
+            continue
+        if field.block is None:
+            fields[field.name] = (field.annotation, ...)
+        elif field.block not in fields:
+            fields[field.block] = (_BLOCK_MODELS[field.block][detail], ...)
+    return fields
 
 
-class SampleOut(_Out):
+class SampleOut(_model("SampleOutFields", _sample_fields(detail=False))):  # type: ignore[misc]
     """One stored sample without its matrices and channels; `grade`/`score` are the fused verdict."""
 
-    id: uuid.UUID
-    device_id: str
-    sample_id: str
-    seq: int | None
-    timestamp: UtcDatetime
-    received_at: UtcDatetime
-    grade: Grade
-    score: float
-    confidence: float | None
-    defects: list[str]
-    processing_time_ms: float | None
-    vl53l8ch: TofSummary
-    as7341: SpectralSummary
 
-
-class SampleDetail(SampleOut):
+class SampleDetail(_model("SampleDetailFields", _sample_fields(detail=True))):  # type: ignore[misc]
     """The full sample: matrices and channels included."""
-
-    created_at: UtcDatetime
-    vl53l8ch: TofDetail
-    as7341: SpectralDetail
 
 
 class SamplePage(BaseModel):

@@ -15,50 +15,24 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, select, text, tuple_
-from sqlalchemy.engine import Engine, RowMapping
+from sqlalchemy.engine import Engine
 
 from backend.base.errors import Conflict, NotFound
 from backend.core.clock import day_bounds
 from backend.extensions import db
 from backend.sqal.models import SensorSample
 from backend.sqal.reads import cells
+from backend.sqal.sample_fields import SAMPLE_FIELDS, item_builder
 from backend.sqal.vocabulary import GRADES
 
 BUCKET_ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
 
 S = SensorSample
-_SUMMARY_COLUMNS = (
-    S.id,
-    S.device_id,
-    S.sample_id,
-    S.seq,
-    S.timestamp,
-    S.received_at,
-    S.fusion_final_grade,
-    S.fusion_final_score,
-    S.fusion_confidence,
-    S.fusion_defects,
-    S.processing_time_ms,
-    S.vl53l8ch_grade,
-    S.vl53l8ch_quality_score,
-    S.vl53l8ch_volume_mm3,
-    S.vl53l8ch_avg_height_mm,
-    S.vl53l8ch_surface_uniformity,
-    S.as7341_grade,
-    S.as7341_quality_score,
-    S.as7341_color_score,
-    S.as7341_freshness_score,
-    S.as7341_integration_time,
-    S.as7341_gain,
-)
-_DETAIL_COLUMNS = (
-    *_SUMMARY_COLUMNS,
-    S.created_at,
-    S.vl53l8ch_distance_matrix,
-    S.vl53l8ch_reflectance_matrix,
-    S.vl53l8ch_amplitude_matrix,
-    S.as7341_channels,
-)
+_SUMMARY_FIELDS = tuple(field for field in SAMPLE_FIELDS if not field.detail)
+_SUMMARY_COLUMNS = tuple(getattr(S, field.column) for field in _SUMMARY_FIELDS)
+_DETAIL_COLUMNS = tuple(getattr(S, field.column) for field in SAMPLE_FIELDS)
+_summary_item = item_builder(_SUMMARY_FIELDS)  # a row as `SampleOut`'s nested dict
+_detail_item = item_builder(SAMPLE_FIELDS)  # as `SampleDetail`'s
 _timescaledb: dict[str, bool] = {}
 
 
@@ -75,45 +49,6 @@ def has_timescaledb(engine: Engine) -> bool:
             found = connection.execute(text("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")).first()
         _timescaledb[key] = found is not None
     return _timescaledb[key]
-
-
-def _summary(row: RowMapping) -> dict[str, Any]:
-    """A sample row as the API's nested summary (plus detail fields when the row has them)."""
-    item: dict[str, Any] = {
-        "id": row["id"],
-        "device_id": row["device_id"],
-        "sample_id": row["sample_id"],
-        "seq": row["seq"],
-        "timestamp": row["timestamp"],
-        "received_at": row["received_at"],
-        "grade": row["fusion_final_grade"],
-        "score": row["fusion_final_score"],
-        "confidence": row["fusion_confidence"],
-        "defects": row["fusion_defects"],
-        "processing_time_ms": row["processing_time_ms"],
-        "vl53l8ch": {
-            "grade": row["vl53l8ch_grade"],
-            "quality_score": row["vl53l8ch_quality_score"],
-            "volume_mm3": row["vl53l8ch_volume_mm3"],
-            "avg_height_mm": row["vl53l8ch_avg_height_mm"],
-            "surface_uniformity": row["vl53l8ch_surface_uniformity"],
-        },
-        "as7341": {
-            "grade": row["as7341_grade"],
-            "quality_score": row["as7341_quality_score"],
-            "color_score": row["as7341_color_score"],
-            "freshness_score": row["as7341_freshness_score"],
-            "integration_time": row["as7341_integration_time"],
-            "gain": row["as7341_gain"],
-        },
-    }
-    if "created_at" in row:
-        item["created_at"] = row["created_at"]
-        item["vl53l8ch"]["distance_matrix"] = row["vl53l8ch_distance_matrix"]
-        item["vl53l8ch"]["reflectance_matrix"] = row["vl53l8ch_reflectance_matrix"]
-        item["vl53l8ch"]["amplitude_matrix"] = row["vl53l8ch_amplitude_matrix"]
-        item["as7341"]["channels"] = row["as7341_channels"]
-    return item
 
 
 def sample_conditions(
@@ -155,7 +90,7 @@ def list_samples(
         conditions.append(tuple_(S.timestamp, S.id) < tuple_(after[0], after[1]))
     statement = select(*_SUMMARY_COLUMNS).where(*conditions).order_by(S.timestamp.desc(), S.id.desc()).limit(limit + 1)
     rows = db.session.execute(statement).mappings().all()
-    return [_summary(row) for row in rows[:limit]], len(rows) > limit
+    return [_summary_item(row) for row in rows[:limit]], len(rows) > limit
 
 
 def get_sample(key: str, device_id: str | None = None) -> dict[str, Any]:
@@ -176,7 +111,7 @@ def get_sample(key: str, device_id: str | None = None) -> dict[str, Any]:
             {"sample_id": key, "device_ids": devices},
             code="ambiguous_sample_id",
         )
-    return _summary(rows[0])
+    return _detail_item(rows[0])
 
 
 _DEVICES_SQL = text(

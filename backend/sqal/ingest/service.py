@@ -26,12 +26,13 @@ from backend.core import security
 from backend.extensions import db
 from backend.sqal.ingest.schemas import SampleIn
 from backend.sqal.models import Device, SensorSample
-from backend.sqal.protocol import ErrorCode
+from backend.sqal.protocol import AckStatus, ErrorCode
 from backend.sqal.sample_fields import frame_reader
 
 logger = logging.getLogger(__name__)
 
-Status = Literal["stored", "duplicate", "conflict"]
+# What storing a sample came to: an ack status, or a conflict (a resend of its sample_id with other content).
+Status = AckStatus | Literal["conflict"]
 
 
 class DeviceRejected(Exception):

@@ -63,10 +63,6 @@ class Coordinator:
         """New requests are refused (and kept-alive connections should close)."""
         return self.phase == REFUSING
 
-    @property
-    def in_flight(self) -> int:
-        return self._in_flight
-
     def enter(self) -> None:
         with self._changed:
             self._in_flight += 1

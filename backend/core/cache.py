@@ -89,9 +89,10 @@ def make_key(*parts: str | int | float | bool | None) -> str:
 
 
 def wire_json(schema: type[BaseModel], value: Any) -> str:
-    """`value` validated by `schema`, as the compact JSON text of what it serialises (JSON mode, by alias)."""
-    dumped = schema.model_validate(value).model_dump(mode="json", by_alias=True)
-    return json.dumps(dumped, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    """`value` validated by `schema` (an instance of it as it is), as the compact JSON text it serialises to (by
+    alias, non-ASCII as UTF-8)."""
+    model = value if type(value) is schema else schema.model_validate(value)
+    return model.model_dump_json(by_alias=True)
 
 
 class Cache(AppExtension["RedisCache"]):

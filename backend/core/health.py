@@ -27,9 +27,8 @@ from backend.base.config_values import redis_location
 from backend.base.extension import AppExtension
 from backend.core import database, operations
 from backend.core.auth import AUTH_OFF_WARNING
-from backend.core.resilience import redis_call
 from backend.core.shutdown import SERVING
-from backend.extensions import db, redis_client, shutdown
+from backend.extensions import breakers, db, redis_client, shutdown
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +107,7 @@ def check_redis() -> dict[str, Any]:
     target = redis_location(settings.redis_url)
     started = time.perf_counter()
     try:
-        redis_call(lambda client: client.ping())
+        breakers.redis_call(lambda client: client.ping())
     except Exception as exc:  # RedisUnavailable, or any Redis error: the probe reports it
         return {**_failure(exc, started), "required": required, "target": target}
     return {"status": "up", "required": required, "target": target, "latency_ms": _elapsed_ms(started)}

@@ -8,7 +8,7 @@ waiting for a connect timeout. After BREAKER_RESET_TIMEOUT one trial connect is 
 success closes the breaker, so recovery needs no restart. Connection-level errors before the breaker opens are
 turned into the same 503 (`handle_error`), statement errors are left alone.
 
-Redis: `redis_call(fn)` runs `fn(client)` through the Redis breaker and raises `RedisUnavailable` when Redis is
+Redis: `breakers.redis_call(fn)` runs `fn(client)` through the Redis breaker and raises `RedisUnavailable` when Redis is
 not configured, failing or its breaker is open; callers (cache, rate limits) fail open on it.
 
 The app's breakers are the extension object `breakers` (backend.extensions): `breakers[REDIS]`, and
@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 import psycopg2
 import pybreaker
 import redis
-from flask import Flask, current_app
+from flask import Flask
 from prometheus_client import Gauge
 from sqlalchemy import event
 from sqlalchemy.engine import Dialect, Engine, ExceptionContext
@@ -305,10 +305,9 @@ class Breakers(AppExtension[BreakerSet]):
         """The current app's breaker `name`."""
         return self.current[name]
 
-
-def redis_call(fn: Callable[[redis.Redis], T]) -> T:
-    """`fn(client)` through the current app's Redis breaker (`BreakerSet.redis_call`)."""
-    return Breakers.of(current_app).redis_call(fn)
+    def redis_call(self, fn: Callable[[redis.Redis], T]) -> T:
+        """`BreakerSet.redis_call` of the current app."""
+        return self.current.redis_call(fn)
 
 
 class ThrottledWarning:

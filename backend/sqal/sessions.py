@@ -18,7 +18,8 @@ import redis
 from flask import current_app
 
 from backend.base.config import Settings
-from backend.core.resilience import RedisUnavailable, key_prefix, redis_call
+from backend.core.resilience import RedisUnavailable, key_prefix
+from backend.extensions import breakers
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ def announce_credential_change(device_id: str) -> bool:
     channel = control_channel(current_app.config["SETTINGS"])
     message = json.dumps({"kind": RECHECK, "device_id": device_id}, separators=(",", ":"))
     try:
-        redis_call(lambda client: client.publish(channel, message))
+        breakers.redis_call(lambda client: client.publish(channel, message))
     except (RedisUnavailable, redis.RedisError) as exc:
         logger.warning(
             "credential change not announced: open sockets notice it at their next re-check",

@@ -14,6 +14,21 @@ from backend.base.config import Settings
 from backend.extensions import db
 from tests.conftest import truncate_all
 
+# The response headers of the API contract, as clients rely on them (the OpenAPI document and CORS are checked
+# against this list; a header outside it is not checked).
+CONTRACT_HEADERS = (
+    "Location",
+    "ETag",
+    "X-Total-Count",
+    "Link",
+    "X-Trace-Id",
+    "RateLimit-Limit",
+    "RateLimit-Remaining",
+    "RateLimit-Reset",
+    "Retry-After",
+    "Idempotency-Replayed",
+)
+
 MakeClient = Callable[..., FlaskClient]
 
 

@@ -2,20 +2,9 @@
 
 from __future__ import annotations
 
-from tests.contract.conftest import MakeClient
+from tests.contract.conftest import CONTRACT_HEADERS, MakeClient
 
 ORIGIN = "https://dashboard.example"
-CONTRACT_HEADERS = {
-    "Location",
-    "X-Total-Count",
-    "Link",
-    "X-Trace-Id",
-    "RateLimit-Limit",
-    "RateLimit-Remaining",
-    "RateLimit-Reset",
-    "Retry-After",
-    "ETag",
-}
 
 
 def exposed(header: str) -> set[str]:

@@ -11,7 +11,7 @@ from apiflask import APIFlask
 from flask.testing import FlaskClient
 
 from scripts import openapi
-from tests.contract.conftest import MakeClient
+from tests.contract.conftest import CONTRACT_HEADERS, MakeClient
 
 # The operationIds are the names of generated client functions: renaming one breaks every client. Change on purpose.
 OPERATION_IDS = {
@@ -127,21 +127,6 @@ def test_component_names_are_plain_and_titles_unique(spec: dict[str, Any]) -> No
     assert len(titles) == len(set(titles)), "a client generator makes one class per title"
     assert [name for name in schemas if "." in name and schemas.get(name.rsplit(".", 1)[1]) == schemas[name]] == []
     assert "Severity" in schemas  # nested enums get their own name
-
-
-# Response headers of the contract (a header outside this list is not checked).
-CONTRACT_HEADERS = (
-    "Location",
-    "ETag",
-    "X-Total-Count",
-    "Link",
-    "X-Trace-Id",
-    "RateLimit-Limit",
-    "RateLimit-Remaining",
-    "RateLimit-Reset",
-    "Retry-After",
-    "Idempotency-Replayed",
-)
 
 
 def _sent_contract_headers(app: APIFlask, client: FlaskClient, method: str, path: str, **kwargs: Any) -> Any:

@@ -32,7 +32,7 @@ from websockets.sync.client import ClientConnection, connect
 from backend.sqal import SERVER_PING_INTERVAL
 from scripts.devservices import REPO_ROOT, free_port
 from scripts.services import TestServices
-from tests.sqal.helpers import SERVER_MAX_MESSAGE_BYTES, make_device, sample_frame
+from tests.sqal.helpers import SERVER_MAX_MESSAGE_BYTES, make_device, receive, sample_frame
 from tests.stack.stackfiles import require_tool
 from tests.support.server import GunicornServer
 
@@ -228,14 +228,6 @@ def test_a_forged_x_forwarded_for_from_an_untrusted_peer_changes_nothing(edge: E
     assert statuses == [200] * READ_LIMIT + [429], "counted on its own address, not on the one it claimed"
     logged = [line["remote_addr"] for line in access_lines(instance, "/products")]
     assert logged.count(direct) == READ_LIMIT + 1
-
-
-def receive(ws: ClientConnection, kind: str, timeout: float = 10.0, **match: Any) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        frame: dict[str, Any] = json.loads(ws.recv(timeout=max(0.01, deadline - time.monotonic())))
-        if frame["type"] == kind and all(frame.get(key) == value for key, value in match.items()):
-            return frame
 
 
 def sample_reaches(ws: ClientConnection, sample_id: str, timeout: float = 10.0) -> bool:

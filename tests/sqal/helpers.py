@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 
 from apiflask import APIFlask
 from sqlalchemy import text
+from websockets.sync.client import ClientConnection
 
 from backend.extensions import db
 from backend.sqal.devices import service
@@ -116,3 +118,15 @@ def start_server(services: TestServices, log_dir: Path, **env: str) -> GunicornS
         "SHUTDOWN_TIMEOUT": "10",
     }
     return session_server(services, log_dir, rate_limits=True, **{**base, **env}).start()
+
+
+def receive(ws: ClientConnection, kind: str, timeout: float = 10.0, **match: Any) -> dict[str, Any]:
+    """The next frame of type `kind` whose fields include `match`, or a `sample` frame whose sample has the matched
+    `sample_id` (other frames skipped)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        frame: dict[str, Any] = json.loads(ws.recv(timeout=max(0.01, deadline - time.monotonic())))
+        if frame["type"] == kind and all(frame.get(key) == value for key, value in match.items()):
+            return frame
+        if kind == "sample" and frame["type"] == "sample" and frame["sample"]["sample_id"] == match.get("sample_id"):
+            return frame

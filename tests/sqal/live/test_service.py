@@ -20,7 +20,7 @@ from backend.base.config import Settings
 from backend.sqal.live.service import DashboardClient, DashboardHub
 from backend.sqal.reads.routes import register_reads
 from scripts.services import TestServices
-from tests.sqal.helpers import make_device, sample_frame
+from tests.sqal.helpers import make_device, receive, sample_frame
 from tests.support.server import GunicornServer
 
 FIGURES = {"samples_today": 0}
@@ -93,17 +93,6 @@ def test_without_redis_the_hub_still_sends_figures(channel: str) -> None:
 def dashboard(url: str) -> ClientConnection:
     """A dashboard client that buffers without limit, like a browser: never slow enough to be dropped."""
     return connect(url, open_timeout=10, max_queue=None)
-
-
-def receive(ws: ClientConnection, kind: str, timeout: float = 10.0, **match: Any) -> dict[str, Any]:
-    """The next frame of type `kind` whose fields include `match` (other frames skipped)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        frame: dict[str, Any] = json.loads(ws.recv(timeout=max(0.01, deadline - time.monotonic())))
-        if frame["type"] == kind and all(frame.get(key) == value for key, value in match.items()):
-            return frame
-        if kind == "sample" and frame["type"] == "sample" and frame["sample"]["sample_id"] == match.get("sample_id"):
-            return frame
 
 
 def dashboards_on_every_worker(

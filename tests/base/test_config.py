@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from backend.base.config import ConfigError, Settings, documented_variables
-from scripts.devservices import REPO_ROOT
-from tests.support.server import GUNICORN
+from tests.support.server import check_config
 
 URL = "postgresql://u@127.0.0.1:5432/db"
 
@@ -78,15 +76,7 @@ def test_public_summary_hides_secrets() -> None:
 
 
 def test_gunicorn_refuses_to_start_with_one_clear_line() -> None:
-    result = subprocess.run(
-        [str(GUNICORN), "-c", "gunicorn.conf.py", "--check-config"],
-        cwd=REPO_ROOT,
-        env={"PATH": "/usr/bin:/bin", "DATABASE_URL": URL, "DB_POOL_SIZE": "abc"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = check_config({"PATH": "/usr/bin:/bin", "DATABASE_URL": URL, "DB_POOL_SIZE": "abc"})
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines == ["config error: Invalid value for DB_POOL_SIZE: 'abc' (expected an integer)"], result.stderr
@@ -140,10 +130,7 @@ def test_an_unreadable_secret_file_is_one_line_without_its_content(tmp_path: Pat
 
 def test_gunicorn_reports_an_unreadable_secret_file_in_one_line(tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "DATABASE_URL_FILE": str(tmp_path / "absent")}
-    result = subprocess.run(
-        [str(GUNICORN), "-c", str(REPO_ROOT / "gunicorn.conf.py"), "--check-config"],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    result = check_config(env)
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1].startswith("config error: Cannot read DATABASE_URL_FILE=")
 

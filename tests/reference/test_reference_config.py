@@ -4,7 +4,6 @@ Kubernetes ConfigMap's Redis settings; a configured Redis that is down is named 
 from __future__ import annotations
 
 import logging
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -19,7 +18,7 @@ from backend.extensions import cache, db, redis_client
 from scripts import devservices
 from scripts.devservices import REPO_ROOT, free_port
 from scripts.services import TestServices
-from tests.support.server import GUNICORN
+from tests.support.server import check_config
 
 URL = "postgresql://u@127.0.0.1:5432/db"
 
@@ -173,15 +172,7 @@ def test_unusable_database_url_stops_gunicorn_with_one_line_saying_what_to_write
             " (postgresql+asyncpg:// is rewritten))",
         ),
     ]:
-        result = subprocess.run(
-            [str(GUNICORN), "-c", "gunicorn.conf.py", "--check-config"],
-            cwd=REPO_ROOT,
-            env={"PATH": "/usr/bin:/bin", "DATABASE_URL": url},
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        result = check_config({"PATH": "/usr/bin:/bin", "DATABASE_URL": url})
         assert result.returncode != 0
         assert [line for line in result.stderr.splitlines() if line.strip()] == [expected], result.stderr
 

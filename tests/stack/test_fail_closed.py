@@ -3,15 +3,12 @@ off or the chaos routes on by default, and AUTH_MODE=off in production stops sta
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
 from backend.base.config import ConfigError, Settings
-from scripts.devservices import REPO_ROOT
 from tests.stack.stackfiles import compose_services, image_environment, with_defaults
 from tests.stack.test_k8s import config_map, rendered
-from tests.support.server import GUNICORN
+from tests.support.server import check_config
 
 URL = "postgresql://u@127.0.0.1:5432/db"
 REFUSAL = "config error: AUTH_MODE=off is refused with APP_ENV=production"
@@ -63,15 +60,7 @@ def test_gunicorn_refuses_auth_off_in_production_with_one_line(allow: str | None
     env = {"PATH": "/usr/bin:/bin", "DATABASE_URL": URL, "APP_ENV": "production", "AUTH_MODE": "off"}
     if allow is not None:
         env["ALLOW_INSECURE_AUTH_OFF"] = allow
-    result = subprocess.run(
-        [str(GUNICORN), "-c", "gunicorn.conf.py", "--check-config"],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = check_config(env)
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr

@@ -146,3 +146,17 @@ def together(calls: Sequence[Callable[[], requests.Response]]) -> list[requests.
     done = [result for result in results if result is not None]
     assert len(done) == len(calls), "a request did not finish"
     return done
+
+
+def check_config(env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+    """`gunicorn -c gunicorn.conf.py --check-config` in the repository with exactly `env` (it loads the settings as
+    a worker would: a bad value ends it with the configuration error on stderr)."""
+    return subprocess.run(
+        [str(GUNICORN), "-c", "gunicorn.conf.py", "--check-config"],
+        cwd=REPO_ROOT,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )

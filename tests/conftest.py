@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from apiflask import APIFlask
@@ -82,6 +84,25 @@ def app(settings: Settings) -> Iterator[APIFlask]:
     yield application
     with application.app_context():
         db.engine.dispose()
+
+
+@contextmanager
+def built_apps(**base: Any) -> Iterator[Callable[..., APIFlask]]:
+    """`build(**overrides)` creates an app from the settings `base` with `overrides`; every engine built is disposed
+    on exit (the factory behind the `make_app` fixtures)."""
+    made: list[APIFlask] = []
+
+    def build(**overrides: Any) -> APIFlask:
+        built = create_app(Settings.from_env({}, **{**base, **overrides}))
+        made.append(built)
+        return built
+
+    try:
+        yield build
+    finally:
+        for built in made:
+            with built.app_context():
+                db.engine.dispose()
 
 
 def truncate_all(application: APIFlask) -> None:

@@ -21,6 +21,7 @@ from backend.extensions import db
 from backend.products.service import SAMPLE_PRODUCTS, seed_sample_products
 from scripts.devservices import EmbeddedPostgres, EmbeddedRedis, free_port
 from scripts.services import TEST_ROOT
+from tests.conftest import built_apps
 from tests.support.server import GunicornServer
 
 DATABASE = "resilience"
@@ -99,24 +100,13 @@ def running_postgres(own_postgres: EmbeddedPostgres) -> EmbeddedPostgres:
 @pytest.fixture
 def make_app(running_postgres: EmbeddedPostgres, running_redis: EmbeddedRedis) -> Iterator[Callable[..., APIFlask]]:
     """Build apps on the test's own services; `make_app(**settings_overrides)`."""
-    made: list[APIFlask] = []
-
-    def build(**overrides: Any) -> APIFlask:
-        values: dict[str, Any] = {
-            "app_env": "test",
-            "database_url": running_postgres.url(DATABASE),
-            "redis_url": running_redis.url(),
-            "breaker_reset_timeout": 1.0,
-            **overrides,
-        }
-        app = create_app(Settings.from_env({}, **values))
-        made.append(app)
-        return app
-
-    yield build
-    for app in made:
-        with app.app_context():
-            db.engine.dispose()
+    with built_apps(
+        app_env="test",
+        database_url=running_postgres.url(DATABASE),
+        redis_url=running_redis.url(),
+        breaker_reset_timeout=1.0,
+    ) as build:
+        yield build
 
 
 @pytest.fixture

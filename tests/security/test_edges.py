@@ -14,10 +14,9 @@ import requests
 from apiflask import APIFlask
 from flask.testing import FlaskClient
 
-from backend import create_app
 from backend.base.config import Settings
-from backend.extensions import db
 from scripts.devservices import free_port
+from tests.conftest import built_apps
 from tests.support.server import GunicornServer
 
 PROXY = "10.20.0.7"
@@ -27,18 +26,8 @@ TOKEN = "ops-" + "x" * 28
 @pytest.fixture
 def make_app(settings: Settings, app: APIFlask) -> Iterator[Callable[..., APIFlask]]:
     """Apps on the session database (migrated by `app`) with overrides; disposed after the test."""
-    made: list[APIFlask] = []
-
-    def make(**overrides: Any) -> APIFlask:
-        base = {"database_url": settings.database_url, "redis_url": settings.redis_url, "app_env": "test"}
-        built = create_app(Settings.from_env({}, **{**base, **overrides}))
-        made.append(built)
-        return built
-
-    yield make
-    for built in made:
-        with built.app_context():
-            db.engine.dispose()
+    with built_apps(database_url=settings.database_url, redis_url=settings.redis_url, app_env="test") as build:
+        yield build
 
 
 def client_address() -> str:

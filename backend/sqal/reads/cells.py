@@ -40,11 +40,6 @@ def has_aggregates(engine: Engine) -> bool:
     return _aggregates[key]
 
 
-def forget(engine: Engine) -> None:
-    """Check again next time (after a migration created or dropped the aggregates)."""
-    _aggregates.pop(engine.url.render_as_string(hide_password=True), None)
-
-
 def _floor(moment: datetime, width: timedelta, origin: datetime) -> datetime:
     return origin + ((moment - origin) // width) * width
 
